@@ -1,0 +1,1 @@
+"""Cat Watcher GPU slicing: stack config -> validated model -> Pulumi components."""

@@ -1,0 +1,184 @@
+"""Typed stack config: what a user writes in stacks/Pulumi.<stack>.yaml, and the GPU presets.
+
+Every model forbids unknown keys, so a typo is an error instead of a silently ignored setting.
+Field names are snake_case in Python and camelCase in the stack files (the Pulumi convention).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.alias_generators import to_camel
+
+SharingMode = Literal["none", "time-slicing", "mps", "mig"]
+MigStrategy = Literal["single", "mixed"]
+Distribution = Literal["kubeadm", "k3s", "rke2", "microk8s", "k0s", "talos"]
+
+DnsLabel = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
+MigProfileName = Annotated[str, StringConstraints(pattern=r"^\d+g\.\d+gb$")]
+Quantity = Annotated[str, StringConstraints(pattern=r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti)?$")]
+ImageRef = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._/:-]*(@sha256:[a-f0-9]{64})?$")]
+ComputeCapability = Annotated[str, StringConstraints(pattern=r"^\d+\.\d+$")]
+MebiBytes = Annotated[int, Field(gt=0)]
+
+
+class StrictModel(BaseModel):
+    """Base for every config model: camelCase keys, unknown keys refused, immutable."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True
+    )
+
+
+# --- GPU presets (data in infra/data/gpu_presets.yaml) -------------------------------------
+
+
+class MigProfile(StrictModel):
+    name: MigProfileName
+    compute_slices: int = Field(gt=0)
+    memory_slices: int = Field(gt=0)
+    max_count: int = Field(gt=0)
+    memory_mb: MebiBytes
+
+
+class MigGeometry(StrictModel):
+    compute_slices: int = Field(gt=0)
+    memory_slices: int = Field(gt=0)
+    profiles: dict[str, MigProfile]
+    recommended_layout: dict[str, int]
+
+
+class Recommendation(StrictModel):
+    sharing: SharingMode
+    replicas: int
+    memory_per_pod_mb: MebiBytes
+
+
+class GpuPreset(StrictModel):
+    key: str
+    display_name: str
+    architecture: str
+    vram_mb: MebiBytes
+    compute_capability: ComputeCapability
+    reserve_mb: int = Field(ge=0)
+    recommended: Recommendation
+    mig: MigGeometry | None = None
+
+    @cached_property
+    def capability(self) -> tuple[int, int]:
+        major, minor = self.compute_capability.split(".")
+        return int(major), int(minor)
+
+    @property
+    def mps_capable(self) -> bool:
+        """MPS on full GPUs needs Volta (compute capability 7.0) or newer."""
+        return self.capability >= (7, 0)
+
+    @property
+    def mig_capable(self) -> bool:
+        return self.mig is not None
+
+    @property
+    def mps_max_replicas(self) -> int:
+        """The device plugin caps MPS clients at 48 from compute capability 7.5, 16 below."""
+        return 48 if self.capability >= (7, 5) else 16
+
+
+# --- Stack config ---------------------------------------------------------------------------
+
+
+class MigSpec(StrictModel):
+    """A MIG layout for every GPU of a node group: profile -> instances per GPU."""
+
+    strategy: MigStrategy = "single"
+    layout: dict[MigProfileName, Annotated[int, Field(gt=0)]] | None = None
+    # The profile Cat Watcher pods request (mixed strategy); defaults to the layout's smallest.
+    workload_profile: MigProfileName | None = None
+    # Time-slice each MIG device this many ways (mixed strategy only; >= 2).
+    time_slicing_replicas: int | None = None
+
+
+class GpuSpec(StrictModel):
+    """A GPU preset plus a sharing mode; every preset value may be overridden here."""
+
+    preset: str
+    count: int = Field(default=1, gt=0, description="GPUs per node")
+    sharing: SharingMode | None = None
+    replicas: int | None = Field(default=None, description="Pods that share one GPU")
+    memory_per_pod_mb: int | None = None
+    reserve_mb: int | None = None
+    vram_mb: int | None = None
+    compute_capability: ComputeCapability | None = None
+    rename_shared: bool = Field(
+        default=False, description="Advertise shared GPUs as nvidia.com/gpu.shared"
+    )
+    mig: MigSpec | None = None
+
+
+class NodeGroupSpec(StrictModel):
+    """GPU nodes of one kind: their names, their GPU and sharing, and the pods they run."""
+
+    name: DnsLabel
+    nodes: list[DnsLabel] = Field(min_length=1)
+    gpu: GpuSpec
+    inference_replicas: int | None = Field(default=None, ge=1)
+
+
+class ClusterSpec(StrictModel):
+    distribution: Distribution = "kubeadm"
+    kubernetes_version: Annotated[str, StringConstraints(pattern=r"^1\.\d+$")] = "1.33"
+    use_nri_plugin: bool = False
+
+
+class OperatorSpec(StrictModel):
+    namespace: DnsLabel = "gpu-operator"
+    release_name: DnsLabel = "gpu-operator"
+    chart_version: Annotated[str, StringConstraints(pattern=r"^v\d+\.\d+\.\d+$")] = "v26.7.0"
+    repository: str = "https://helm.ngc.nvidia.com/nvidia"
+    install_driver: bool = True
+    install_toolkit: bool = True
+    timeout_seconds: int = Field(default=900, gt=0)
+    restart_image: ImageRef = "registry.k8s.io/kubectl:v1.33.4"
+
+
+class ResourceSpec(StrictModel):
+    cpu_request: Quantity = "500m"
+    cpu_limit: Quantity = "2"
+    memory_request: Quantity = "1Gi"
+    memory_limit: Quantity = "2Gi"
+
+
+class AppSpec(StrictModel):
+    namespace: DnsLabel = "cat-watcher"
+    name: DnsLabel = "cat-watcher"
+    image: ImageRef = "docker.io/jeefy/cat-watcher:0.1.0"
+    replicas: int | None = Field(default=None, ge=1, description="Inference pods (default: one per slice)")
+    resources: ResourceSpec = ResourceSpec()
+
+
+class MonitoringSpec(StrictModel):
+    enabled: bool = True
+    service_monitor: bool = Field(default=True, description="Needs the Prometheus operator CRDs")
+    prometheus_labels: dict[str, str] = {"release": "kube-prometheus-stack"}
+
+
+class StackConfig(StrictModel):
+    """The whole `catwatcher:*` config of one stack."""
+
+    cluster: ClusterSpec = ClusterSpec()
+    gpu: GpuSpec | None = None
+    node_groups: list[NodeGroupSpec] | None = None
+    operator: OperatorSpec = OperatorSpec()
+    app: AppSpec = AppSpec()
+    monitoring: MonitoringSpec = MonitoringSpec()
+
+
+def is_image_pinned(image: str) -> bool:
+    """A pinned image names a digest or a tag other than `latest`."""
+    if "@sha256:" in image:
+        return True
+    match = re.search(r":([^/:]+)$", image)
+    return bool(match) and match.group(1) != "latest"

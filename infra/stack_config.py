@@ -1,0 +1,75 @@
+"""Read the `catwatcher:*` stack config and turn it into a validated StackConfig.
+
+The Pulumi engine hands a program its config as flat `project:key` strings (structured
+values JSON-encoded). We read all of them at once, so that an unknown top-level key is an
+error too, and let pydantic check the whole tree.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from infra.errors import PROJECT, ConfigError, key_path
+from infra.model import StackConfig
+
+
+def decode_config(flat: Mapping[str, str], project: str = PROJECT) -> dict[str, Any]:
+    """`{"catwatcher:gpu": '{"preset": "rtx-3060"}'}` -> `{"gpu": {"preset": "rtx-3060"}}`."""
+    prefix = f"{project}:"
+    decoded: dict[str, Any] = {}
+    for key, raw in flat.items():
+        if not key.startswith(prefix):
+            continue
+        try:
+            decoded[key[len(prefix):]] = json.loads(raw)
+        except (json.JSONDecodeError, TypeError):
+            decoded[key[len(prefix):]] = raw
+    return decoded
+
+
+def parse_stack_config(values: Mapping[str, Any]) -> StackConfig:
+    try:
+        return StackConfig.model_validate(dict(values))
+    except ValidationError as error:
+        raise ConfigError([_describe(item) for item in error.errors()]) from None
+
+
+def _describe(item: Mapping[str, Any]) -> tuple[str, str]:
+    location = tuple(item["loc"])
+    if item["type"] == "extra_forbidden":
+        valid = _valid_keys(StackConfig, location[:-1])
+        hint = f"; valid keys here: {', '.join(valid)}" if valid else ""
+        return key_path(*location), f"unknown key{hint}"
+    message = item["msg"]
+    if "input" in item and item["type"] not in ("missing",) and not isinstance(item["input"], (dict, list)):
+        message = f"{message} (got {item['input']!r})"
+    return key_path(*location), message
+
+
+def _valid_keys(model: type[BaseModel], location: tuple[str | int, ...]) -> list[str]:
+    """The camelCase keys a model accepts at `location` (walking nested models and lists)."""
+    current: Any = model
+    for part in location:
+        if isinstance(part, int):
+            continue
+        fields = {(f.alias or name): f for name, f in current.model_fields.items()}
+        field = fields.get(part)
+        if field is None:
+            return []
+        current = _model_in(field.annotation)
+        if current is None:
+            return []
+    return sorted(f.alias or name for name, f in current.model_fields.items())
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        if found := _model_in(arg):
+            return found
+    return None
