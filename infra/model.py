@@ -45,6 +45,7 @@ class MigProfile(StrictModel):
 
 
 class MigGeometry(StrictModel):
+    pci_device_ids: list[str]
     compute_slices: int = Field(gt=0)
     memory_slices: int = Field(gt=0)
     profiles: dict[str, MigProfile]

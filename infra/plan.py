@@ -78,9 +78,9 @@ class RolloutPlan:
     groups: tuple[NodeGroupPlan, ...]
 
     @property
-    def labels_nodes(self) -> bool:
-        """Heterogeneous stacks label each node with its group's config key."""
-        return any(group.nodes for group in self.groups)
+    def mig_strategy(self) -> MigStrategy | None:
+        """The operator's cluster-wide MIG strategy (all MIG groups share one)."""
+        return next((group.mig.strategy for group in self.groups if group.mig), None)
 
 
 class _Problems:
@@ -104,6 +104,7 @@ def plan_rollout(config: StackConfig, catalogue: Mapping[str, GpuPreset]) -> Rol
         if (group := _plan_group(path, name, nodes, spec, inference_replicas, catalogue, problems))
     ]
     _check_groups(config, problems)
+    _check_one_mig_strategy(config, groups, problems)
     problems.raise_if_any()
     return RolloutPlan(config=config, groups=tuple(groups))
 
@@ -148,6 +149,20 @@ def _check_groups(config: StackConfig, problems: _Problems) -> None:
                     f"node '{node}' is already in node group '{seen_nodes[node]}'; a node has one GPU config",
                 )
             seen_nodes.setdefault(node, group.name)
+
+
+def _check_one_mig_strategy(config: StackConfig, groups: list[NodeGroupPlan], problems: _Problems) -> None:
+    mig_groups = [group for group in groups if group.mig]
+    if not mig_groups:
+        return
+    first = mig_groups[0].mig.strategy
+    for group in mig_groups[1:]:
+        if group.mig.strategy != first:
+            index = [spec.name for spec in config.node_groups or []].index(group.name)
+            problems.add(
+                ("nodeGroups", index, "gpu", "mig", "strategy"),
+                f"the operator has one MIG strategy per cluster: {mig_groups[0].name} uses {first}, {group.name} uses {group.mig.strategy}",
+            )
 
 
 def _resolve_preset(spec: GpuSpec, catalogue: Mapping[str, GpuPreset]) -> GpuPreset | None:

@@ -1,0 +1,41 @@
+"""The deployment contract between the inference service and the infrastructure code.
+
+The Kubernetes Deployment (built in `components/`) and the monitoring rules import these
+constants, so this module must stay import-light: no onnxruntime, numpy or server imports.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+IMAGE: Final = "docker.io/jeefy/cat-watcher:0.1.0"
+COMMAND: Final = ("catwatcher-inference", "serve")
+DEFAULT_PORT: Final = 8000
+PORT_NAME: Final = "http"
+RUN_AS_USER: Final = 10001
+# The only writable path the service may use under a read-only root filesystem.
+WRITABLE_TMP_PATH: Final = "/tmp"
+MODELS_DIR: Final = "/models"
+
+HEALTH_PATH: Final = "/healthz"
+READY_PATH: Final = "/readyz"
+METRICS_PATH: Final = "/metrics"
+DETECT_PATH: Final = "/v1/detect"
+
+ENV_PREFIX: Final = "CAT_WATCHER__"
+ENV_NESTED_DELIMITER: Final = "__"
+GPU_MEMORY_LIMIT_ENV: Final = "CAT_WATCHER__INFERENCE__GPU_MEMORY_LIMIT"
+DEVICE_ENV: Final = "CAT_WATCHER__INFERENCE__DEVICE"
+
+# Prometheus metric names, exactly as exposed on METRICS_PATH (alerts are written against them).
+METRIC_REQUESTS_TOTAL: Final = "catwatcher_requests_total"  # counter, label outcome
+METRIC_REQUEST_DURATION: Final = "catwatcher_request_duration_seconds"  # histogram, label outcome
+METRIC_INFERENCE_DURATION: Final = "catwatcher_inference_duration_seconds"  # histogram, label stage
+METRIC_DEVICE_INFO: Final = "catwatcher_inference_device_info"  # gauge, label device
+METRIC_DEGRADED: Final = "catwatcher_degraded"  # gauge 0/1
+METRIC_GPU_MEMORY_LIMIT: Final = "catwatcher_gpu_memory_limit_bytes"  # gauge, 0 when unset
+METRIC_RUNS_IN_FLIGHT: Final = "catwatcher_model_runs_in_flight"  # gauge
+
+OUTCOMES: Final = ("ok", "client_error", "server_error")
+STAGES: Final = ("detect", "identify")
+DEVICES: Final = ("cuda", "cpu")

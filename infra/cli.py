@@ -1,0 +1,65 @@
+"""`catwatcher-infra`: render stacks offline, diff two renders, export the config schema."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from infra.offline import RenderError, available_stacks, project_root, run_program
+from infra.render import write_outputs
+
+
+def _render(args: argparse.Namespace) -> int:
+    root = project_root()
+    stacks = available_stacks(root) if args.all else args.stacks
+    if not stacks:
+        print("name a stack or pass --all; stacks: " + ", ".join(available_stacks(root)), file=sys.stderr)
+        return 2
+    # Run every stack first: one bad stack writes nothing at all.
+    try:
+        recordings = [run_program(root, stack) for stack in stacks]
+    except RenderError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    for recording in recordings:
+        target = write_outputs(recording, Path(args.out))
+        print(f"{recording.stack}: {len(recording.resources)} resources -> {target}")
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from infra.schema import stack_file_schema
+
+    text = json.dumps(stack_file_schema(), indent=2, sort_keys=True) + "\n"
+    if args.out:
+        Path(args.out).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="catwatcher-infra", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    render = commands.add_parser("render", help="run the program offline and write manifests, Helm values, graph")
+    render.add_argument("stacks", nargs="*", metavar="STACK")
+    render.add_argument("--all", action="store_true", help="every stack under stacks/")
+    render.add_argument("--out", default="build/rendered", help="output folder (default: build/rendered)")
+    render.set_defaults(func=_render)
+
+    schema = commands.add_parser("schema", help="JSON schema of a stack file, for editors")
+    schema.add_argument("--out", help="write to this file instead of stdout")
+    schema.set_defaults(func=_schema)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

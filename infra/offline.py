@@ -1,0 +1,196 @@
+"""Run the Pulumi program under Pulumi's own mock engine and record what it declares.
+
+This is how `catwatcher-infra render` and the tests run the program without the Pulumi CLI, a
+cluster or Helm: the same `infra/__main__.py` that `pulumi up` runs, with the stack's config
+loaded from stacks/Pulumi.<stack>.yaml as `pulumi up -s <stack>` would load it.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import runpy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from google.protobuf import json_format
+from pulumi.runtime.mocks import MockMonitor
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+from infra.errors import ConfigError
+
+SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
+SECRET_SIG_VALUE = "1b47061264138c4ac30d75fd1eb44270"
+MASK = "[secret]"
+PROGRAM = Path(__file__).with_name("__main__.py")
+
+
+class RenderError(Exception):
+    """The program refused the stack (bad config) or the stack does not exist."""
+
+
+@dataclass(frozen=True)
+class Registration:
+    urn: str
+    type: str
+    name: str
+    parent: str
+    custom: bool
+    dependencies: tuple[str, ...]
+    inputs: Mapping[str, Any]
+
+
+@dataclass
+class Recording:
+    stack: str
+    resources: list[Registration] = field(default_factory=list)
+
+    def of_type(self, type_: str) -> list[Registration]:
+        return [r for r in self.resources if r.type == type_]
+
+    def by_urn(self) -> dict[str, Registration]:
+        return {r.urn: r for r in self.resources}
+
+
+def mask_secrets(value: Any) -> Any:
+    """Replace Pulumi secret envelopes in serialized inputs with a fixed mask."""
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG_KEY) == SECRET_SIG_VALUE:
+            return MASK
+        return {key: mask_secrets(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [mask_secrets(item) for item in value]
+    return value
+
+
+def _integral(value: Any) -> Any:
+    """protobuf Struct carries every number as a double; give whole numbers back as int."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _integral(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_integral(item) for item in value]
+    return value
+
+
+class _EchoMocks(pulumi.runtime.Mocks):
+    """Every resource's state is its inputs; ids are the logical names."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
+        return f"{args.name}-id", dict(args.inputs)
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
+        return {}
+
+
+class RecordingMonitor(MockMonitor):
+    """A mock monitor that also keeps each registration's parent and dependencies."""
+
+    def __init__(self, stack: str):
+        super().__init__(_EchoMocks())
+        self.recording = Recording(stack=stack)
+
+    def RegisterResource(self, request):  # noqa: N802 - the gRPC method name
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            inputs = json_format.MessageToDict(request.object, preserving_proto_field_name=True)
+            self.recording.resources.append(
+                Registration(
+                    urn=response.urn,
+                    type=request.type,
+                    name=request.name,
+                    parent=request.parent,
+                    custom=bool(request.custom),
+                    dependencies=tuple(sorted(set(request.dependencies))),
+                    inputs=_integral(mask_secrets(inputs)),
+                )
+            )
+        return response
+
+
+# --- stack files ----------------------------------------------------------------------------
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The folder holding Pulumi.yaml (searched upward from `start` or the working directory)."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "Pulumi.yaml").is_file():
+            return folder
+    raise RenderError(f"no Pulumi.yaml in {here} or above: run from the project")
+
+
+def project_settings(root: Path) -> dict[str, Any]:
+    return yaml.safe_load((root / "Pulumi.yaml").read_text())
+
+
+def stacks_dir(root: Path) -> Path:
+    return root / project_settings(root).get("stackConfigDir", ".")
+
+
+def available_stacks(root: Path) -> list[str]:
+    return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in stacks_dir(root).glob("Pulumi.*.yaml"))
+
+
+def _strip_secure(value: Any) -> tuple[Any, bool]:
+    """`{secure: <ciphertext>}` cannot be decrypted offline: stand in the mask, flag the key."""
+    if isinstance(value, dict):
+        if set(value) == {"secure"}:
+            return MASK, True
+        found = False
+        result = {}
+        for key, item in value.items():
+            result[key], secret = _strip_secure(item)
+            found = found or secret
+        return result, found
+    if isinstance(value, list):
+        items = [_strip_secure(item) for item in value]
+        return [item for item, _ in items], any(secret for _, secret in items)
+    return value, False
+
+
+def load_stack_config(root: Path, stack: str) -> tuple[dict[str, str], list[str]]:
+    """The stack's config as the engine hands it to a program: flat keys, JSON for structures."""
+    path = stacks_dir(root) / f"Pulumi.{stack}.yaml"
+    if not path.is_file():
+        raise RenderError(f"no stack '{stack}' ({path} is missing); stacks: {', '.join(available_stacks(root)) or 'none'}")
+    document = yaml.safe_load(path.read_text()) or {}
+    config: dict[str, str] = {}
+    secret_keys: list[str] = []
+    for key, raw in (document.get("config") or {}).items():
+        value, secret = _strip_secure(raw)
+        config[key] = value if isinstance(value, str) else json.dumps(value)
+        if secret:
+            secret_keys.append(key)
+    return config, secret_keys
+
+
+# --- running ---------------------------------------------------------------------------------
+
+
+def run_program(root: Path, stack: str, config: Mapping[str, str] | None = None, secret_keys: list[str] | None = None) -> Recording:
+    """Run infra/__main__.py under mocks for `stack` (its stack file, or `config` if given)."""
+    if config is None:
+        config, secret_keys = load_stack_config(root, stack)
+    project = project_settings(root)["name"]
+    # A fresh context: no root resource, config or outputs left over from an earlier run.
+    return contextvars.Context().run(_run_isolated, project, stack, dict(config), list(secret_keys or []))
+
+
+def _run_isolated(project: str, stack: str, config: dict[str, str], secret_keys: list[str]) -> Recording:
+    monitor = RecordingMonitor(stack)
+    pulumi.runtime.set_mocks(monitor.mocks, project=project, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_all_config(config, secret_keys)
+    try:
+        _sync_await(run_pulumi_func(lambda: runpy.run_path(str(PROGRAM), run_name="__main__")))
+    except pulumi.RunError as error:
+        raise RenderError(str(error)) from None
+    except ConfigError as error:
+        raise RenderError(str(error)) from None
+    return monitor.recording

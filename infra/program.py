@@ -1,0 +1,112 @@
+"""The Pulumi program: read the stack config, validate all of it, then compose the components.
+
+`pulumi up` runs it through infra/__main__.py; `catwatcher-infra render` runs the same entry
+under Pulumi's mock engine.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+from pulumi.runtime import config as runtime_config
+
+from components import (
+    CatWatcher,
+    CatWatcherArgs,
+    DcgmMonitoring,
+    DcgmMonitoringArgs,
+    GpuOperator,
+    GpuOperatorArgs,
+    SharingConfig,
+    SharingConfigArgs,
+)
+from components.cat_watcher import selector_labels
+from infra.errors import PROJECT, ConfigError
+from infra.plan import RolloutPlan, plan_rollout
+from infra.presets import catalogue
+from infra.stack_config import decode_config, parse_stack_config
+
+
+def project_config() -> dict[str, str]:
+    """Every `catwatcher:*` value the engine passed, so unknown keys can be refused too."""
+    flat = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    return {key: value for key, value in flat.items() if key.startswith(f"{PROJECT}:")}
+
+
+def load_plan() -> RolloutPlan:
+    try:
+        return plan_rollout(parse_stack_config(decode_config(project_config())), catalogue())
+    except ConfigError as error:
+        # RunError: the CLI prints the message alone, no traceback; nothing was registered.
+        raise pulumi.RunError(str(error)) from None
+
+
+def compose(plan: RolloutPlan) -> None:
+    config = plan.config
+    operator_namespace = k8s.core.v1.Namespace(
+        "gpu-operator",
+        metadata={
+            "name": config.operator.namespace,
+            # The operator's DaemonSets load kernel modules and touch host devices.
+            "labels": {"pod-security.kubernetes.io/enforce": "privileged"},
+        },
+    )
+    sharing = SharingConfig(
+        "sharing",
+        SharingConfigArgs(namespace=operator_namespace.metadata["name"], groups=plan.groups),
+    )
+    operator = GpuOperator(
+        "gpu-operator",
+        GpuOperatorArgs(
+            namespace=operator_namespace.metadata["name"],
+            release_name=config.operator.release_name,
+            chart_version=config.operator.chart_version,
+            repository=config.operator.repository,
+            sharing_config_map=sharing.config_map_name,
+            sharing_default_key=sharing.default_key,
+            sharing_content_hash=sharing.content_hash,
+            mig_strategy=plan.mig_strategy,
+            mig_config_map=sharing.mig_config_map_name,
+            mig_default_layout=sharing.mig_default_layout,
+            install_driver=config.operator.install_driver,
+            install_toolkit=config.operator.install_toolkit,
+            dcgm_exporter=config.monitoring.enabled,
+            timeout_seconds=config.operator.timeout_seconds,
+            restart_image=config.operator.restart_image,
+        ),
+    )
+    app = CatWatcher(
+        "cat-watcher",
+        CatWatcherArgs(
+            namespace=config.app.namespace,
+            app_name=config.app.name,
+            image=config.app.image,
+            groups=plan.groups,
+            resources=config.app.resources,
+            gpu_ready=operator.ready,
+        ),
+    )
+    if config.monitoring.enabled:
+        DcgmMonitoring(
+            "monitoring",
+            DcgmMonitoringArgs(
+                operator_namespace=operator_namespace.metadata["name"],
+                app_namespace=app.namespace,
+                app_selector=selector_labels(config.app.name),
+                service_monitor=config.monitoring.service_monitor,
+                prometheus_labels=config.monitoring.prometheus_labels,
+            ),
+        )
+
+    pulumi.export("sharingConfigHash", sharing.content_hash)
+    pulumi.export("devicePluginRestartJob", operator.restart_job_name)
+    pulumi.export("deployments", app.deployments)
+    pulumi.export(
+        "slices",
+        {group.name: {"resource": group.resource_name, "pods": group.inference_replicas, "slices": group.slices,
+                      "gpuMemoryLimitMb": group.memory_per_pod_mb} for group in plan.groups},
+    )
+
+
+def main() -> None:
+    compose(load_plan())

@@ -1,0 +1,64 @@
+"""Shared fixtures: run the real program under Pulumi's mock engine, once per stack."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.offline import Recording, available_stacks, run_program
+from infra.render import helm_releases, manifests
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT.parent / "shared" / "reference"
+STACKS = available_stacks(ROOT)
+
+
+@cache
+def render_stack(stack: str) -> Recording:
+    return run_program(ROOT, stack)
+
+
+def render_config(config: Mapping[str, Any], stack: str = "test") -> Recording:
+    """Run the program on an in-memory config: `{"gpu": {...}}` -> `catwatcher:gpu` JSON."""
+    flat = {f"catwatcher:{key}": json.dumps(value) for key, value in config.items()}
+    return run_program(ROOT, stack, config=flat, secret_keys=[])
+
+
+def objects(recording: Recording, kind: str | None = None) -> list[dict[str, Any]]:
+    return [m for m in manifests(recording) if kind is None or m["kind"] == kind]
+
+
+def one(recording: Recording, kind: str, name: str | None = None) -> dict[str, Any]:
+    found = [m for m in objects(recording, kind) if name is None or m["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
+    return found[0]
+
+
+def operator_values(recording: Recording) -> dict[str, Any]:
+    return helm_releases(recording)["gpu-operator"]["values"]
+
+
+@pytest.fixture(scope="session")
+def reference() -> Path:
+    """../shared/reference: upstream ground truth, present in CI, absent in a user's clone."""
+    if not REFERENCE.is_dir():
+        pytest.skip("../shared/reference is not beside the project")
+    return REFERENCE
+
+
+@pytest.fixture(params=STACKS)
+def stack(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def rendered(stack: str) -> Recording:
+    return render_stack(stack)
+
+
+RenderConfig = Callable[[Mapping[str, Any]], Recording]

@@ -1,0 +1,85 @@
+"""Stack config validation: good configs plan, bad ones are refused naming the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from infra.errors import ConfigError
+from infra.plan import plan_rollout
+from infra.presets import catalogue
+from infra.stack_config import decode_config, parse_stack_config
+
+
+def plan(config: dict):
+    return plan_rollout(parse_stack_config(config), catalogue())
+
+
+def refused(config: dict) -> ConfigError:
+    with pytest.raises(ConfigError) as caught:
+        plan(config)
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    ("preset", "sharing", "replicas", "memory"),
+    [
+        ("gtx-1070", "time-slicing", 2, 3584),
+        ("gtx-1660", "time-slicing", 2, 2560),
+        ("rtx-3060", "time-slicing", 4, 2560),
+        ("rtx-3090", "mps", 8, 2560),
+        ("rtx-4090", "mps", 8, 2560),
+    ],
+)
+def test_presets_carry_the_briefs_recommendations(preset, sharing, replicas, memory):
+    group = plan({"gpu": {"preset": preset}}).groups[0]
+    assert (group.sharing, group.replicas_per_device, group.memory_per_pod_mb) == (sharing, replicas, memory)
+    assert group.replicas_per_device * group.memory_per_pod_mb + group.gpu.reserve_mb <= group.gpu.vram_mb
+
+
+def test_stack_overrides_any_preset_value():
+    group = plan({"gpu": {"preset": "rtx-3060", "vramMb": 16384, "reserveMb": 512, "replicas": 5, "memoryPerPodMb": 3000}}).groups[0]
+    assert (group.gpu.vram_mb, group.gpu.reserve_mb, group.replicas_per_device, group.memory_per_pod_mb) == (16384, 512, 5, 3000)
+
+
+def test_replicas_override_derives_memory_that_fits():
+    group = plan({"gpu": {"preset": "rtx-3060", "replicas": 3}}).groups[0]
+    assert group.memory_per_pod_mb == (12288 - 1024) // 3
+
+
+def test_inference_replicas_default_to_one_pod_per_slice():
+    assert plan({"gpu": {"preset": "rtx-3060", "count": 2}}).groups[0].inference_replicas == 8
+
+
+@pytest.mark.parametrize(
+    ("config", "key", "fragment"),
+    [
+        ({"gpu": {"preset": "rtx-3060", "replicas": 1}}, "catwatcher:gpu.replicas", ">= 2"),
+        ({"gpu": {"preset": "rtx-3060", "memoryPerPodMb": 4000}}, "catwatcher:gpu.memoryPerPodMb", "at most 2816 MiB"),
+        ({"gpu": {"preset": "rtx-3060"}, "app": {"replicas": 5}}, "catwatcher:app.replicas", "at most 4"),
+        ({"gpu": {"preset": "rtx-3060", "replicsa": 4}}, "catwatcher:gpu.replicsa", "valid keys here"),
+        ({"gpu": {"preset": "rtx-3070"}}, "catwatcher:gpu.preset", "rtx-3060"),
+        ({"gpu": {"preset": "rtx-3060", "sharing": "slicing"}}, "catwatcher:gpu.sharing", "time-slicing"),
+        ({"gpu": {"preset": "rtx-3060", "replicas": "four"}}, "catwatcher:gpu.replicas", "integer"),
+        ({"gpu": {"preset": "rtx-3060"}, "monitorin": {}}, "catwatcher:monitorin", "valid keys here"),
+        ({"gpu": {"preset": "rtx-3060"}, "app": {"image": "jeefy/cat-watcher:latest"}}, "catwatcher:app.image", "pinned"),
+        ({"gpu": {"preset": "rtx-3060"}, "app": {"image": "jeefy/cat-watcher"}}, "catwatcher:app.image", "pinned"),
+        ({}, "catwatcher:gpu", "missing"),
+        ({"gpu": {"preset": "rtx-3060", "memoryPerPodMb": -5}}, "catwatcher:gpu.memoryPerPodMb", "> 0"),
+        ({"gpu": {"preset": "rtx-3060"}, "operator": {"chartVersion": "26.7.0"}}, "catwatcher:operator.chartVersion", "pattern"),
+    ],
+)
+def test_bad_config_is_refused_naming_its_key(config, key, fragment):
+    error = refused(config)
+    assert key in error.keys, str(error)
+    assert fragment in str(error)
+    assert "\n" not in str(error)
+
+
+def test_every_problem_is_reported_at_once():
+    error = refused({"gpu": {"preset": "rtx-3060", "replicas": 1}, "app": {"image": "x:latest"}})
+    assert {"catwatcher:gpu.replicas", "catwatcher:app.image"} <= set(error.keys)
+
+
+def test_decode_config_reads_engine_values():
+    flat = {"catwatcher:gpu": '{"preset": "rtx-3060"}', "catwatcher:plain": "text", "other:key": "1"}
+    assert decode_config(flat) == {"gpu": {"preset": "rtx-3060"}, "plain": "text"}

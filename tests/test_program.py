@@ -1,0 +1,128 @@
+"""The real program under Pulumi's mock engine: what it registers and in which order."""
+
+from __future__ import annotations
+
+import pytest
+
+from infra.offline import RenderError
+from infra.render import graph, helm_releases
+from tests.conftest import objects, one, operator_values, render_config, render_stack
+
+HOMELAB_3060 = {"gpu": {"preset": "rtx-3060", "sharing": "time-slicing", "replicas": 4}, "app": {"replicas": 4}}
+
+
+def depends_on(recording, dependent: str, dependency: str) -> bool:
+    """Whether `dependent` (a graph id) waits for `dependency`, directly or transitively."""
+    edges = {node["id"]: set(node["dependencies"]) for node in graph(recording)["resources"]}
+    seen, todo = set(), [dependent]
+    while todo:
+        for nxt in edges.get(todo.pop(), ()):
+            if nxt == dependency:
+                return True
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return False
+
+
+def test_homelab_3060_registers_the_whole_rollout():
+    recording = render_stack("homelab-3060")
+    types = {r.type for r in recording.resources}
+    assert {
+        "catwatcher:index:SharingConfig",
+        "catwatcher:index:GpuOperator",
+        "catwatcher:index:CatWatcher",
+        "catwatcher:index:DcgmMonitoring",
+        "kubernetes:helm.sh/v3:Release",
+        "kubernetes:core/v1:ConfigMap",
+        "kubernetes:batch/v1:Job",
+        "kubernetes:apps/v1:Deployment",
+    } <= types
+
+
+def test_configmap_then_release_then_restart_then_deployment():
+    recording = render_stack("homelab-3060")
+    config_map = "kubernetes:core/v1:ConfigMap::sharing-device-plugin"
+    release = "kubernetes:helm.sh/v3:Release::gpu-operator"
+    restart = "kubernetes:batch/v1:Job::gpu-operator-device-plugin-restart"
+    deployment = "kubernetes:apps/v1:Deployment::cat-watcher-default"
+    assert depends_on(recording, release, config_map)
+    assert depends_on(recording, restart, release)
+    assert depends_on(recording, deployment, restart)
+    assert not depends_on(recording, config_map, deployment)
+
+
+def test_components_parent_their_children():
+    nodes = {n["id"]: n for n in graph(render_stack("homelab-3060"))["resources"]}
+    assert nodes["kubernetes:helm.sh/v3:Release::gpu-operator"]["parent"] == "catwatcher:index:GpuOperator::gpu-operator"
+    assert nodes["kubernetes:core/v1:ConfigMap::sharing-device-plugin"]["parent"] == "catwatcher:index:SharingConfig::sharing"
+    assert nodes["kubernetes:apps/v1:Deployment::cat-watcher-default"]["parent"] == "catwatcher:index:CatWatcher::cat-watcher"
+
+
+def test_operator_values_wire_the_sharing_config():
+    recording = render_stack("homelab-3060")
+    release = helm_releases(recording)["gpu-operator"]
+    assert (release["chart"], release["repository"], release["version"], release["namespace"]) == (
+        "gpu-operator", "https://helm.ngc.nvidia.com/nvidia", "v26.7.0", "gpu-operator")
+    config_map = one(recording, "ConfigMap", "cat-watcher-sharing-config")
+    plugin = release["values"]["devicePlugin"]["config"]
+    assert plugin["name"] == config_map["metadata"]["name"]
+    assert plugin["default"] in config_map["data"]
+    assert config_map["metadata"]["namespace"] == release["namespace"]
+
+
+def test_driver_and_toolkit_toggles():
+    values = operator_values(render_config({**HOMELAB_3060, "operator": {"installDriver": False, "installToolkit": False}}))
+    assert values["driver"] == {"enabled": False}
+    assert values["toolkit"]["enabled"] is False
+    assert operator_values(render_config(HOMELAB_3060))["driver"] == {"enabled": True}
+
+
+def test_deployment_is_sized_to_its_slice():
+    deployment = one(render_stack("homelab-3060"), "Deployment", "cat-watcher")
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["CAT_WATCHER__INFERENCE__GPU_MEMORY_LIMIT"] == "2560"
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert deployment["spec"]["replicas"] == 4
+    assert not container["image"].endswith(":latest") and ":" in container["image"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    # Every slice is used: a surge pod could never be scheduled.
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxSurge"] == 0
+
+
+def restart_job(recording) -> dict:
+    return one(recording, "Job")
+
+
+def test_restart_job_changes_exactly_when_the_sharing_config_changes():
+    base = restart_job(render_config(HOMELAB_3060))
+    same = restart_job(render_config({**HOMELAB_3060, "app": {"replicas": 2, "image": "docker.io/jeefy/cat-watcher:0.2.0"}}))
+    changed = restart_job(render_config({**HOMELAB_3060, "gpu": {**HOMELAB_3060["gpu"], "replicas": 3}, "app": {"replicas": 3}}))
+    assert base == same
+    assert changed["metadata"]["name"] != base["metadata"]["name"]
+
+
+def test_restart_job_waits_for_the_daemonset_before_restarting():
+    spec = restart_job(render_stack("homelab-3060"))["spec"]["template"]["spec"]
+    steps = [c["command"] for c in spec["initContainers"]] + [c["command"] for c in spec["containers"]]
+    assert steps[0][:4] == ["kubectl", "wait", "--for=create", "daemonset/nvidia-device-plugin-daemonset"]
+    assert steps[1][:3] == ["kubectl", "rollout", "restart"]
+    assert steps[2][:3] == ["kubectl", "rollout", "status"]
+
+
+def test_invalid_config_registers_nothing():
+    with pytest.raises(RenderError, match=r"catwatcher:gpu\.replicas"):
+        render_config({"gpu": {"preset": "rtx-3060", "replicas": 1}})
+
+
+def test_monitoring_can_be_turned_off_for_clusters_without_prometheus_operator():
+    recording = render_config({**HOMELAB_3060, "monitoring": {"serviceMonitor": False}})
+    assert objects(recording, "ServiceMonitor") == []
+    assert operator_values(recording)["dcgmExporter"]["enabled"] is True
