@@ -9,15 +9,10 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from inference import contract
 from infra.model import ResourceSpec
 from infra.plan import SINGLE_GROUP, NodeGroupPlan
 
-CONTAINER_PORT = 8000
-COMMAND = ["catwatcher-inference", "serve"]
-HEALTH_PATH = "/healthz"
-READY_PATH = "/readyz"
-GPU_MEMORY_LIMIT_ENV = "CAT_WATCHER__INFERENCE__GPU_MEMORY_LIMIT"
-RUN_AS_USER = 10001
 GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
 DEVICE_PLUGIN_CONFIG_LABEL = "nvidia.com/device-plugin.config"
 
@@ -45,8 +40,8 @@ def selector_labels(app_name: str) -> dict[str, str]:
 def gpu_env(group: NodeGroupPlan) -> list[dict[str, str]]:
     """The slice the service must stay in, told to ONNX Runtime (and to the MPS client)."""
     env = [
-        {"name": GPU_MEMORY_LIMIT_ENV, "value": str(group.memory_per_pod_mb)},
-        {"name": "CAT_WATCHER__INFERENCE__DEVICE", "value": "auto"},
+        {"name": contract.GPU_MEMORY_LIMIT_ENV, "value": str(group.memory_per_pod_mb)},
+        {"name": contract.DEVICE_ENV, "value": "auto"},
     ]
     if group.sharing == "mps":
         # The MPS daemon already splits memory evenly (total / replicas); this caps the
@@ -62,14 +57,14 @@ def node_selector(group: NodeGroupPlan) -> dict[str, str]:
 
 
 def pod_spec(args: CatWatcherArgs, group: NodeGroupPlan) -> dict[str, Any]:
-    probe = {"httpGet": {"path": HEALTH_PATH, "port": "http"}, "periodSeconds": 10, "timeoutSeconds": 3}
+    probe = {"httpGet": {"path": contract.HEALTH_PATH, "port": contract.PORT_NAME}, "periodSeconds": 10, "timeoutSeconds": 3}
     spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "securityContext": {
             "runAsNonRoot": True,
-            "runAsUser": RUN_AS_USER,
-            "runAsGroup": RUN_AS_USER,
-            "fsGroup": RUN_AS_USER,
+            "runAsUser": contract.RUN_AS_USER,
+            "runAsGroup": contract.RUN_AS_USER,
+            "fsGroup": contract.RUN_AS_USER,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "nodeSelector": node_selector(group),
@@ -78,8 +73,8 @@ def pod_spec(args: CatWatcherArgs, group: NodeGroupPlan) -> dict[str, Any]:
             {
                 "name": "inference",
                 "image": args.image,
-                "command": COMMAND,
-                "ports": [{"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
+                "command": list(contract.COMMAND),
+                "ports": [{"name": contract.PORT_NAME, "containerPort": contract.DEFAULT_PORT, "protocol": "TCP"}],
                 "env": gpu_env(group),
                 "resources": {
                     "requests": {"cpu": args.resources.cpu_request, "memory": args.resources.memory_request},
@@ -89,15 +84,15 @@ def pod_spec(args: CatWatcherArgs, group: NodeGroupPlan) -> dict[str, Any]:
                         group.resource_name: "1",
                     },
                 },
-                "startupProbe": {**probe, "httpGet": {"path": READY_PATH, "port": "http"}, "failureThreshold": 30},
+                "startupProbe": {**probe, "httpGet": {"path": contract.READY_PATH, "port": contract.PORT_NAME}, "failureThreshold": 30},
                 "livenessProbe": {**probe, "failureThreshold": 3},
-                "readinessProbe": {**probe, "httpGet": {"path": READY_PATH, "port": "http"}, "failureThreshold": 2},
+                "readinessProbe": {**probe, "httpGet": {"path": contract.READY_PATH, "port": contract.PORT_NAME}, "failureThreshold": 2},
                 "securityContext": {
                     "allowPrivilegeEscalation": False,
                     "readOnlyRootFilesystem": True,
                     "capabilities": {"drop": ["ALL"]},
                 },
-                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                "volumeMounts": [{"name": "tmp", "mountPath": contract.WRITABLE_TMP_PATH}],
             }
         ],
         "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
@@ -153,7 +148,7 @@ class CatWatcher(pulumi.ComponentResource):
             },
             spec={
                 "selector": selector_labels(args.app_name),
-                "ports": [{"name": "http", "port": CONTAINER_PORT, "targetPort": "http", "protocol": "TCP"}],
+                "ports": [{"name": contract.PORT_NAME, "port": contract.DEFAULT_PORT, "targetPort": contract.PORT_NAME, "protocol": "TCP"}],
             },
             opts=child,
         )

@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 
+from inference import contract
+
 SharingMode = Literal["none", "time-slicing", "mps", "mig"]
 MigStrategy = Literal["single", "mixed"]
 Distribution = Literal["kubeadm", "k3s", "rke2", "microk8s", "k0s", "talos"]
@@ -155,7 +157,7 @@ class ResourceSpec(StrictModel):
 class AppSpec(StrictModel):
     namespace: DnsLabel = "cat-watcher"
     name: DnsLabel = "cat-watcher"
-    image: ImageRef = "docker.io/jeefy/cat-watcher:0.1.0"
+    image: ImageRef = contract.IMAGE
     replicas: int | None = Field(default=None, ge=1, description="Inference pods (default: one per slice)")
     resources: ResourceSpec = ResourceSpec()
 
