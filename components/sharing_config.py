@@ -31,7 +31,8 @@ def device_plugin_config(group: NodeGroupPlan) -> dict[str, Any]:
     if group.replicas_per_device < 2:
         return config
     if group.mig and group.mig.strategy == "mixed":
-        names = [f"nvidia.com/mig-{profile}" for profile in sorted(group.mig.layout)]
+        # Only Cat Watcher's profile is time-sliced; other MIG devices stay whole.
+        names = [f"nvidia.com/mig-{group.mig.workload_profile.name}"]
     else:
         names = ["nvidia.com/gpu"]
     sharing_key = "mps" if group.sharing == "mps" else "timeSlicing"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 from infra.offline import RenderError, available_stacks, project_root, run_program
@@ -29,6 +30,44 @@ def _render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _diff(args: argparse.Namespace) -> int:
+    from infra.diff import diff_folders, format_markdown, format_text, render_revision
+
+    root = project_root()
+    formatter = format_markdown if args.format == "markdown" else format_text
+    with tempfile.TemporaryDirectory(prefix="catwatcher-diff-") as scratch:
+        base_dir, head_dir = Path(scratch) / "base", Path(scratch) / "head"
+        if args.git_base:
+            stacks = available_stacks(root) if args.all or not args.stacks else args.stacks
+            render_revision(root, args.git_base, base_dir)
+            try:
+                for recording in (run_program(root, stack) for stack in stacks):
+                    write_outputs(recording, head_dir)
+            except RenderError as error:
+                print(f"error: {error}", file=sys.stderr)
+                return 1
+            base_stacks = sorted(p.name for p in base_dir.iterdir()) if base_dir.is_dir() else []
+            names = stacks if args.stacks else sorted(set(stacks) | set(base_stacks))
+            diffs = diff_folders(base_dir, head_dir, names)
+        else:
+            if len(args.stacks) != 2:
+                print("diff needs two stacks (BASE HEAD), or --git-base REV", file=sys.stderr)
+                return 2
+            try:
+                base, head = (run_program(root, stack) for stack in args.stacks)
+            except RenderError as error:
+                print(f"error: {error}", file=sys.stderr)
+                return 1
+            write_outputs(base, base_dir)
+            write_outputs(head, head_dir)
+            # Two stacks: compare the renders under one name, so objects pair up.
+            (head_dir / head.stack).rename(head_dir / base.stack)
+            diffs = diff_folders(base_dir, head_dir, [base.stack])
+            diffs[0].stack = f"{base.stack} -> {head.stack}"
+    sys.stdout.write(formatter(diffs))
+    return 0
+
+
 def _schema(args: argparse.Namespace) -> int:
     from infra.schema import stack_file_schema
 
@@ -49,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--all", action="store_true", help="every stack under stacks/")
     render.add_argument("--out", default="build/rendered", help="output folder (default: build/rendered)")
     render.set_defaults(func=_render)
+
+    diff = commands.add_parser("diff", help="object-level and Helm-values diff of two renders")
+    diff.add_argument("stacks", nargs="*", metavar="STACK", help="BASE HEAD stacks, or the stacks to compare with --git-base")
+    diff.add_argument("--git-base", metavar="REV", help="compare with the render of this git revision")
+    diff.add_argument("--all", action="store_true", help="with --git-base: every stack")
+    diff.add_argument("--format", choices=("text", "markdown"), default="text")
+    diff.set_defaults(func=_diff)
 
     schema = commands.add_parser("schema", help="JSON schema of a stack file, for editors")
     schema.add_argument("--out", help="write to this file instead of stdout")

@@ -276,14 +276,18 @@ def _plan_memory(
 ) -> int:
     """Per-pod GPU memory: `replicas x per-pod + reserve` must fit the device (GPU or MIG instance)."""
     usable = device_mb - gpu.reserve_mb
-    if sharing in ("time-slicing", "mps") and spec.memory_per_pod_mb is None and spec.replicas is None:
-        memory = gpu.recommended.memory_per_pod_mb
+    largest_fit = usable // max(replicas, 1)
+    if spec.memory_per_pod_mb is not None:
+        memory = spec.memory_per_pod_mb
+    elif sharing in ("time-slicing", "mps"):
+        # The preset's per-pod figure sizes the model, not the card: keep it while it fits.
+        memory = min(gpu.recommended.memory_per_pod_mb, largest_fit)
     else:
-        memory = spec.memory_per_pod_mb if spec.memory_per_pod_mb is not None else usable // max(replicas, 1)
+        memory = largest_fit
     if memory <= 0:
         problems.add((*path, "memoryPerPodMb"), f"must be > 0 MiB; got {memory}")
     elif replicas * memory + gpu.reserve_mb > device_mb:
-        fit = max(usable // max(replicas, 1), 0)
+        fit = max(largest_fit, 0)
         device = "MIG instance" if sharing == "mig" else gpu.key
         problems.add(
             (*path, "memoryPerPodMb"),

@@ -41,9 +41,9 @@ def test_stack_overrides_any_preset_value():
     assert (group.gpu.vram_mb, group.gpu.reserve_mb, group.replicas_per_device, group.memory_per_pod_mb) == (16384, 512, 5, 3000)
 
 
-def test_replicas_override_derives_memory_that_fits():
-    group = plan({"gpu": {"preset": "rtx-3060", "replicas": 3}}).groups[0]
-    assert group.memory_per_pod_mb == (12288 - 1024) // 3
+def test_replicas_override_keeps_the_presets_memory_while_it_fits():
+    assert plan({"gpu": {"preset": "rtx-3060", "replicas": 3}}).groups[0].memory_per_pod_mb == 2560
+    assert plan({"gpu": {"preset": "rtx-3060", "replicas": 5}}).groups[0].memory_per_pod_mb == (12288 - 1024) // 5
 
 
 def test_inference_replicas_default_to_one_pod_per_slice():

@@ -1,0 +1,209 @@
+"""Object-level diff of two renders: which Kubernetes objects and Helm values change, and how.
+
+Works on rendered folders (DIR/STACK/manifests.yaml, DIR/STACK/helm/*.yaml), so a base render
+made by an older revision of the code compares just as well as two stacks of this one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ObjectKey = tuple[str, str, str]  # kind, namespace, name
+MISSING = object()
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    path: str
+    old: Any
+    new: Any
+
+
+@dataclass(frozen=True)
+class Change:
+    what: str  # "Deployment cat-watcher/cat-watcher" or "helm gpu-operator"
+    status: str  # added | removed | changed
+    fields: tuple[FieldChange, ...] = ()
+
+
+@dataclass
+class StackDiff:
+    stack: str
+    changes: list[Change] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def empty(self) -> bool:
+        return not self.changes
+
+
+@dataclass(frozen=True)
+class Render:
+    objects: Mapping[ObjectKey, Mapping[str, Any]]
+    releases: Mapping[str, Mapping[str, Any]]
+
+
+def load_render(folder: Path) -> Render:
+    documents = yaml.safe_load_all((folder / "manifests.yaml").read_text()) if (folder / "manifests.yaml").exists() else []
+    objects = {}
+    for document in documents:
+        if document:
+            metadata = document.get("metadata", {})
+            objects[(document["kind"], metadata.get("namespace", ""), metadata.get("name", ""))] = document
+    releases = {
+        path.stem: yaml.safe_load(path.read_text()) for path in sorted((folder / "helm").glob("*.yaml"))
+    } if (folder / "helm").is_dir() else {}
+    return Render(objects=objects, releases=releases)
+
+
+def _keyed(items: list[Any]) -> dict[str, Any] | None:
+    """Lists of named things (containers, env, ports, volumes) compare by name, not position."""
+    if items and all(isinstance(i, Mapping) and "name" in i for i in items):
+        names = [str(i["name"]) for i in items]
+        if len(set(names)) == len(names):
+            return dict(zip(names, items))
+    return None
+
+
+def field_changes(old: Any, new: Any, path: str = "") -> Iterator[FieldChange]:
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        for key in sorted(set(old) | set(new), key=str):
+            sub = f"{path}.{key}" if path else str(key)
+            yield from field_changes(old.get(key, MISSING), new.get(key, MISSING), sub)
+        return
+    if isinstance(old, list) and isinstance(new, list):
+        old_keyed, new_keyed = _keyed(old), _keyed(new)
+        if old_keyed is not None and new_keyed is not None:
+            for name in sorted(set(old_keyed) | set(new_keyed)):
+                yield from field_changes(old_keyed.get(name, MISSING), new_keyed.get(name, MISSING), f"{path}[{name}]")
+            return
+    if old != new:
+        yield FieldChange(path, old, new)
+
+
+def diff_renders(stack: str, base: Render, head: Render) -> StackDiff:
+    result = StackDiff(stack)
+    for key in sorted(set(base.objects) | set(head.objects)):
+        kind, namespace, name = key
+        what = f"{kind} {namespace + '/' if namespace else ''}{name}"
+        if key not in base.objects:
+            result.changes.append(Change(what, "added"))
+        elif key not in head.objects:
+            result.changes.append(Change(what, "removed"))
+        elif fields := tuple(field_changes(base.objects[key], head.objects[key])):
+            result.changes.append(Change(what, "changed", fields))
+    for name in sorted(set(base.releases) | set(head.releases)):
+        what = f"helm release {name}"
+        if name not in base.releases:
+            result.changes.append(Change(what, "added"))
+        elif name not in head.releases:
+            result.changes.append(Change(what, "removed"))
+        elif fields := tuple(field_changes(base.releases[name], head.releases[name])):
+            result.changes.append(Change(what, "changed", fields))
+    return result
+
+
+def diff_folders(base_dir: Path, head_dir: Path, stacks: list[str]) -> list[StackDiff]:
+    diffs = []
+    for stack in stacks:
+        base, head = base_dir / stack, head_dir / stack
+        if not head.is_dir():
+            diffs.append(StackDiff(stack, note="removed (no longer rendered)"))
+        elif not base.is_dir():
+            diffs.append(StackDiff(stack, [Change(what, "added") for what in _all_objects(load_render(head))], note="new stack"))
+        else:
+            diffs.append(diff_renders(stack, load_render(base), load_render(head)))
+    return diffs
+
+
+def _all_objects(render: Render) -> list[str]:
+    return [f"{k} {ns + '/' if ns else ''}{n}" for k, ns, n in sorted(render.objects)] + [
+        f"helm release {name}" for name in sorted(render.releases)
+    ]
+
+
+# --- formatting ------------------------------------------------------------------------------
+
+SYMBOL = {"added": "+", "removed": "-", "changed": "~"}
+
+
+def _show(value: Any) -> str:
+    if value is MISSING:
+        return "(absent)"
+    if isinstance(value, str) and "\n" not in value:
+        return value
+    if isinstance(value, (int, float, bool)) or value is None:
+        return yaml.safe_dump(value).strip().removesuffix("...").strip()
+    return yaml.safe_dump(value, sort_keys=True, default_flow_style=True).strip()
+
+
+def _field_lines(change: FieldChange) -> list[str]:
+    if isinstance(change.old, str) and isinstance(change.new, str) and ("\n" in change.old or "\n" in change.new):
+        lines = difflib.unified_diff(change.old.splitlines(), change.new.splitlines(), lineterm="", n=1)
+        return [f"    {change.path}:"] + [f"      {line}" for line in list(lines)[2:]]
+    return [f"    {change.path}: {_show(change.old)} -> {_show(change.new)}"]
+
+
+def format_text(diffs: list[StackDiff]) -> str:
+    out = []
+    for diff in diffs:
+        header = f"== {diff.stack}" + (f" ({diff.note})" if diff.note else "")
+        out.append(header)
+        if diff.empty:
+            out.append("  no changes" if not diff.note else "")
+        for change in diff.changes:
+            out.append(f"  {SYMBOL[change.status]} {change.what}")
+            for field_change in change.fields:
+                out.extend(_field_lines(field_change))
+    return "\n".join(line for line in out if line != "") + "\n"
+
+
+def format_markdown(diffs: list[StackDiff]) -> str:
+    changed = [d for d in diffs if not d.empty or d.note]
+    out = ["## Offline render diff", ""]
+    if not changed:
+        out.append(f"No stack changes ({len(diffs)} stacks rendered).")
+        return "\n".join(out) + "\n"
+    out.append(f"{len(changed)} of {len(diffs)} stacks change.")
+    for diff in changed:
+        counts = {status: sum(c.status == status for c in diff.changes) for status in SYMBOL}
+        summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
+        out += ["", f"<details><summary><b>{diff.stack}</b>{' — ' + diff.note if diff.note else ''}: {summary}</summary>", "", "```diff"]
+        for change in diff.changes:
+            out.append(f"{SYMBOL[change.status]} {change.what}")
+            for field_change in change.fields:
+                out.extend(_field_lines(field_change))
+        out += ["```", "", "</details>"]
+    return "\n".join(out) + "\n"
+
+
+# --- rendering a git revision ----------------------------------------------------------------
+
+
+def render_revision(root: Path, revision: str, out_dir: Path) -> None:
+    """Render every stack as `revision` of this repository renders it (its own code)."""
+    with tempfile.TemporaryDirectory(prefix="catwatcher-base-") as scratch:
+        tree = Path(scratch) / "tree"
+        subprocess.run(["git", "-C", str(root), "worktree", "add", "--detach", str(tree), revision],
+                       check=True, capture_output=True, text=True)
+        try:
+            subprocess.run(
+                [sys.executable, "-m", "infra.cli", "render", "--all", "--out", str(out_dir)],
+                cwd=tree, env={**_clean_env(), "PYTHONPATH": str(tree)}, check=False, capture_output=True, text=True,
+            )
+        finally:
+            subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", str(tree)], capture_output=True)
+
+
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
