@@ -7,7 +7,6 @@ Field names are snake_case in Python and camelCase in the stack files (the Pulum
 from __future__ import annotations
 
 import re
-from functools import cached_property
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -70,7 +69,7 @@ class GpuPreset(StrictModel):
     recommended: Recommendation
     mig: MigGeometry | None = None
 
-    @cached_property
+    @property
     def capability(self) -> tuple[int, int]:
         major, minor = self.compute_capability.split(".")
         return int(major), int(minor)
