@@ -1,0 +1,190 @@
+"""Service settings, read from `CAT_WATCHER__<SECTION>__<FIELD>` environment variables.
+
+Invalid or unknown variables fail the start with one line naming the variable, never its
+value (some are secrets).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from inference.contract import DEFAULT_PORT, ENV_NESTED_DELIMITER, ENV_PREFIX, MODELS_DIR
+
+Device = Literal["auto", "cuda", "cpu"]
+ArenaExtendStrategy = Literal["kNextPowerOfTwo", "kSameAsRequested"]
+CudnnConvAlgoSearch = Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"]
+Probability = Annotated[float, Field(gt=0.0, le=1.0)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InferenceSettings(_Section):
+    # `auto` uses CUDA when this onnxruntime build has the provider, `cuda` insists on it; both
+    # fall back to CPU (reported as degraded) rather than crash when CUDA cannot be used.
+    device: Device = "auto"
+    device_id: int = Field(default=0, ge=0)
+    # MiB for the CUDA provider's memory arena; None leaves the arena unbounded.
+    gpu_memory_limit: int | None = Field(default=None, gt=0)
+    # kSameAsRequested grows the arena by what is asked for, not to the next power of two, so
+    # the pod stays inside its GPU slice.
+    arena_extend_strategy: ArenaExtendStrategy = "kSameAsRequested"
+    # EXHAUSTIVE benchmarks every cuDNN algorithm with large workspaces outside the arena
+    # limit; HEURISTIC picks one without those allocations.
+    cudnn_conv_algo_search: CudnnConvAlgoSearch = "HEURISTIC"
+    # 0 lets onnxruntime choose (one thread per physical core).
+    intra_op_threads: int = Field(default=0, ge=0)
+    inter_op_threads: int = Field(default=0, ge=0)
+
+    detector_model_path: Path = Path(MODELS_DIR) / "detector.onnx"
+    identifier_model_path: Path | None = None
+    # Empty: read from cat_names.json next to the identifier model.
+    cat_names: Annotated[tuple[str, ...], NoDecode] = ()
+
+    presence_threshold: Probability = 0.25
+    confidence_threshold: Probability = 0.5
+    iou_threshold: Probability = 0.45
+    identity_threshold: Probability = 0.5
+    max_detections: int = Field(default=100, gt=0)
+
+    max_request_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    max_image_pixels: int = Field(default=40_000_000, gt=0)
+    max_concurrent_runs: int = Field(default=1, gt=0)
+
+    @field_validator("device", "arena_extend_strategy", "cudnn_conv_algo_search", mode="before")
+    @classmethod
+    def _strip(cls, value: Any) -> Any:
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("cat_names", mode="before")
+    @classmethod
+    def _parse_cat_names(cls, value: Any) -> Any:
+        """Accepts a JSON list (`["Tom", "Kitty"]`) or a comma list (`Tom,Kitty`)."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"invalid JSON list ({error.msg})") from None
+        return [name.strip() for name in text.split(",") if name.strip()]
+
+    @field_validator("cat_names")
+    @classmethod
+    def _unique_names(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(names)) != len(names):
+            raise ValueError("cat names must be unique")
+        return names
+
+    @model_validator(mode="after")
+    def _presence_not_above_confidence(self) -> InferenceSettings:
+        if self.presence_threshold > self.confidence_threshold:
+            raise _FieldError("presence_threshold", "must not exceed CAT_WATCHER__INFERENCE__CONFIDENCE_THRESHOLD")
+        return self
+
+    @property
+    def gpu_memory_limit_bytes(self) -> int:
+        return 0 if self.gpu_memory_limit is None else self.gpu_memory_limit * 1024 * 1024
+
+
+class ServerSettings(_Section):
+    host: str = "0.0.0.0"
+    port: int = Field(default=DEFAULT_PORT, ge=1, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    access_log: bool = False
+
+
+class MqttSettings(_Section):
+    """Accepted for the Deployment's Secret-provided environment; unused by inference itself."""
+
+    host: str | None = None
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+
+
+class FrigateSettings(_Section):
+    """Accepted for the Deployment's Secret-provided environment; unused by inference itself."""
+
+    url: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTED_DELIMITER,
+        extra="forbid",
+        frozen=True,
+    )
+
+    inference: InferenceSettings = InferenceSettings()
+    server: ServerSettings = ServerSettings()
+    mqtt: MqttSettings = MqttSettings()
+    frigate: FrigateSettings = FrigateSettings()
+
+
+class SettingsError(ValueError):
+    """One line per problem, each starting with the variable's name."""
+
+
+class _FieldError(ValueError):
+    """A cross-field problem that belongs to one named field (reported under that variable)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+
+
+def env_name(location: tuple[str | int, ...]) -> str:
+    return ENV_PREFIX + ENV_NESTED_DELIMITER.join(str(part).upper() for part in location)
+
+
+def known_variables() -> frozenset[str]:
+    return frozenset(
+        env_name((section, field))
+        for section, info in Settings.model_fields.items()
+        for field in info.annotation.model_fields  # type: ignore[union-attr]
+    )
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """`CAT_WATCHER__*` names that match no setting: a typo must not silently become a default."""
+    known = known_variables()
+    return sorted(name for name in environ if name.upper().startswith(ENV_PREFIX) and name.upper() not in known)
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    location = tuple(error["loc"])
+    message = str(error["msg"])
+    if error["type"] == "literal_error":
+        choices = str(error["ctx"]["expected"]).replace("'", "").replace(" or ", ", ")
+        message = f"must be one of {choices}"
+    message = message.removeprefix("Value error, ").replace("Input should be", "must be")
+    if message.partition(": ")[0] in InferenceSettings.model_fields and len(location) == 1:
+        # A _FieldError raised by a section's model validator: point at the field it names.
+        field, _, message = message.partition(": ")
+        location = (*location, field)
+    # Tuple/list items are reported at the variable, not at the item index.
+    location = tuple(part for part in location if isinstance(part, str))
+    return f"{env_name(location)}: {message}"
+
+
+def load_settings() -> Settings:
+    """Reads and validates settings from the process environment."""
+    problems = [f"{name}: unknown variable" for name in unknown_variables(os.environ)]
+    if not problems:
+        try:
+            return Settings()
+        except ValidationError as error:
+            problems = [_describe(item) for item in error.errors(include_url=False, include_input=False)]
+    raise SettingsError("; ".join(problems))
