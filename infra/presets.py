@@ -42,3 +42,24 @@ def parse_catalogue(raw: dict[str, dict[str, Any]]) -> dict[str, GpuPreset]:
 def catalogue() -> dict[str, GpuPreset]:
     text = resources.files("infra.data").joinpath(PRESETS_FILE).read_text()
     return parse_catalogue(yaml.safe_load(text))
+
+
+def markdown_table(presets: dict[str, GpuPreset] | None = None) -> str:
+    """The README's preset table, generated from the catalogue (a test keeps them in sync)."""
+    rows = [
+        "| preset | GPU | VRAM (MiB) | compute capability | MPS | MIG profiles | recommended sharing |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for key, preset in (presets or catalogue()).items():
+        recommended = preset.recommended
+        if recommended.sharing == "mig" and preset.mig:
+            layout = ", ".join(f"{count} x {profile}" for profile, count in preset.mig.recommended_layout.items())
+            advice = f"mig ({layout})"
+        else:
+            advice = f"{recommended.sharing} x{recommended.replicas}, {recommended.memory_per_pod_mb} MiB per pod"
+        mig = ", ".join(preset.mig.profiles) if preset.mig else "-"
+        mps = "yes" if preset.mps_capable else "no"
+        rows.append(
+            f"| `{key}` | {preset.display_name} | {preset.vram_mb} | {preset.compute_capability} | {mps} | {mig} | {advice} |"
+        )
+    return "\n".join(rows) + "\n"
