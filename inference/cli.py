@@ -1,0 +1,78 @@
+"""`catwatcher-inference serve` and `catwatcher-inference make-models --out DIR`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from inference.settings import SettingsError, load_settings
+
+PROGRAM = "catwatcher-inference"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROGRAM, description="Cat Watcher inference service")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="serve the HTTP API, configured from CAT_WATCHER__* variables")
+    make = commands.add_parser("make-models", help="write placeholder detector.onnx, identifier.onnx and cat_names.json")
+    make.add_argument("--out", type=Path, required=True, help="directory to write the models into")
+    make.add_argument("--cat-names", default=None, help="comma-separated cat names (identifier classes)")
+    make.add_argument("--seed", type=int, default=0, help="seed for the fixed random weights")
+    return parser
+
+
+def serve() -> int:
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        print(f"{PROGRAM}: {error}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+    import uvicorn
+
+    from inference.app import create_app
+
+    server: uvicorn.Server | None = None
+
+    def stop_serving(error: BaseException) -> None:
+        # Never ready without models: stop, so the pod restarts and the failure is visible.
+        assert server is not None
+        server.should_exit = True
+
+    app = create_app(settings, on_fatal=stop_serving)
+    config = uvicorn.Config(
+        app,
+        host=settings.server.host,
+        port=settings.server.port,
+        log_level=settings.server.log_level,
+        access_log=settings.server.access_log,
+        server_header=False,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    return 1 if app.state.service.load_error else 0
+
+
+def make_models(out: Path, cat_names: str | None, seed: int) -> int:
+    from inference.modelgen import PLACEHOLDER_CAT_NAMES, write_models
+
+    names = tuple(name.strip() for name in cat_names.split(",") if name.strip()) if cat_names else PLACEHOLDER_CAT_NAMES
+    for path in write_models(out, names, seed).values():
+        print(path)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = _parser().parse_args(argv)
+    if arguments.command == "serve":
+        return serve()
+    return make_models(arguments.out, arguments.cat_names, arguments.seed)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

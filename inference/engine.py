@@ -1,0 +1,189 @@
+"""The two-stage pipeline: letterboxed YOLOv8 detection, then batched identification of each cat."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from inference.errors import ModelLoadError
+from inference.imaging import Letterbox, boxes_to_source, crop_batch, decode_image, imagenet_batch, letterbox_geometry, letterbox_tensor
+from inference.labels import BEHAVIOURS
+from inference.postprocess import decode_detections, identities
+from inference.runtime import DeviceStatus, ModelRuntime, Session, SessionFactory, create_session, first_line
+from inference.settings import InferenceSettings, env_name
+
+DETECTOR = "detector"
+IDENTIFIER = "identifier"
+CAT_NAMES_FILE = "cat_names.json"
+DEFAULT_DETECTOR_SIZE = 640
+DEFAULT_IDENTIFIER_SIZE = 224
+
+
+@dataclass
+class PreparedImage:
+    """A decoded request image and its detector input; timings in milliseconds."""
+
+    image: Image.Image
+    letterbox: Letterbox
+    tensor: np.ndarray
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    name: str
+    size: int
+
+
+def _elapsed_ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000
+
+
+def read_model(path: Path, variable: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise ModelLoadError(f"{variable}: cannot read model {path}: {error.strerror or error}") from None
+
+
+def square_input(session: Session, default_size: int, variable: str) -> ModelInput:
+    """The model's [N, 3, S, S] input; S from the graph, or `default_size` if it is dynamic."""
+    model_input = session.get_inputs()[0]
+    shape = list(model_input.shape)
+    height, width = (shape[2], shape[3]) if len(shape) == 4 else (None, None)
+    if len(shape) != 4 or shape[1] not in (3, None) or isinstance(shape[1], str):
+        raise ModelLoadError(f"{variable}: expected an [N, 3, H, W] image input, got {model_input.name} {shape}")
+    sizes = {dim for dim in (height, width) if isinstance(dim, int)}
+    if len(sizes) > 1:
+        raise ModelLoadError(f"{variable}: expected a square input, got {model_input.name} {shape}")
+    return ModelInput(model_input.name, sizes.pop() if sizes else default_size)
+
+
+def resolve_cat_names(settings: InferenceSettings, identifier_path: Path) -> tuple[str, ...]:
+    """Configured names, else the cat_names.json shipped beside the identifier model."""
+    if settings.cat_names:
+        return settings.cat_names
+    names_file = identifier_path.parent / CAT_NAMES_FILE
+    variable = env_name(("inference", "cat_names"))
+    try:
+        names = json.loads(names_file.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ModelLoadError(f"{variable}: required with an identifier model unless {names_file} lists them ({error})") from None
+    if not isinstance(names, list) or not names or not all(isinstance(name, str) for name in names):
+        raise ModelLoadError(f"{variable}: {names_file} must hold a non-empty JSON list of names")
+    return tuple(names)
+
+
+class CatWatcherEngine:
+    """Decodes request images and runs detection and identification through one ModelRuntime."""
+
+    def __init__(self, settings: InferenceSettings, runtime: ModelRuntime, detector: ModelInput, identifier: ModelInput | None, cat_names: tuple[str, ...]) -> None:
+        self.settings = settings
+        self.runtime = runtime
+        self.detector = detector
+        self.identifier = identifier
+        self.cat_names = cat_names
+
+    @classmethod
+    def load(
+        cls,
+        settings: InferenceSettings,
+        session_factory: SessionFactory = create_session,
+        available_providers: list[str] | None = None,
+        on_status_change: Callable[[DeviceStatus], None] | None = None,
+    ) -> CatWatcherEngine:
+        """Loads both models, checks their shapes and warms them up (which also surfaces CUDA OOM)."""
+        runtime = ModelRuntime(settings, session_factory, available_providers, on_status_change)
+        detector_variable = env_name(("inference", "detector_model_path"))
+        detector = square_input(_load(runtime, DETECTOR, settings.detector_model_path, detector_variable), DEFAULT_DETECTOR_SIZE, detector_variable)
+        identifier, cat_names = None, ()
+        if settings.identifier_model_path is not None:
+            identifier_variable = env_name(("inference", "identifier_model_path"))
+            cat_names = resolve_cat_names(settings, settings.identifier_model_path)
+            identifier = square_input(_load(runtime, IDENTIFIER, settings.identifier_model_path, identifier_variable), DEFAULT_IDENTIFIER_SIZE, identifier_variable)
+        engine = cls(settings, runtime, detector, identifier, cat_names)
+        engine._warm_up(detector_variable)
+        return engine
+
+    def _warm_up(self, detector_variable: str) -> None:
+        detector_output = self._run(DETECTOR, detector_variable, {self.detector.name: np.zeros((1, 3, self.detector.size, self.detector.size), np.float32)})
+        if detector_output.ndim != 3 or detector_output.shape[1] != 4 + len(BEHAVIOURS):
+            raise ModelLoadError(f"{detector_variable}: expected output [1, {4 + len(BEHAVIOURS)}, anchors] (box + {', '.join(BEHAVIOURS)}), got {list(detector_output.shape)}")
+        if self.identifier is not None:
+            variable = env_name(("inference", "identifier_model_path"))
+            logits = self._run(IDENTIFIER, variable, {self.identifier.name: np.zeros((2, 3, self.identifier.size, self.identifier.size), np.float32)})
+            if logits.shape != (2, len(self.cat_names)):
+                raise ModelLoadError(f"{variable}: expected logits [N, {len(self.cat_names)}] for cats {', '.join(self.cat_names)}, got {list(logits.shape)} for a batch of 2")
+
+    def _run(self, name: str, variable: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        try:
+            return self.runtime.run(name, feeds)[0]
+        except Exception as error:
+            raise ModelLoadError(f"{variable}: model fails on a blank input: {first_line(error)}") from None
+
+    @property
+    def status(self) -> DeviceStatus:
+        return self.runtime.status
+
+    def prepare(self, data: bytes) -> PreparedImage:
+        """Decode and letterbox: CPU work done outside the model-run limit. Raises ClientError."""
+        start = time.perf_counter()
+        image, source_size = decode_image(data, self.settings.max_image_pixels, target_size=self._resized_size)
+        decoded = time.perf_counter()
+        box = letterbox_geometry(*source_size, self.detector.size)
+        tensor = letterbox_tensor(image, box, self.detector.size)
+        return PreparedImage(image, box, tensor, {"decode": (decoded - start) * 1000, "preprocess": _elapsed_ms(decoded)})
+
+    def _resized_size(self, width: int, height: int) -> tuple[int, int]:
+        box = letterbox_geometry(width, height, self.detector.size)
+        return box.resized_width, box.resized_height
+
+    def infer(self, prepared: PreparedImage) -> dict[str, Any]:
+        """Detection, then identification of all detected cats in one batched run."""
+        start = time.perf_counter()
+        output = self.runtime.run(DETECTOR, {self.detector.name: prepared.tensor})[0]
+        settings = self.settings
+        detections = decode_detections(output, settings.presence_threshold, settings.confidence_threshold, settings.iou_threshold, settings.max_detections)
+        boxes = boxes_to_source(detections.boxes, prepared.letterbox)
+        identified = time.perf_counter()
+        prepared.timings["detect"] = (identified - start) * 1000
+        cat_ids: list[str | None] = [None] * len(boxes)
+        cat_confidences: list[float | None] = [None] * len(boxes)
+        if self.identifier is not None and len(boxes):
+            cat_ids, confidences = self._identify(prepared, boxes)
+            cat_confidences = confidences.tolist()
+        prepared.timings["identify"] = _elapsed_ms(identified)
+        return {
+            "detections": [
+                {"box": box, "behaviour": behaviour, "confidence": score, "cat_id": cat_id, "cat_confidence": cat_confidence}
+                for box, behaviour, score, cat_id, cat_confidence in zip(
+                    np.round(boxes, 1).tolist(), detections.behaviours, np.round(detections.scores, 4).tolist(), cat_ids, cat_confidences, strict=True
+                )
+            ],
+        }
+
+    def _identify(self, prepared: PreparedImage, boxes: np.ndarray) -> tuple[list[str], np.ndarray]:
+        assert self.identifier is not None
+        pixels = np.asarray(prepared.image)
+        # Crops come from the decoded image, which the JPEG draft may have scaled down.
+        scale = np.array([pixels.shape[1] / prepared.letterbox.source_width, pixels.shape[0] / prepared.letterbox.source_height] * 2, dtype=np.float32)
+        batch = imagenet_batch(crop_batch(pixels, boxes * scale, self.identifier.size))
+        logits = self.runtime.run(IDENTIFIER, {self.identifier.name: batch})[0]
+        names, confidences = identities(logits, self.cat_names, self.settings.identity_threshold)
+        return names, np.round(confidences, 4)
+
+
+def _load(runtime: ModelRuntime, name: str, path: Path, variable: str) -> Session:
+    model = read_model(path, variable)
+    try:
+        return runtime.load(name, model)
+    except Exception as error:
+        raise ModelLoadError(f"{variable}: {path} is not a usable ONNX model: {first_line(error)}") from None
+

@@ -1,0 +1,178 @@
+"""ONNX Runtime sessions on CUDA with a one-way fallback to CPU.
+
+The CUDA provider can be missing (CPU-only build), fail to start (no driver, wrong CUDA/cuDNN:
+onnxruntime then silently creates a CPU session) or run out of memory mid-run when the GPU slice
+is oversubscribed. In every case the service keeps answering on CPU, says it is degraded and logs
+why once. It does not try CUDA again: a pod restart does (alert on `catwatcher_degraded`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import onnxruntime as ort
+
+from inference.settings import InferenceSettings
+
+CUDA_PROVIDER = "CUDAExecutionProvider"
+CPU_PROVIDER = "CPUExecutionProvider"
+
+Provider = str | tuple[str, dict[str, str]]
+DeviceName = Literal["cuda", "cpu"]
+
+# What onnxruntime's CUDA/cuBLAS/cuDNN errors say when the GPU, not the request, failed.
+_GPU_FAILURE = re.compile(r"cuda|cublas|cudnn|cufft|curand|out of memory|\boom\b|gpu|device memory|tensorrt", re.IGNORECASE)
+
+log = logging.getLogger(__name__)
+
+
+class Session(Protocol):
+    """The part of onnxruntime.InferenceSession the service uses (fakes implement it in tests)."""
+
+    def get_providers(self) -> list[str]: ...
+    def get_inputs(self) -> list[Any]: ...
+    def get_outputs(self) -> list[Any]: ...
+    def run(self, output_names: Sequence[str] | None, input_feed: Mapping[str, np.ndarray]) -> list[np.ndarray]: ...
+
+
+SessionFactory = Callable[[bytes, Sequence[Provider], ort.SessionOptions], Session]
+
+
+def cuda_provider_options(settings: InferenceSettings) -> dict[str, str]:
+    """CUDA execution provider options (onnxruntime takes them as strings).
+
+    `gpu_mem_limit` caps only the provider's memory arena, not cuDNN workspaces or the CUDA
+    context, so leave headroom below the slice; HEURISTIC avoids EXHAUSTIVE's big workspaces.
+    """
+    options = {
+        "device_id": str(settings.device_id),
+        "arena_extend_strategy": settings.arena_extend_strategy,
+        "cudnn_conv_algo_search": settings.cudnn_conv_algo_search,
+    }
+    if settings.gpu_memory_limit is not None:
+        options["gpu_mem_limit"] = str(settings.gpu_memory_limit_bytes)
+    return options
+
+
+def execution_providers(settings: InferenceSettings, available: Sequence[str]) -> list[Provider]:
+    """CUDA first (CPU kept as onnxruntime's own fallback for unsupported ops) or CPU only.
+
+    `auto` asks for CUDA only when this onnxruntime build has the provider; `cuda` always does.
+    """
+    wants_cuda = settings.device == "cuda" or (settings.device == "auto" and CUDA_PROVIDER in available)
+    return [(CUDA_PROVIDER, cuda_provider_options(settings)), CPU_PROVIDER] if wants_cuda else [CPU_PROVIDER]
+
+
+def session_options(settings: InferenceSettings) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = settings.intra_op_threads
+    options.inter_op_num_threads = settings.inter_op_threads
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Errors only: a provider fallback is reported by this module's single warning instead.
+    options.log_severity_level = 3
+    return options
+
+
+def is_gpu_failure(error: BaseException) -> bool:
+    return bool(_GPU_FAILURE.search(str(error)))
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0][:300]
+
+
+def create_session(model: bytes, providers: Sequence[Provider], options: ort.SessionOptions) -> Session:
+    return ort.InferenceSession(model, sess_options=options, providers=list(providers))
+
+
+@dataclass(frozen=True)
+class DeviceStatus:
+    device: DeviceName
+    degraded: bool
+    reason: str | None = None
+
+
+class ModelRuntime:
+    """Sessions for every model on one device; moves them all to CPU on the first GPU failure."""
+
+    def __init__(
+        self,
+        settings: InferenceSettings,
+        session_factory: SessionFactory = create_session,
+        available_providers: Sequence[str] | None = None,
+        on_status_change: Callable[[DeviceStatus], None] | None = None,
+    ) -> None:
+        available = ort.get_available_providers() if available_providers is None else available_providers
+        self._providers = execution_providers(settings, available)
+        self._options = session_options(settings)
+        self._factory = session_factory
+        self._on_status_change = on_status_change
+        self._lock = threading.Lock()
+        self._models: dict[str, bytes] = {}
+        self._sessions: dict[str, tuple[Session, DeviceName]] = {}
+        device: DeviceName = "cuda" if CUDA_PROVIDER in _names(self._providers) else "cpu"
+        self._status = DeviceStatus(device, degraded=False)
+        self._notify()
+
+    @property
+    def status(self) -> DeviceStatus:
+        return self._status
+
+    def session(self, name: str) -> Session:
+        return self._sessions[name][0]
+
+    def load(self, name: str, model: bytes) -> Session:
+        """Creates `name`'s session on the current device; raises if the model itself is unusable."""
+        with self._lock:
+            self._models[name] = model
+            if self._status.device == "cpu":
+                self._sessions[name] = (self._factory(model, [CPU_PROVIDER], self._options), "cpu")
+                return self._sessions[name][0]
+            try:
+                session = self._factory(model, self._providers, self._options)
+            except Exception as error:
+                if not is_gpu_failure(error):
+                    raise
+                self._fall_back(f"CUDA session could not be created: {first_line(error)}")
+                return self._sessions[name][0]
+            if CUDA_PROVIDER not in session.get_providers():
+                self._fall_back("CUDA provider failed to start (missing CUDA/cuDNN libraries or no GPU); see the onnxruntime error above")
+                return self._sessions[name][0]
+            self._sessions[name] = (session, "cuda")
+            return session
+
+    def run(self, name: str, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """Runs `name`; a GPU failure moves every model to CPU and this request is retried there."""
+        session, device = self._sessions[name]
+        try:
+            return session.run(None, feeds)
+        except Exception as error:
+            if device != "cuda" or not is_gpu_failure(error):
+                raise
+            with self._lock:
+                # Another thread may have fallen back while this run was failing.
+                if self._sessions[name][1] == "cuda":
+                    self._fall_back(f"{name} run failed on CUDA: {first_line(error)}")
+        return self._sessions[name][0].run(None, feeds)
+
+    def _fall_back(self, reason: str) -> None:
+        """Rebuilds every loaded model on CPU. Called with the lock held, at most once."""
+        log.warning("serving on CPU, degraded: %s", reason)
+        self._sessions = {name: (self._factory(model, [CPU_PROVIDER], self._options), "cpu") for name, model in self._models.items()}
+        self._status = DeviceStatus("cpu", degraded=True, reason=reason)
+        self._notify()
+
+    def _notify(self) -> None:
+        if self._on_status_change is not None:
+            self._on_status_change(self._status)
+
+
+def _names(providers: Sequence[Provider]) -> list[str]:
+    return [provider if isinstance(provider, str) else provider[0] for provider in providers]
