@@ -130,9 +130,20 @@ class NodeGroupSpec(StrictModel):
 
 
 class ClusterSpec(StrictModel):
+    """The Kubernetes distribution implies where containerd lives, what the operator installs
+    and which runtime class pods name (infra/distributions.py)."""
+
     distribution: Distribution = "kubeadm"
     kubernetes_version: Annotated[str, StringConstraints(pattern=r"^1\.\d+$")] = "1.33"
-    use_nri_plugin: bool = False
+    use_nri_plugin: bool = Field(
+        default=False, description="CDI + NRI plugin: no containerd config changes, no runtime class"
+    )
+
+    def node_runtime(self, operator: OperatorSpec):  # -> infra.distributions.NodeRuntime
+        """This distribution's settings with the operator's explicit overrides applied."""
+        from infra.distributions import resolve
+
+        return resolve(self, operator)
 
 
 class OperatorSpec(StrictModel):
@@ -140,8 +151,9 @@ class OperatorSpec(StrictModel):
     release_name: DnsLabel = "gpu-operator"
     chart_version: Annotated[str, StringConstraints(pattern=r"^v\d+\.\d+\.\d+$")] = "v26.7.0"
     repository: str = "https://helm.ngc.nvidia.com/nvidia"
-    install_driver: bool = True
-    install_toolkit: bool = True
+    # None: the distribution's default (infra/distributions.py); an explicit value wins.
+    install_driver: bool | None = None
+    install_toolkit: bool | None = None
     timeout_seconds: int = Field(default=900, gt=0)
     restart_image: ImageRef = "registry.k8s.io/kubectl:v1.33.4"
 

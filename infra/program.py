@@ -68,8 +68,10 @@ def compose(plan: RolloutPlan) -> None:
             mig_strategy=plan.mig_strategy,
             mig_config_map=sharing.mig_config_map_name,
             mig_default_layout=sharing.mig_default_layout,
-            install_driver=config.operator.install_driver,
-            install_toolkit=config.operator.install_toolkit,
+            install_driver=config.cluster.node_runtime(config.operator).install_driver,
+            install_toolkit=config.cluster.node_runtime(config.operator).install_toolkit,
+            toolkit_env=config.cluster.node_runtime(config.operator).toolkit_env,
+            cdi_nri_plugin=config.cluster.node_runtime(config.operator).cdi_nri_plugin,
             dcgm_exporter=config.monitoring.enabled,
             timeout_seconds=config.operator.timeout_seconds,
             restart_image=config.operator.restart_image,
@@ -84,6 +86,7 @@ def compose(plan: RolloutPlan) -> None:
             groups=plan.groups,
             resources=config.app.resources,
             gpu_ready=operator.ready,
+            runtime_class=config.cluster.node_runtime(config.operator).runtime_class,
         ),
     )
     if config.monitoring.enabled:
