@@ -91,12 +91,21 @@ def test_unknown_distribution_is_refused_naming_the_key():
     assert "k3s" in str(caught.value)  # the message lists the valid values
 
 
-@pytest.mark.parametrize(("key", "field"), [("installDriver", "install_driver"), ("installToolkit", "install_toolkit")])
-def test_talos_refuses_the_operators_driver_or_toolkit(key, field):
+def cluster(**keys) -> ClusterSpec:
+    """Stack-file spelling (camelCase), as the program validates it."""
+    return ClusterSpec.model_validate(keys)
+
+
+def operator(**keys) -> OperatorSpec:
+    return OperatorSpec.model_validate(keys)
+
+
+@pytest.mark.parametrize("key", ["installDriver", "installToolkit"])
+def test_talos_refuses_the_operators_driver_or_toolkit(key):
     with pytest.raises(RenderError, match=rf"catwatcher:operator\.{key}: talos nodes get"):
         render({"distribution": "talos"}, {key: True})
     with pytest.raises(ConfigError) as caught:
-        resolve(ClusterSpec(distribution="talos"), OperatorSpec(**{field: True}))
+        resolve(cluster(distribution="talos"), operator(**{key: True}))
     assert caught.value.keys == [f"catwatcher:operator.{key}"]
 
 
@@ -126,20 +135,20 @@ def test_explicit_operator_settings_win_over_the_distribution_default():
 
 
 def test_resolve_defaults_to_kubeadm_with_chart_defaults():
-    runtime = resolve(ClusterSpec(), OperatorSpec())
+    runtime = resolve(cluster(), operator())
     assert (runtime.distribution, runtime.install_driver, runtime.install_toolkit) == ("kubeadm", True, True)
     assert (runtime.toolkit_env, runtime.cdi_nri_plugin, runtime.runtime_class) == ((), False, None)
 
 
 def test_resolve_nri_on_k0s():
-    runtime = resolve(ClusterSpec(distribution="k0s", use_nri_plugin=True), OperatorSpec(install_driver=False))
+    runtime = resolve(cluster(distribution="k0s", useNriPlugin=True), operator(installDriver=False))
     assert (runtime.install_driver, runtime.install_toolkit, runtime.cdi_nri_plugin) == (False, True, True)
     assert runtime.toolkit_env == () and runtime.runtime_class is None
 
 
 def test_resolve_reports_every_contradiction_at_once():
     with pytest.raises(ConfigError) as caught:
-        resolve(ClusterSpec(distribution="talos", use_nri_plugin=True), OperatorSpec(install_driver=True, install_toolkit=True))
+        resolve(cluster(distribution="talos", useNriPlugin=True), operator(installDriver=True, installToolkit=True))
     assert caught.value.keys == ["catwatcher:operator.installDriver", "catwatcher:operator.installToolkit"]
 
 
