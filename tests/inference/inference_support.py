@@ -1,0 +1,108 @@
+"""Helpers shared by the inference tests (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+from PIL import Image
+
+from inference.contract import ENV_PREFIX
+from inference.labels import BEHAVIOURS
+from inference.settings import Settings
+
+CAT_NAMES = ("mochi", "luna", "tiger")
+
+# The scripted detector's fixed output, in detector-input pixels (640x640 letterbox).
+# Anchor 0: an eating cat; anchor 1 overlaps it (IoU 0.81) with a lower, different behaviour and
+# must be suppressed; anchor 2: a cat whose best score (0.3) is only enough for `present`;
+# anchor 3: background below the presence threshold.
+SCRIPTED_ANCHORS = np.array(
+    [
+        # cx,  cy,   w,   h, eating, drinking, sleeping, vomiting, waiting, litterbox, yowling
+        [200, 300, 100, 80, 0.90, 0.05, 0.01, 0.01, 0.01, 0.01, 0.01],
+        [205, 302, 100, 80, 0.10, 0.80, 0.01, 0.01, 0.01, 0.01, 0.01],
+        [500, 320, 60, 60, 0.02, 0.02, 0.30, 0.02, 0.02, 0.02, 0.02],
+        [100, 100, 50, 50, 0.10, 0.10, 0.10, 0.10, 0.10, 0.10, 0.10],
+    ],
+    dtype=np.float32,
+)
+
+
+def scripted_detector(path: Path) -> Path:
+    """A real ONNX detector graph whose output is SCRIPTED_ANCHORS whatever the image."""
+    output = SCRIPTED_ANCHORS.T[None]  # [1, 11, 4]
+    assert output.shape[1] == 4 + len(BEHAVIOURS)
+    # Output = constant + 0 * mean(image): keeps the input wired in, as a real graph has it.
+    nodes = [
+        helper.make_node("ReduceMean", ["images"], ["mean"], keepdims=0),
+        helper.make_node("Mul", ["mean", "zero"], ["nothing"]),
+        helper.make_node("Add", ["scripted", "nothing"], ["output0"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "scripted_detector",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 640, 640])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, list(output.shape))],
+        [numpy_helper.from_array(output, "scripted"), numpy_helper.from_array(np.zeros((), np.float32), "zero")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.save(model, path)
+    return path
+
+
+def photo_like(width: int, height: int, seed: int = 0) -> Image.Image:
+    """Smooth shapes like a camera frame (noise would make unrealistically large JPEGs)."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, (max(1, height // 40), max(1, width // 40), 3), dtype=np.uint8)
+    return Image.fromarray(coarse).resize((width, height), Image.Resampling.BILINEAR)
+
+
+def encode(image: Image.Image, image_format: str = "JPEG") -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=image_format)
+    return buffer.getvalue()
+
+
+def make_settings(model_dir: Path, detector: str = "detector.onnx", identifier: str | None = "identifier.onnx", **inference: object) -> Settings:
+    return Settings(
+        inference={
+            "device": "cpu",
+            "detector_model_path": model_dir / detector,
+            "identifier_model_path": model_dir / identifier if identifier else None,
+            **inference,
+        }
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def serve_process(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    """`catwatcher-inference serve` as a real process on loopback."""
+    full_env = {name: value for name, value in os.environ.items() if not name.upper().startswith(ENV_PREFIX)}
+    full_env.update({f"{ENV_PREFIX}SERVER__HOST": "127.0.0.1", f"{ENV_PREFIX}SERVER__PORT": str(port), **env})
+    command = [sys.executable, "-c", "import sys; from inference.cli import main; sys.exit(main(['serve']))"]
+    return subprocess.Popen(command, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
