@@ -101,7 +101,7 @@ def _rancher(name: str) -> Env:
 
 PROFILES: Mapping[Distribution, Profile] = {
     "kubeadm": Profile(
-        title="kubeadm (stock containerd)",
+        title="stock containerd",
         toolkit_env=(),  # the toolkit's defaults are stock containerd's
         runtime_class=None,
         install_driver=True,
@@ -234,7 +234,8 @@ def markdown_table() -> str:
             installs += " (refused if set)"
         runtime = f"`{row.runtime_class}`" if row.runtime_class else "none"
         env = _env_cell(row.toolkit_env) if row.install_toolkit else "none (no toolkit)"
-        lines.append(f"| `{key}` ({row.title}) | {env} | {installs} | {runtime} | {row.host_steps} |")
+        name = f"`{key}`" if row.title.lower() == key else f"`{key}` ({row.title})"
+        lines.append(f"| {name} | {env} | {installs} | {runtime} | {row.host_steps} |")
     lines.append(
         "| any, with `cluster.useNriPlugin: true` | none (`cdi.enabled`, `cdi.nriPluginEnabled`) | as above; "
         "needs the toolkit (refused on `talos`) | none (no `nvidia` RuntimeClass exists) | "
