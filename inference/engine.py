@@ -158,13 +158,13 @@ class CatWatcherEngine:
         cat_confidences: list[float | None] = [None] * len(boxes)
         if self.identifier is not None and len(boxes):
             cat_ids, confidences = self._identify(prepared, boxes)
-            cat_confidences = confidences.tolist()
+            cat_confidences = _rounded(confidences, 4)
         prepared.timings["identify"] = _elapsed_ms(identified)
         return {
             "detections": [
                 {"box": box, "behaviour": behaviour, "confidence": score, "cat_id": cat_id, "cat_confidence": cat_confidence}
                 for box, behaviour, score, cat_id, cat_confidence in zip(
-                    np.round(boxes, 1).tolist(), detections.behaviours, np.round(detections.scores, 4).tolist(), cat_ids, cat_confidences, strict=True
+                    _rounded(boxes, 1), detections.behaviours, _rounded(detections.scores, 4), cat_ids, cat_confidences, strict=True
                 )
             ],
         }
@@ -176,8 +176,12 @@ class CatWatcherEngine:
         scale = np.array([pixels.shape[1] / prepared.letterbox.source_width, pixels.shape[0] / prepared.letterbox.source_height] * 2, dtype=np.float32)
         batch = imagenet_batch(crop_batch(pixels, boxes * scale, self.identifier.size))
         logits = self.runtime.run(IDENTIFIER, {self.identifier.name: batch})[0]
-        names, confidences = identities(logits, self.cat_names, self.settings.identity_threshold)
-        return names, np.round(confidences, 4)
+        return identities(logits, self.cat_names, self.settings.identity_threshold)
+
+
+def _rounded(values: np.ndarray, decimals: int) -> list[Any]:
+    # Round in float64: float32 values rounded in float32 print as 0.8999999761581421.
+    return np.round(values.astype(np.float64), decimals).tolist()
 
 
 def _load(runtime: ModelRuntime, name: str, path: Path, variable: str) -> Session:
