@@ -175,8 +175,17 @@ class AppSpec(StrictModel):
 
 class MonitoringSpec(StrictModel):
     enabled: bool = True
-    service_monitor: bool = Field(default=True, description="Needs the Prometheus operator CRDs")
+    service_monitor: bool = Field(
+        default=True, description="ServiceMonitors and the PrometheusRule; need the Prometheus operator CRDs"
+    )
     prometheus_labels: dict[str, str] = {"release": "kube-prometheus-stack"}
+    exporter: Literal["operator", "standalone"] = Field(
+        default="operator",
+        description="DCGM exporter: the GPU Operator's own, or the standalone dcgm-exporter chart (operator's off)",
+    )
+    standalone_chart_version: Annotated[str, StringConstraints(pattern=r"^\d+\.\d+\.\d+$")] = "4.8.2"
+    dashboards: bool = Field(default=True, description="Grafana sidecar ConfigMaps (label grafana_dashboard: \"1\")")
+    dashboard_namespace: DnsLabel | None = Field(default=None, description="Default: the app's namespace")
 
 
 class StackConfig(StrictModel):

@@ -72,7 +72,7 @@ def compose(plan: RolloutPlan) -> None:
             install_toolkit=config.cluster.node_runtime(config.operator).install_toolkit,
             toolkit_env=config.cluster.node_runtime(config.operator).toolkit_env,
             cdi_nri_plugin=config.cluster.node_runtime(config.operator).cdi_nri_plugin,
-            dcgm_exporter=config.monitoring.enabled,
+            dcgm_exporter=config.monitoring.enabled and config.monitoring.exporter == "operator",
             timeout_seconds=config.operator.timeout_seconds,
             restart_image=config.operator.restart_image,
         ),
@@ -98,6 +98,13 @@ def compose(plan: RolloutPlan) -> None:
                 app_selector=selector_labels(config.app.name),
                 service_monitor=config.monitoring.service_monitor,
                 prometheus_labels=config.monitoring.prometheus_labels,
+                exporter=config.monitoring.exporter,
+                standalone_chart_version=config.monitoring.standalone_chart_version,
+                gpu_resources=tuple(group.resource_name for group in plan.groups),
+                shared_gpus=any(group.replicas_per_device > 1 for group in plan.groups),
+                dashboards=config.monitoring.dashboards,
+                dashboard_namespace=config.monitoring.dashboard_namespace,
+                exporter_depends_on=[operator],
             ),
         )
 
