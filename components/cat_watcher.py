@@ -10,7 +10,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from inference import contract
-from infra.model import ResourceSpec
+from infra.model import CredentialsSpec, NetworkPolicySpec, ResourceSpec
 from infra.plan import SINGLE_GROUP, NodeGroupPlan
 
 GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
@@ -27,6 +27,60 @@ class CatWatcherArgs:
     runtime_class: str | None = None
     # Resources that must be ready before pods may ask for a GPU slice (the plugin restart).
     gpu_ready: Sequence[pulumi.Resource] = field(default_factory=tuple)
+    credentials: CredentialsSpec | None = None
+    network_policy: NetworkPolicySpec = NetworkPolicySpec()
+    # Pod Security Standards version the namespace enforces, e.g. "v1.33".
+    pod_security_version: str = "latest"
+
+
+def namespace_labels(app_name: str, pod_security_version: str) -> dict[str, str]:
+    """`restricted` in every mode: the device plugin injects GPU, MPS pipe and shm itself,
+    so no sharing mode needs host access from Cat Watcher pods."""
+    labels = {"app.kubernetes.io/part-of": app_name}
+    for mode in ("enforce", "audit", "warn"):
+        labels[f"pod-security.kubernetes.io/{mode}"] = "restricted"
+        labels[f"pod-security.kubernetes.io/{mode}-version"] = pod_security_version
+    return labels
+
+
+def credential_variables(credentials: CredentialsSpec | None) -> dict[str, str]:
+    """The service's CAT_WATCHER__MQTT__* / CAT_WATCHER__FRIGATE__* settings (plain values)."""
+    if credentials is None:
+        return {}
+    variables: dict[str, str] = {}
+    for section_name in ("mqtt", "frigate"):
+        section = getattr(credentials, section_name)
+        if section is None:
+            continue
+        for field_name, value in section:
+            if value is None:
+                continue
+            plain = value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
+            variables[f"{contract.ENV_PREFIX}{section_name.upper()}__{field_name.upper()}"] = plain
+    return variables
+
+
+def network_policy_spec(app_name: str, namespace: str, policy: NetworkPolicySpec) -> dict[str, Any]:
+    """Ingress only to the service port, from the app's namespace, the named client
+    namespaces, and the monitoring namespace (Prometheus scrapes /metrics on that port)."""
+    sources = [namespace, *policy.client_namespaces, policy.monitoring_namespace]
+    return {
+        "podSelector": {"matchLabels": selector_labels(app_name)},
+        "policyTypes": ["Ingress"],
+        "ingress": [
+            {
+                "from": [
+                    {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": source}}}
+                    for source in dict.fromkeys(sources)
+                ],
+                "ports": [{"protocol": "TCP", "port": contract.PORT_NAME}],
+            }
+        ],
+    }
+
+
+def disruption_budget_spec(app_name: str) -> dict[str, Any]:
+    return {"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(app_name)}}
 
 
 def deployment_name(app_name: str, group: NodeGroupPlan) -> str:
@@ -56,7 +110,7 @@ def node_selector(group: NodeGroupPlan) -> dict[str, str]:
     return {GPU_PRESENT_LABEL: "true"}
 
 
-def pod_spec(args: CatWatcherArgs, group: NodeGroupPlan) -> dict[str, Any]:
+def pod_spec(args: CatWatcherArgs, group: NodeGroupPlan, credentials_secret: pulumi.Input[str] | None = None) -> dict[str, Any]:
     probe = {"httpGet": {"path": contract.HEALTH_PATH, "port": contract.PORT_NAME}, "periodSeconds": 10, "timeoutSeconds": 3}
     spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
@@ -99,10 +153,14 @@ def pod_spec(args: CatWatcherArgs, group: NodeGroupPlan) -> dict[str, Any]:
     }
     if args.runtime_class:
         spec["runtimeClassName"] = args.runtime_class
+    if credentials_secret is not None:
+        spec["containers"][0]["envFrom"] = [{"secretRef": {"name": credentials_secret}}]
     return spec
 
 
-def deployment_spec(args: CatWatcherArgs, group: NodeGroupPlan) -> dict[str, Any]:
+def deployment_spec(
+    args: CatWatcherArgs, group: NodeGroupPlan, credentials_secret: pulumi.Input[str] | None = None
+) -> dict[str, Any]:
     labels = {**selector_labels(args.app_name), "catwatcher.io/node-group": group.name}
     # Every slice may be taken: a surge pod would wait forever for a free one.
     max_surge = 1 if group.inference_replicas < group.slices else 0
@@ -110,13 +168,15 @@ def deployment_spec(args: CatWatcherArgs, group: NodeGroupPlan) -> dict[str, Any
         "replicas": group.inference_replicas,
         "selector": {"matchLabels": labels},
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": max_surge, "maxUnavailable": 1}},
-        "template": {"metadata": {"labels": labels}, "spec": pod_spec(args, group)},
+        "template": {"metadata": {"labels": labels}, "spec": pod_spec(args, group, credentials_secret)},
     }
 
 
 class CatWatcher(pulumi.ComponentResource):
-    """Creates the `cat-watcher` namespace, one inference Deployment per GPU node group (GPU
-    resource, per-pod GPU memory limit, probes, non-root read-only pods) and a Service.
+    """Creates the `cat-watcher` namespace (Pod Security `restricted`), one inference Deployment
+    per GPU node group (GPU resource, per-pod GPU memory limit, probes, non-root read-only pods),
+    a Service, a PodDisruptionBudget, a NetworkPolicy, and a Secret with the Frigate/MQTT
+    credentials when the stack has any.
 
     Outputs: `namespace`, `deployments` (names), `service_name`.
     """
@@ -127,33 +187,55 @@ class CatWatcher(pulumi.ComponentResource):
 
         namespace = k8s.core.v1.Namespace(
             name,
-            metadata={"name": args.namespace, "labels": {"app.kubernetes.io/part-of": args.app_name}},
+            metadata={"name": args.namespace, "labels": namespace_labels(args.app_name, args.pod_security_version)},
             opts=child,
         )
-        deployments = [
+        namespace_name = namespace.metadata["name"]
+
+        credentials_secret = None
+        if variables := credential_variables(args.credentials):
+            # Auto-named: a credentials change makes a new Secret name, so the Deployments
+            # roll to pick it up (env vars are read once, at container start).
+            secret = k8s.core.v1.Secret(
+                f"{args.app_name}-credentials",
+                metadata={"namespace": namespace_name, "labels": selector_labels(args.app_name)},
+                type="Opaque",
+                string_data={key: pulumi.Output.secret(value) for key, value in sorted(variables.items())},
+                opts=child,
+            )
+            credentials_secret = secret.metadata["name"]
+
+        for group in args.groups:
             k8s.apps.v1.Deployment(
                 f"{name}-{group.name}",
-                metadata={"name": deployment_name(args.app_name, group), "namespace": namespace.metadata["name"]},
-                spec=deployment_spec(args, group),
+                metadata={"name": deployment_name(args.app_name, group), "namespace": namespace_name},
+                spec=deployment_spec(args, group, credentials_secret),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.gpu_ready)),
             )
-            for group in args.groups
-        ]
         service = k8s.core.v1.Service(
             name,
-            metadata={
-                "name": args.app_name,
-                "namespace": namespace.metadata["name"],
-                "labels": selector_labels(args.app_name),
-            },
+            metadata={"name": args.app_name, "namespace": namespace_name, "labels": selector_labels(args.app_name)},
             spec={
                 "selector": selector_labels(args.app_name),
                 "ports": [{"name": contract.PORT_NAME, "port": contract.DEFAULT_PORT, "targetPort": contract.PORT_NAME, "protocol": "TCP"}],
             },
             opts=child,
         )
+        k8s.policy.v1.PodDisruptionBudget(
+            name,
+            metadata={"name": args.app_name, "namespace": namespace_name},
+            spec=disruption_budget_spec(args.app_name),
+            opts=child,
+        )
+        if args.network_policy.enabled:
+            k8s.networking.v1.NetworkPolicy(
+                name,
+                metadata={"name": args.app_name, "namespace": namespace_name},
+                spec=network_policy_spec(args.app_name, args.namespace, args.network_policy),
+                opts=child,
+            )
 
-        self.namespace: pulumi.Output[str] = namespace.metadata["name"]
+        self.namespace: pulumi.Output[str] = namespace_name
         self.deployments: list[str] = [deployment_name(args.app_name, group) for group in args.groups]
         self.service_name: pulumi.Output[str] = service.metadata["name"]
         self.register_outputs(

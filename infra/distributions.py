@@ -64,7 +64,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
 
 from infra.errors import ConfigError, key_path
 from infra.model import ClusterSpec, Distribution, OperatorSpec
@@ -181,7 +180,6 @@ def profile(distribution: Distribution) -> Profile:
     return PROFILES[distribution]
 
 
-@cache
 def resolve(cluster: ClusterSpec, operator: OperatorSpec) -> NodeRuntime:
     """Stack config -> node runtime settings; raises one ConfigError naming each bad key."""
     row = profile(cluster.distribution)

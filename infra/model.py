@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 from pydantic.alias_generators import to_camel
 
 from inference import contract
@@ -30,7 +30,8 @@ class StrictModel(BaseModel):
     """Base for every config model: camelCase keys, unknown keys refused, immutable."""
 
     model_config = ConfigDict(
-        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True
+        # Only the camelCase spelling is accepted: `memory_per_pod_mb` in a stack file is a typo.
+        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=False
     )
 
 
@@ -99,7 +100,7 @@ class MigSpec(StrictModel):
     layout: dict[MigProfileName, Annotated[int, Field(gt=0)]] | None = None
     # The profile Cat Watcher pods request (mixed strategy); defaults to the layout's smallest.
     workload_profile: MigProfileName | None = None
-    # Time-slice each MIG device this many ways (mixed strategy only; >= 2).
+    # Time-slice each of Cat Watcher's MIG devices this many ways (>= 2); both strategies.
     time_slicing_replicas: int | None = None
 
 
@@ -139,12 +140,6 @@ class ClusterSpec(StrictModel):
         default=False, description="CDI + NRI plugin: no containerd config changes, no runtime class"
     )
 
-    def node_runtime(self, operator: OperatorSpec):  # -> infra.distributions.NodeRuntime
-        """This distribution's settings with the operator's explicit overrides applied."""
-        from infra.distributions import resolve
-
-        return resolve(self, operator)
-
 
 class OperatorSpec(StrictModel):
     namespace: DnsLabel = "gpu-operator"
@@ -165,12 +160,21 @@ class ResourceSpec(StrictModel):
     memory_limit: Quantity = "2Gi"
 
 
+class NetworkPolicySpec(StrictModel):
+    """Who may reach the service port (which also serves /metrics)."""
+
+    enabled: bool = True
+    client_namespaces: list[DnsLabel] = Field(default_factory=list, description="Besides the app's own")
+    monitoring_namespace: DnsLabel = "monitoring"
+
+
 class AppSpec(StrictModel):
     namespace: DnsLabel = "cat-watcher"
     name: DnsLabel = "cat-watcher"
     image: ImageRef = contract.IMAGE
     replicas: int | None = Field(default=None, ge=1, description="Inference pods (default: one per slice)")
     resources: ResourceSpec = ResourceSpec()
+    network_policy: NetworkPolicySpec = NetworkPolicySpec()
 
 
 class MonitoringSpec(StrictModel):
@@ -188,6 +192,26 @@ class MonitoringSpec(StrictModel):
     dashboard_namespace: DnsLabel | None = Field(default=None, description="Default: the app's namespace")
 
 
+class MqttCredentials(StrictModel):
+    host: str
+    port: int = Field(default=1883, gt=0, lt=65536)
+    username: str | None = None
+    password: SecretStr | None = None
+
+
+class FrigateCredentials(StrictModel):
+    url: Annotated[str, StringConstraints(pattern=r"^https?://")]
+    username: str | None = None
+    password: SecretStr | None = None
+
+
+class CredentialsSpec(StrictModel):
+    """Connection settings for Frigate and MQTT; set passwords with `pulumi config set --secret`."""
+
+    mqtt: MqttCredentials | None = None
+    frigate: FrigateCredentials | None = None
+
+
 class StackConfig(StrictModel):
     """The whole `catwatcher:*` config of one stack."""
 
@@ -197,6 +221,7 @@ class StackConfig(StrictModel):
     operator: OperatorSpec = OperatorSpec()
     app: AppSpec = AppSpec()
     monitoring: MonitoringSpec = MonitoringSpec()
+    credentials: CredentialsSpec | None = None
 
 
 def is_image_pinned(image: str) -> bool:

@@ -8,6 +8,7 @@ loaded from stacks/Pulumi.<stack>.yaml as `pulumi up -s <stack>` would load it.
 from __future__ import annotations
 
 import contextvars
+import hashlib
 import json
 import runpy
 from collections.abc import Mapping
@@ -61,7 +62,9 @@ def mask_secrets(value: Any) -> Any:
     """Replace Pulumi secret envelopes in serialized inputs with a fixed mask."""
     if isinstance(value, dict):
         if value.get(SECRET_SIG_KEY) == SECRET_SIG_VALUE:
-            return MASK
+            secret = value.get("value")
+            # Keep a secret map's keys (a Secret's stringData stays a valid object).
+            return {key: MASK for key in secret} if isinstance(secret, dict) else MASK
         return {key: mask_secrets(item) for key, item in value.items()}
     if isinstance(value, list):
         return [mask_secrets(item) for item in value]
@@ -79,11 +82,20 @@ def _integral(value: Any) -> Any:
     return value
 
 
+def placeholder_auto_name(logical_name: str) -> str:
+    """Stands in for the provider's `<name>-<random suffix>`; the same on every render."""
+    return f"{logical_name}-{hashlib.sha256(logical_name.encode()).hexdigest()[:8]}"
+
+
 class _EchoMocks(pulumi.runtime.Mocks):
-    """Every resource's state is its inputs; ids are the logical names."""
+    """Every resource's state is its inputs, plus the auto-name the provider would assign."""
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
-        return f"{args.name}-id", dict(args.inputs)
+        state = dict(args.inputs)
+        metadata = state.get("metadata")
+        if args.typ.startswith("kubernetes:") and isinstance(metadata, dict) and not metadata.get("name"):
+            state["metadata"] = {**metadata, "name": placeholder_auto_name(args.name)}
+        return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
         return {}
@@ -100,6 +112,9 @@ class RecordingMonitor(MockMonitor):
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
             inputs = json_format.MessageToDict(request.object, preserving_proto_field_name=True)
+            metadata = inputs.get("metadata")
+            if request.type.startswith("kubernetes:") and isinstance(metadata, dict) and "name" not in metadata:
+                inputs["metadata"] = {**metadata, "name": placeholder_auto_name(request.name)}
             self.recording.resources.append(
                 Registration(
                     urn=response.urn,

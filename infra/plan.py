@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
+from infra.distributions import NodeRuntime
+from infra.distributions import resolve as resolve_node_runtime
 from infra.errors import ConfigError, key_path
 from infra.model import (
-    AppSpec,
     GpuPreset,
     GpuSpec,
     MigProfile,
@@ -76,6 +77,7 @@ class NodeGroupPlan:
 class RolloutPlan:
     config: StackConfig
     groups: tuple[NodeGroupPlan, ...]
+    node_runtime: NodeRuntime  # what the cluster distribution implies
 
     @property
     def mig_strategy(self) -> MigStrategy | None:
@@ -97,7 +99,7 @@ class _Problems:
 
 def plan_rollout(config: StackConfig, catalogue: Mapping[str, GpuPreset]) -> RolloutPlan:
     problems = _Problems()
-    _check_app(config.app, problems)
+    _check_images(config, problems)
     groups = [
         group
         for path, name, nodes, spec, inference_replicas in _group_specs(config, problems)
@@ -105,8 +107,13 @@ def plan_rollout(config: StackConfig, catalogue: Mapping[str, GpuPreset]) -> Rol
     ]
     _check_groups(config, problems)
     _check_one_mig_strategy(config, groups, problems)
+    node_runtime = None
+    try:
+        node_runtime = resolve_node_runtime(config.cluster, config.operator)
+    except ConfigError as error:
+        problems.items.extend(error.problems)
     problems.raise_if_any()
-    return RolloutPlan(config=config, groups=tuple(groups))
+    return RolloutPlan(config=config, groups=tuple(groups), node_runtime=node_runtime)
 
 
 def _group_specs(
@@ -127,9 +134,10 @@ def _group_specs(
         yield ("nodeGroups", index, "gpu"), group.name, tuple(group.nodes), group.gpu, group.inference_replicas
 
 
-def _check_app(app: AppSpec, problems: _Problems) -> None:
-    if not is_image_pinned(app.image):
-        problems.add(("app", "image"), f"'{app.image}' is not pinned: name a tag other than latest, or a digest")
+def _check_images(config: StackConfig, problems: _Problems) -> None:
+    for path, image in ((("app", "image"), config.app.image), (("operator", "restartImage"), config.operator.restart_image)):
+        if not is_image_pinned(image):
+            problems.add(path, f"'{image}' is not pinned: name a tag other than latest, or a digest")
 
 
 def _check_groups(config: StackConfig, problems: _Problems) -> None:
@@ -142,6 +150,8 @@ def _check_groups(config: StackConfig, problems: _Problems) -> None:
                 f"duplicate node group '{group.name}' (also nodeGroups[{seen_names[group.name]}]); names must be unique",
             )
         seen_names.setdefault(group.name, index)
+        if duplicates := sorted({node for node in group.nodes if group.nodes.count(node) > 1}):
+            problems.add(("nodeGroups", index, "nodes"), f"lists {', '.join(duplicates)} more than once; list each node once")
         for node in group.nodes:
             if node in seen_nodes and seen_nodes[node] != group.name:
                 problems.add(

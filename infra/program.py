@@ -33,9 +33,16 @@ def project_config() -> dict[str, str]:
     return {key: value for key, value in flat.items() if key.startswith(f"{PROJECT}:")}
 
 
+def secret_config_keys() -> set[str]:
+    """Top-level `catwatcher:*` keys the engine marks secret (their values are never echoed)."""
+    prefix = f"{PROJECT}:"
+    return {key[len(prefix):] for key in project_config() if runtime_config.is_config_secret(key)}
+
+
 def load_plan() -> RolloutPlan:
     try:
-        return plan_rollout(parse_stack_config(decode_config(project_config())), catalogue())
+        config = parse_stack_config(decode_config(project_config()), secret_config_keys())
+        return plan_rollout(config, catalogue())
     except ConfigError as error:
         # RunError: the CLI prints the message alone, no traceback; nothing was registered.
         raise pulumi.RunError(str(error)) from None
@@ -68,10 +75,10 @@ def compose(plan: RolloutPlan) -> None:
             mig_strategy=plan.mig_strategy,
             mig_config_map=sharing.mig_config_map_name,
             mig_default_layout=sharing.mig_default_layout,
-            install_driver=config.cluster.node_runtime(config.operator).install_driver,
-            install_toolkit=config.cluster.node_runtime(config.operator).install_toolkit,
-            toolkit_env=config.cluster.node_runtime(config.operator).toolkit_env,
-            cdi_nri_plugin=config.cluster.node_runtime(config.operator).cdi_nri_plugin,
+            install_driver=plan.node_runtime.install_driver,
+            install_toolkit=plan.node_runtime.install_toolkit,
+            toolkit_env=plan.node_runtime.toolkit_env,
+            cdi_nri_plugin=plan.node_runtime.cdi_nri_plugin,
             dcgm_exporter=config.monitoring.enabled and config.monitoring.exporter == "operator",
             timeout_seconds=config.operator.timeout_seconds,
             restart_image=config.operator.restart_image,
@@ -86,7 +93,10 @@ def compose(plan: RolloutPlan) -> None:
             groups=plan.groups,
             resources=config.app.resources,
             gpu_ready=operator.ready,
-            runtime_class=config.cluster.node_runtime(config.operator).runtime_class,
+            runtime_class=plan.node_runtime.runtime_class,
+            credentials=config.credentials,
+            network_policy=config.app.network_policy,
+            pod_security_version=f"v{config.cluster.kubernetes_version}",
         ),
     )
     if config.monitoring.enabled:

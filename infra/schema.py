@@ -10,9 +10,29 @@ from infra.model import StackConfig
 SCHEMA_FILE = "stacks/stack-config.schema.json"
 
 
+SECURE_VALUE = {
+    "type": "object",
+    "properties": {"secure": {"type": "string"}},
+    "required": ["secure"],
+    "additionalProperties": False,
+}
+
+
+def _accept_secure_values(node: Any) -> Any:
+    """Secret fields appear in stack files encrypted, as `{secure: <ciphertext>}`."""
+    if isinstance(node, dict):
+        node = {key: _accept_secure_values(value) for key, value in node.items()}
+        if node.get("format") == "password":
+            return {"anyOf": [node, SECURE_VALUE]}
+        return node
+    if isinstance(node, list):
+        return [_accept_secure_values(item) for item in node]
+    return node
+
+
 def stack_file_schema() -> dict[str, Any]:
     """`config:` maps `catwatcher:<key>` to the matching part of StackConfig."""
-    model = StackConfig.model_json_schema(by_alias=True, mode="validation")
+    model = _accept_secure_values(StackConfig.model_json_schema(by_alias=True, mode="validation"))
     definitions = model.pop("$defs", {})
     properties = {f"{PROJECT}:{key}": value for key, value in model["properties"].items()}
     return {

@@ -8,7 +8,7 @@ error too, and let pydantic check the whole tree.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -31,21 +31,24 @@ def decode_config(flat: Mapping[str, str], project: str = PROJECT) -> dict[str, 
     return decoded
 
 
-def parse_stack_config(values: Mapping[str, Any]) -> StackConfig:
+def parse_stack_config(values: Mapping[str, Any], secret_keys: Collection[str] = ()) -> StackConfig:
+    """Validate the whole tree; values under `secret_keys` (top-level names) are never echoed."""
     try:
         return StackConfig.model_validate(dict(values))
     except ValidationError as error:
-        raise ConfigError([_describe(item) for item in error.errors()]) from None
+        raise ConfigError([_describe(item, secret_keys) for item in error.errors()]) from None
 
 
-def _describe(item: Mapping[str, Any]) -> tuple[str, str]:
-    location = tuple(item["loc"])
+def _describe(item: Mapping[str, Any], secret_keys: Collection[str]) -> tuple[str, str]:
+    # pydantic marks an invalid mapping key with a trailing "[key]" step; the key path ends at the key.
+    location = tuple(part for part in item["loc"] if part != "[key]")
     if item["type"] == "extra_forbidden":
         valid = _valid_keys(StackConfig, location[:-1])
         hint = f"; valid keys here: {', '.join(valid)}" if valid else ""
         return key_path(*location), f"unknown key{hint}"
     message = item["msg"]
-    if "input" in item and item["type"] not in ("missing",) and not isinstance(item["input"], (dict, list)):
+    secret = location and location[0] in secret_keys
+    if not secret and "input" in item and item["type"] != "missing" and not isinstance(item["input"], (dict, list)):
         message = f"{message} (got {item['input']!r})"
     return key_path(*location), message
 

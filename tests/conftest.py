@@ -23,10 +23,11 @@ def render_stack(stack: str) -> Recording:
     return run_program(ROOT, stack)
 
 
-def render_config(config: Mapping[str, Any], stack: str = "test") -> Recording:
-    """Run the program on an in-memory config: `{"gpu": {...}}` -> `catwatcher:gpu` JSON."""
+def render_config(config: Mapping[str, Any], stack: str = "test", secret_keys: tuple[str, ...] = ()) -> Recording:
+    """Run the program on an in-memory config: `{"gpu": {...}}` -> `catwatcher:gpu` JSON.
+    `secret_keys` names top-level keys the engine would treat as secret (e.g. "credentials")."""
     flat = {f"catwatcher:{key}": json.dumps(value) for key, value in config.items()}
-    return run_program(ROOT, stack, config=flat, secret_keys=[])
+    return run_program(ROOT, stack, config=flat, secret_keys=[f"catwatcher:{key}" for key in secret_keys])
 
 
 def objects(recording: Recording, kind: str | None = None) -> list[dict[str, Any]]:
