@@ -74,6 +74,9 @@ def session_options(settings: InferenceSettings) -> ort.SessionOptions:
     options.intra_op_num_threads = settings.intra_op_threads
     options.inter_op_num_threads = settings.inter_op_threads
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Idle intra-op threads would otherwise busy-wait for work: that burns the pod's CPU quota
+    # (CFS throttling) and starves the threads decoding the next request.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     # Errors only: a provider fallback is reported by this module's single warning instead.
     options.log_severity_level = 3
     return options
