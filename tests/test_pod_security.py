@@ -340,6 +340,5 @@ def test_the_operator_namespace_is_privileged(rendered: Recording):
     assert namespace_labels(rendered)["gpu-operator"].get(ENFORCE) == "privileged"
 
 
-@pytest.mark.xfail(strict=False, reason="lead adds PSS labels (issue 4)")
 def test_the_cat_watcher_namespace_enforces_restricted(rendered: Recording):
     assert namespace_labels(rendered)["cat-watcher"].get(ENFORCE) == "restricted"
