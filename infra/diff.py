@@ -91,26 +91,31 @@ def field_changes(old: Any, new: Any, path: str = "") -> Iterator[FieldChange]:
         yield FieldChange(path, old, new)
 
 
+def _object_label(key: ObjectKey) -> str:
+    kind, namespace, name = key
+    return f"{kind} {namespace + '/' if namespace else ''}{name}"
+
+
+def _release_label(name: str) -> str:
+    return f"helm release {name}"
+
+
+def _compare(base: Mapping[Any, Any], head: Mapping[Any, Any], label) -> Iterator[Change]:
+    for key in sorted(set(base) | set(head)):
+        if key not in base:
+            yield Change(label(key), "added")
+        elif key not in head:
+            yield Change(label(key), "removed")
+        elif fields := tuple(field_changes(base[key], head[key])):
+            yield Change(label(key), "changed", fields)
+
+
 def diff_renders(stack: str, base: Render, head: Render) -> StackDiff:
-    result = StackDiff(stack)
-    for key in sorted(set(base.objects) | set(head.objects)):
-        kind, namespace, name = key
-        what = f"{kind} {namespace + '/' if namespace else ''}{name}"
-        if key not in base.objects:
-            result.changes.append(Change(what, "added"))
-        elif key not in head.objects:
-            result.changes.append(Change(what, "removed"))
-        elif fields := tuple(field_changes(base.objects[key], head.objects[key])):
-            result.changes.append(Change(what, "changed", fields))
-    for name in sorted(set(base.releases) | set(head.releases)):
-        what = f"helm release {name}"
-        if name not in base.releases:
-            result.changes.append(Change(what, "added"))
-        elif name not in head.releases:
-            result.changes.append(Change(what, "removed"))
-        elif fields := tuple(field_changes(base.releases[name], head.releases[name])):
-            result.changes.append(Change(what, "changed", fields))
-    return result
+    changes = [
+        *_compare(base.objects, head.objects, _object_label),
+        *_compare(base.releases, head.releases, _release_label),
+    ]
+    return StackDiff(stack, changes)
 
 
 def diff_folders(base_dir: Path, head_dir: Path, stacks: list[str]) -> list[StackDiff]:
@@ -127,9 +132,7 @@ def diff_folders(base_dir: Path, head_dir: Path, stacks: list[str]) -> list[Stac
 
 
 def _all_objects(render: Render) -> list[str]:
-    return [f"{k} {ns + '/' if ns else ''}{n}" for k, ns, n in sorted(render.objects)] + [
-        f"helm release {name}" for name in sorted(render.releases)
-    ]
+    return [_object_label(key) for key in sorted(render.objects)] + [_release_label(n) for n in sorted(render.releases)]
 
 
 # --- formatting ------------------------------------------------------------------------------
