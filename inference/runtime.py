@@ -8,8 +8,11 @@ why once. It does not try CUDA again: a pod restart does (alert on `catwatcher_d
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import re
+import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -82,6 +85,19 @@ def session_options(settings: InferenceSettings) -> ort.SessionOptions:
     return options
 
 
+@functools.cache
+def preload_cuda_libraries() -> None:
+    """Makes CUDA/cuDNN from the nvidia-* wheels (onnxruntime-gpu[cuda,cudnn]) loadable.
+
+    Without system CUDA libraries (python:slim images) the provider cannot start otherwise.
+    Missing libraries are only reported; creating the session then shows whether CUDA works.
+    """
+    preload = getattr(ort, "preload_dlls", None)  # onnxruntime-gpu >= 1.21
+    if preload is not None:
+        with contextlib.redirect_stdout(sys.stderr):
+            preload()
+
+
 def is_gpu_failure(error: BaseException) -> bool:
     return bool(_GPU_FAILURE.search(str(error)))
 
@@ -114,6 +130,8 @@ class ModelRuntime:
     ) -> None:
         available = ort.get_available_providers() if available_providers is None else available_providers
         self._providers = execution_providers(settings, available)
+        if CUDA_PROVIDER in _names(self._providers):
+            preload_cuda_libraries()
         self._options = session_options(settings)
         self._factory = session_factory
         self._on_status_change = on_status_change

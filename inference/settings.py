@@ -124,6 +124,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
         env_nested_delimiter=ENV_NESTED_DELIMITER,
+        # An empty variable means unset, so a Deployment can clear a default baked into the image.
+        env_ignore_empty=True,
         extra="forbid",
         frozen=True,
     )

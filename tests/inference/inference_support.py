@@ -20,7 +20,7 @@ from PIL import Image
 with warnings.catch_warnings():
     # Starlette now nudges its test client towards the httpx2 fork; httpx behaves the same here.
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
-    from starlette.testclient import TestClient
+    from starlette.testclient import TestClient  # noqa: F401  (re-exported for the tests)
 
 from inference.contract import ENV_PREFIX
 from inference.labels import BEHAVIOURS

@@ -49,6 +49,12 @@ def test_values_are_read_from_nested_variables(clean_env: Callable[..., None]) -
     assert "hunter2" not in repr(settings) and "hunter2" not in str(settings.model_dump())
 
 
+def test_empty_variables_mean_unset(clean_env: Callable[..., None]) -> None:
+    """The image sets IDENTIFIER_MODEL_PATH; a Deployment clears it with an empty value."""
+    clean_env(INFERENCE__IDENTIFIER_MODEL_PATH="", INFERENCE__GPU_MEMORY_LIMIT="")
+    assert (load_settings().inference.identifier_model_path, load_settings().inference.gpu_memory_limit) == (None, None)
+
+
 @pytest.mark.parametrize("value", ["Tom, Kitty ,Felix", '["Tom", "Kitty", "Felix"]'])
 def test_cat_names_accept_comma_and_json_lists(clean_env: Callable[..., None], value: str) -> None:
     clean_env(INFERENCE__CAT_NAMES=value)
