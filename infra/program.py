@@ -114,6 +114,7 @@ def compose(plan: RolloutPlan) -> None:
                 shared_gpus=any(group.replicas_per_device > 1 for group in plan.groups),
                 dashboards=config.monitoring.dashboards,
                 dashboard_namespace=config.monitoring.dashboard_namespace,
+                runtime_class=plan.node_runtime.runtime_class,
                 exporter_depends_on=[operator],
             ),
         )

@@ -121,6 +121,13 @@ def test_standalone_exporter_replaces_the_operators():
     assert alerts(recording)["CatWatcherDcgmExporterAbsent"]["expr"] == 'absent(up{job="dcgm-exporter"} == 1)'
 
 
+def test_standalone_exporter_uses_the_distributions_runtime_class():
+    k3s = render_config({**STANDALONE, "cluster": {"distribution": "k3s"}})
+    assert helm_releases(k3s)["dcgm-exporter"]["values"]["runtimeClassName"] == "nvidia"
+    kubeadm = helm_releases(render_config(STANDALONE))["dcgm-exporter"]["values"]
+    assert "runtimeClassName" not in kubeadm
+
+
 def test_standalone_values_exist_in_the_chart(reference):
     chart = yaml.safe_load((reference / "dcgm-exporter-values.yaml").read_text())
     chart_paths = set(value_paths(chart))
