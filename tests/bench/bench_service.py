@@ -52,7 +52,8 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(detector: Path, port: int) -> subprocess.Popen[bytes]:
+def start_server(detector: Path, port: int, identifier: Path | None = None) -> subprocess.Popen[bytes]:
+    """`catwatcher-inference serve` on 127.0.0.1:`port`, CPU only; returns once it is ready."""
     env = {name: value for name, value in os.environ.items() if not name.upper().startswith(ENV_PREFIX)}
     env.update({
         f"{ENV_PREFIX}SERVER__HOST": "127.0.0.1",
@@ -61,6 +62,8 @@ def start_server(detector: Path, port: int) -> subprocess.Popen[bytes]:
         f"{ENV_PREFIX}INFERENCE__DEVICE": "cpu",
         f"{ENV_PREFIX}INFERENCE__DETECTOR_MODEL_PATH": str(detector),
     })
+    if identifier is not None:
+        env[f"{ENV_PREFIX}INFERENCE__IDENTIFIER_MODEL_PATH"] = str(identifier)
     command = [sys.executable, "-c", "import sys; from inference.cli import main; sys.exit(main(['serve']))"]
     process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
