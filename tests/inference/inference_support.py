@@ -9,11 +9,12 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
@@ -24,6 +25,7 @@ with warnings.catch_warnings():
 
 from inference.contract import ENV_PREFIX
 from inference.labels import BEHAVIOURS
+from inference.runtime import CPU_PROVIDER, CUDA_PROVIDER, Provider, Session, create_session
 from inference.settings import Settings
 
 CAT_NAMES = ("mochi", "luna", "tiger")
@@ -124,3 +126,46 @@ def png_header_only_for_api(width: int, height: int) -> bytes:
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+OOM_MESSAGE = "[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : CUDA failure 2: out of memory ; GPU=0 ; expr=cudaMalloc((void**)&p, size);"
+
+
+class FakeCudaSession:
+    """A real CPU session that claims CUDA; runs after the first `healthy_runs` raise `error`."""
+
+    def __init__(self, inner: Session, error: str, healthy_runs: int) -> None:
+        self.inner = inner
+        self.error = error
+        self.healthy_runs = healthy_runs
+        self.runs = 0
+
+    def get_providers(self) -> list[str]:
+        return [CUDA_PROVIDER, CPU_PROVIDER]
+
+    def get_inputs(self) -> list[object]:
+        return self.inner.get_inputs()
+
+    def get_outputs(self) -> list[object]:
+        return self.inner.get_outputs()
+
+    def run(self, output_names: Sequence[str] | None, input_feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        self.runs += 1
+        if self.runs > self.healthy_runs:
+            raise RuntimeError(self.error)
+        return self.inner.run(output_names, input_feed)
+
+
+class FakeCudaFactory:
+    """Session factory: "CUDA" sessions fail after `failures_after` good runs; CPU ones are real."""
+
+    def __init__(self, error: str = OOM_MESSAGE, failures_after: int = 0) -> None:
+        self.error = error
+        self.failures_after = failures_after
+        self.created: list[tuple[str, ...]] = []
+
+    def __call__(self, model: bytes, providers: Sequence[Provider], options: ort.SessionOptions) -> Session:
+        names = tuple(p if isinstance(p, str) else p[0] for p in providers)
+        self.created.append(names)
+        session = create_session(model, [CPU_PROVIDER], options)
+        return FakeCudaSession(session, self.error, self.failures_after) if CUDA_PROVIDER in names else session

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from inference_support import CAT_NAMES, TestClient, encode, make_settings, photo_like, png_header_only_for_api, wait_until
+from inference_support import CAT_NAMES, FakeCudaFactory, TestClient, encode, make_settings, photo_like, png_header_only_for_api, wait_until
 
 from inference import contract
 from inference.app import create_app
@@ -194,6 +194,28 @@ def test_real_cuda_fallback_is_reported_by_health_and_metrics(model_dir: Path, j
         assert metric_value(client, 'catwatcher_inference_device_info{device="cpu"}') == 1
         response = client.post(contract.DETECT_PATH, content=jpeg_720p, headers={"content-type": "image/jpeg"})
         assert response.status_code == 200 and response.json()["degraded"] is True
+
+
+def test_gpu_failing_mid_run_falls_back_and_keeps_serving(model_dir: Path, jpeg_720p: bytes) -> None:
+    """CUDA starts, then every CUDA run fails with OOM: the request that hits it still succeeds."""
+    settings = make_settings(model_dir, detector="scripted_detector.onnx", device="cuda")
+
+    def loader(on_status: Callable[[DeviceStatus], None]) -> CatWatcherEngine:
+        # Warm-up runs succeed on the "GPU" (2 models x 1 run); the first request's run fails.
+        return CatWatcherEngine.load(settings.inference, session_factory=FakeCudaFactory(failures_after=1), on_status_change=on_status)
+
+    with running(settings, load_engine=loader) as client:
+        assert client.get(contract.HEALTH_PATH).json()["device"] == "cuda"
+        assert metric_value(client, 'catwatcher_inference_device_info{device="cuda"}') == 1
+        for _ in range(3):
+            response = client.post(contract.DETECT_PATH, content=jpeg_720p, headers={"content-type": "image/jpeg"})
+            assert response.status_code == 200 and len(response.json()["detections"]) == 2
+            assert (response.json()["device"], response.json()["degraded"]) == ("cpu", True)
+        health = client.get(contract.HEALTH_PATH).json()
+        assert health["degraded"] and "detector run failed on CUDA" in health["degraded_reason"]
+        assert metric_value(client, "catwatcher_degraded") == 1
+        assert metric_value(client, 'catwatcher_inference_device_info{device="cuda"}') == 0
+        assert metric_value(client, 'catwatcher_requests_total{outcome="ok"}') == 3
 
 
 def test_not_ready_until_models_are_loaded(model_dir: Path, jpeg_720p: bytes) -> None:

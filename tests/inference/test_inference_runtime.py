@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
+from inference_support import OOM_MESSAGE, FakeCudaFactory
 
 from inference.runtime import (
     CPU_PROVIDER,
@@ -23,8 +24,6 @@ from inference.runtime import (
     is_gpu_failure,
 )
 from inference.settings import InferenceSettings
-
-OOM_MESSAGE = "[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : CUDA failure 2: out of memory ; GPU=0 ; expr=cudaMalloc((void**)&p, size);"
 
 
 def test_cuda_options_convert_mebibytes_to_bytes_with_memory_safe_defaults() -> None:
@@ -103,44 +102,6 @@ def test_auto_without_a_cuda_build_is_plain_cpu(model_dir: Path) -> None:
     assert runtime.status == DeviceStatus("cpu", degraded=False)
 
 
-class FakeCudaSession:
-    """A real CPU session that claims CUDA and fails its first `failures` runs with `error`."""
-
-    def __init__(self, inner: Session, error: str, failures: int) -> None:
-        self.inner = inner
-        self.error = error
-        self.failures = failures
-        self.runs = 0
-
-    def get_providers(self) -> list[str]:
-        return [CUDA_PROVIDER, CPU_PROVIDER]
-
-    def get_inputs(self) -> list[object]:
-        return self.inner.get_inputs()
-
-    def get_outputs(self) -> list[object]:
-        return self.inner.get_outputs()
-
-    def run(self, output_names: Sequence[str] | None, input_feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        self.runs += 1
-        if self.runs <= self.failures:
-            raise RuntimeError(self.error)
-        return self.inner.run(output_names, input_feed)
-
-
-class FakeCudaFactory:
-    def __init__(self, error: str = OOM_MESSAGE, failures: int = 10**6) -> None:
-        self.error = error
-        self.failures = failures
-        self.created: list[tuple[str, ...]] = []
-
-    def __call__(self, model: bytes, providers: Sequence[Provider], options: ort.SessionOptions) -> Session:
-        names = tuple(p if isinstance(p, str) else p[0] for p in providers)
-        self.created.append(names)
-        session = create_session(model, [CPU_PROVIDER], options)
-        return FakeCudaSession(session, self.error, self.failures) if CUDA_PROVIDER in names else session
-
-
 def test_out_of_memory_mid_run_rebuilds_every_model_on_cpu_and_retries(model_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
     factory = FakeCudaFactory()
     statuses: list[DeviceStatus] = []
@@ -162,7 +123,7 @@ def test_out_of_memory_mid_run_rebuilds_every_model_on_cpu_and_retries(model_dir
 
 
 def test_request_errors_on_cuda_do_not_trigger_fallback(model_dir: Path) -> None:
-    runtime = ModelRuntime(InferenceSettings(device="cuda"), session_factory=FakeCudaFactory(error="", failures=0))
+    runtime = ModelRuntime(InferenceSettings(device="cuda"), session_factory=FakeCudaFactory(error="", failures_after=10**6))
     runtime.load("detector", (model_dir / "detector.onnx").read_bytes())
     with pytest.raises(Exception, match="(?i)invalid"):
         runtime.run("detector", {"images": np.zeros((1, 3, 320, 320), np.float32)})
