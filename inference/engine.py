@@ -24,6 +24,9 @@ IDENTIFIER = "identifier"
 CAT_NAMES_FILE = "cat_names.json"
 DEFAULT_DETECTOR_SIZE = 640
 DEFAULT_IDENTIFIER_SIZE = 224
+DETECTOR_VARIABLE = env_name(("inference", "detector_model_path"))
+IDENTIFIER_VARIABLE = env_name(("inference", "identifier_model_path"))
+CAT_NAMES_VARIABLE = env_name(("inference", "cat_names"))
 
 
 @dataclass
@@ -57,10 +60,9 @@ def square_input(session: Session, default_size: int, variable: str) -> ModelInp
     """The model's [N, 3, S, S] input; S from the graph, or `default_size` if it is dynamic."""
     model_input = session.get_inputs()[0]
     shape = list(model_input.shape)
-    height, width = (shape[2], shape[3]) if len(shape) == 4 else (None, None)
-    if len(shape) != 4 or shape[1] not in (3, None) or isinstance(shape[1], str):
+    if len(shape) != 4 or shape[1] != 3:
         raise ModelLoadError(f"{variable}: expected an [N, 3, H, W] image input, got {model_input.name} {shape}")
-    sizes = {dim for dim in (height, width) if isinstance(dim, int)}
+    sizes = {dim for dim in shape[2:] if isinstance(dim, int)}
     if len(sizes) > 1:
         raise ModelLoadError(f"{variable}: expected a square input, got {model_input.name} {shape}")
     return ModelInput(model_input.name, sizes.pop() if sizes else default_size)
@@ -71,13 +73,12 @@ def resolve_cat_names(settings: InferenceSettings, identifier_path: Path) -> tup
     if settings.cat_names:
         return settings.cat_names
     names_file = identifier_path.parent / CAT_NAMES_FILE
-    variable = env_name(("inference", "cat_names"))
     try:
         names = json.loads(names_file.read_text())
     except (OSError, json.JSONDecodeError) as error:
-        raise ModelLoadError(f"{variable}: required with an identifier model unless {names_file} lists them ({error})") from None
+        raise ModelLoadError(f"{CAT_NAMES_VARIABLE}: required with an identifier model unless {names_file} lists them ({error})") from None
     if not isinstance(names, list) or not names or not all(isinstance(name, str) for name in names):
-        raise ModelLoadError(f"{variable}: {names_file} must hold a non-empty JSON list of names")
+        raise ModelLoadError(f"{CAT_NAMES_VARIABLE}: {names_file} must hold a non-empty JSON list of names")
     return tuple(names)
 
 
@@ -101,26 +102,23 @@ class CatWatcherEngine:
     ) -> CatWatcherEngine:
         """Loads both models, checks their shapes and warms them up (which also surfaces CUDA OOM)."""
         runtime = ModelRuntime(settings, session_factory, available_providers, on_status_change)
-        detector_variable = env_name(("inference", "detector_model_path"))
-        detector = square_input(_load(runtime, DETECTOR, settings.detector_model_path, detector_variable), DEFAULT_DETECTOR_SIZE, detector_variable)
+        detector = square_input(_load(runtime, DETECTOR, settings.detector_model_path, DETECTOR_VARIABLE), DEFAULT_DETECTOR_SIZE, DETECTOR_VARIABLE)
         identifier, cat_names = None, ()
         if settings.identifier_model_path is not None:
-            identifier_variable = env_name(("inference", "identifier_model_path"))
             cat_names = resolve_cat_names(settings, settings.identifier_model_path)
-            identifier = square_input(_load(runtime, IDENTIFIER, settings.identifier_model_path, identifier_variable), DEFAULT_IDENTIFIER_SIZE, identifier_variable)
+            identifier = square_input(_load(runtime, IDENTIFIER, settings.identifier_model_path, IDENTIFIER_VARIABLE), DEFAULT_IDENTIFIER_SIZE, IDENTIFIER_VARIABLE)
         engine = cls(settings, runtime, detector, identifier, cat_names)
-        engine._warm_up(detector_variable)
+        engine._warm_up()
         return engine
 
-    def _warm_up(self, detector_variable: str) -> None:
-        detector_output = self._run(DETECTOR, detector_variable, {self.detector.name: np.zeros((1, 3, self.detector.size, self.detector.size), np.float32)})
+    def _warm_up(self) -> None:
+        detector_output = self._run(DETECTOR, DETECTOR_VARIABLE, {self.detector.name: np.zeros((1, 3, self.detector.size, self.detector.size), np.float32)})
         if detector_output.ndim != 3 or detector_output.shape[1] != 4 + len(BEHAVIOURS):
-            raise ModelLoadError(f"{detector_variable}: expected output [1, {4 + len(BEHAVIOURS)}, anchors] (box + {', '.join(BEHAVIOURS)}), got {list(detector_output.shape)}")
+            raise ModelLoadError(f"{DETECTOR_VARIABLE}: expected output [1, {4 + len(BEHAVIOURS)}, anchors] (box + {', '.join(BEHAVIOURS)}), got {list(detector_output.shape)}")
         if self.identifier is not None:
-            variable = env_name(("inference", "identifier_model_path"))
-            logits = self._run(IDENTIFIER, variable, {self.identifier.name: np.zeros((2, 3, self.identifier.size, self.identifier.size), np.float32)})
+            logits = self._run(IDENTIFIER, IDENTIFIER_VARIABLE, {self.identifier.name: np.zeros((2, 3, self.identifier.size, self.identifier.size), np.float32)})
             if logits.shape != (2, len(self.cat_names)):
-                raise ModelLoadError(f"{variable}: expected logits [N, {len(self.cat_names)}] for cats {', '.join(self.cat_names)}, got {list(logits.shape)} for a batch of 2")
+                raise ModelLoadError(f"{IDENTIFIER_VARIABLE}: expected logits [N, {len(self.cat_names)}] for cats {', '.join(self.cat_names)}, got {list(logits.shape)} for a batch of 2")
 
     def _run(self, name: str, variable: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
         try:
@@ -152,14 +150,14 @@ class CatWatcherEngine:
         settings = self.settings
         detections = decode_detections(output, settings.presence_threshold, settings.confidence_threshold, settings.iou_threshold, settings.max_detections)
         boxes = boxes_to_source(detections.boxes, prepared.letterbox)
-        identified = time.perf_counter()
-        prepared.timings["detect"] = (identified - start) * 1000
+        detected = time.perf_counter()
+        prepared.timings["detect"] = (detected - start) * 1000
         cat_ids: list[str | None] = [None] * len(boxes)
         cat_confidences: list[float | None] = [None] * len(boxes)
         if self.identifier is not None and len(boxes):
             cat_ids, confidences = self._identify(prepared, boxes)
             cat_confidences = _rounded(confidences, 4)
-        prepared.timings["identify"] = _elapsed_ms(identified)
+        prepared.timings["identify"] = _elapsed_ms(detected)
         return {
             "detections": [
                 {"box": box, "behaviour": behaviour, "confidence": score, "cat_id": cat_id, "cat_confidence": cat_confidence}
