@@ -344,9 +344,9 @@ class DcgmMonitoring(pulumi.ComponentResource):
                 ),
                 opts=child,
             )
-            # Per-pod memory is knowable unless pods share devices and the exporter was not
-            # told to tell them apart (only the standalone exporter is; see module docstring).
-            per_pod = not args.shared_gpus or args.exporter == "standalone"
+            # Both exporters get exporter_env(): pods on a shared device are told apart (and the
+            # alert skips such devices), so per-pod memory is knowable either way.
+            per_pod = True
             k8s.apiextensions.CustomResource(
                 f"{name}-rules",
                 api_version="monitoring.coreos.com/v1",

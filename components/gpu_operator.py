@@ -44,6 +44,8 @@ class GpuOperatorArgs:
     toolkit_env: Sequence[Mapping[str, str]] = field(default_factory=tuple)
     cdi_nri_plugin: bool = False
     dcgm_exporter: bool = True
+    # Extra exporter env (pod attribution on shared devices; see components/dcgm_monitoring.py).
+    dcgm_exporter_env: Sequence[Mapping[str, str]] = field(default_factory=tuple)
     timeout_seconds: int = 900
     restart_image: str = "registry.k8s.io/kubectl:v1.33.4"
 
@@ -60,6 +62,8 @@ def operator_values(args: GpuOperatorArgs) -> dict[str, Any]:
         # Our DcgmMonitoring component owns the ServiceMonitor (labels, honorLabels).
         "dcgmExporter": {"enabled": args.dcgm_exporter, "serviceMonitor": {"enabled": False}},
     }
+    if args.dcgm_exporter and args.dcgm_exporter_env:
+        values["dcgmExporter"]["env"] = [dict(item) for item in args.dcgm_exporter_env]
     if args.toolkit_env:
         values["toolkit"]["env"] = [dict(item) for item in args.toolkit_env]
     if args.cdi_nri_plugin:

@@ -21,6 +21,7 @@ from components import (
     SharingConfigArgs,
 )
 from components.cat_watcher import selector_labels
+from components.dcgm_monitoring import exporter_env
 from infra.errors import PROJECT, ConfigError
 from infra.plan import RolloutPlan, plan_rollout
 from infra.presets import catalogue
@@ -80,6 +81,10 @@ def compose(plan: RolloutPlan) -> None:
             toolkit_env=plan.node_runtime.toolkit_env,
             cdi_nri_plugin=plan.node_runtime.cdi_nri_plugin,
             dcgm_exporter=config.monitoring.enabled and config.monitoring.exporter == "operator",
+            dcgm_exporter_env=exporter_env(
+                [group.resource_name for group in plan.groups],
+                shared_gpus=any(group.replicas_per_device > 1 for group in plan.groups),
+            ),
             timeout_seconds=config.operator.timeout_seconds,
             restart_image=config.operator.restart_image,
         ),

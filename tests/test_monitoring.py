@@ -147,11 +147,18 @@ def test_exporter_env_makes_shared_and_renamed_devices_attributable():
     ]
 
 
-def test_per_pod_memory_alert_only_where_pods_can_be_told_apart():
-    # Time-slicing with the operator's exporter: one arbitrary pod would carry the device's memory.
-    assert "CatWatcherPodNearGpuMemoryLimit" not in alerts(render_config(HOMELAB_3060))
-    assert "CatWatcherPodNearGpuMemoryLimit" in alerts(render_config(STANDALONE))
-    assert "CatWatcherPodNearGpuMemoryLimit" in alerts(render_config(UNSHARED))
+def test_per_pod_memory_alert_where_pods_can_be_told_apart():
+    # Both exporters are told to repeat a shared device per pod (KUBERNETES_VIRTUAL_GPUS), and
+    # the alert leaves out devices more than one pod uses.
+    for config in (HOMELAB_3060, STANDALONE, UNSHARED):
+        assert "CatWatcherPodNearGpuMemoryLimit" in alerts(render_config(config))
+
+
+def test_operator_exporter_gets_the_attribution_env():
+    from tests.conftest import operator_values
+
+    env = operator_values(render_config(HOMELAB_3060))["dcgmExporter"]["env"]
+    assert {"name": "KUBERNETES_VIRTUAL_GPUS", "value": "true"} in env
 
 
 def test_the_briefs_queries_use_labels_the_exporter_has():

@@ -181,5 +181,6 @@ def test_switching_to_mig_changes_operator_values_not_the_release_identity():
     diff = diff_renders("a100", as_render(base), as_render(head))
     release = next(c for c in diff.changes if c.what == "helm release gpu-operator")
     assert release.status == "changed"
-    assert {f.path.split(".")[1] for f in release.fields} <= {"mig", "migManager"}
+    # MIG layout wiring, and the exporter no longer needs to split shared devices per pod.
+    assert {f.path.split(".")[1] for f in release.fields} <= {"mig", "migManager", "dcgmExporter"}
     assert not any(c.what.startswith("Namespace") for c in diff.changes)
