@@ -135,6 +135,8 @@ class ClusterSpec(StrictModel):
     and which runtime class pods name (infra/distributions.py)."""
 
     distribution: Distribution = "kubeadm"
+    # kubeconfig context to deploy to; unset: the kubeconfig's current context.
+    kube_context: str | None = None
     kubernetes_version: Annotated[str, StringConstraints(pattern=r"^1\.\d+$")] = "1.33"
     use_nri_plugin: bool = Field(
         default=False, description="CDI + NRI plugin: no containerd config changes, no runtime class"

@@ -42,6 +42,7 @@ class Registration:
     name: str
     parent: str
     custom: bool
+    provider: str
     dependencies: tuple[str, ...]
     inputs: Mapping[str, Any]
 
@@ -122,6 +123,7 @@ class RecordingMonitor(MockMonitor):
                     name=request.name,
                     parent=request.parent,
                     custom=bool(request.custom),
+                    provider=request.provider,
                     dependencies=tuple(sorted(set(request.dependencies))),
                     inputs=_integral(mask_secrets(inputs)),
                 )

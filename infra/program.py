@@ -51,6 +51,10 @@ def load_plan() -> RolloutPlan:
 
 def compose(plan: RolloutPlan) -> None:
     config = plan.config
+    # The one way to the cluster: Pulumi.yaml disables the default provider, so nothing can
+    # deploy through whatever kubeconfig context happens to be current by accident.
+    cluster = k8s.Provider("cluster", context=config.cluster.kube_context)
+    on_cluster = pulumi.ResourceOptions(providers=[cluster])
     operator_namespace = k8s.core.v1.Namespace(
         "gpu-operator",
         metadata={
@@ -58,10 +62,12 @@ def compose(plan: RolloutPlan) -> None:
             # The operator's DaemonSets load kernel modules and touch host devices.
             "labels": {"pod-security.kubernetes.io/enforce": "privileged"},
         },
+        opts=pulumi.ResourceOptions(provider=cluster),
     )
     sharing = SharingConfig(
         "sharing",
         SharingConfigArgs(namespace=operator_namespace.metadata["name"], groups=plan.groups),
+        opts=on_cluster,
     )
     operator = GpuOperator(
         "gpu-operator",
@@ -88,6 +94,7 @@ def compose(plan: RolloutPlan) -> None:
             timeout_seconds=config.operator.timeout_seconds,
             restart_image=config.operator.restart_image,
         ),
+        opts=on_cluster,
     )
     app = CatWatcher(
         "cat-watcher",
@@ -103,6 +110,7 @@ def compose(plan: RolloutPlan) -> None:
             network_policy=config.app.network_policy,
             pod_security_version=f"v{config.cluster.kubernetes_version}",
         ),
+        opts=on_cluster,
     )
     if config.monitoring.enabled:
         DcgmMonitoring(
@@ -122,6 +130,7 @@ def compose(plan: RolloutPlan) -> None:
                 runtime_class=plan.node_runtime.runtime_class,
                 exporter_depends_on=[operator],
             ),
+            opts=on_cluster,
         )
 
     pulumi.export("sharingConfigHash", sharing.content_hash)

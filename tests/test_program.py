@@ -126,3 +126,26 @@ def test_monitoring_can_be_turned_off_for_clusters_without_prometheus_operator()
     recording = render_config({**HOMELAB_3060, "monitoring": {"serviceMonitor": False}})
     assert objects(recording, "ServiceMonitor") == []
     assert operator_values(recording)["dcgmExporter"]["enabled"] is True
+
+
+def test_every_kubernetes_resource_goes_through_the_explicit_provider(rendered):
+    providers = [r for r in rendered.resources if r.type == "pulumi:providers:kubernetes"]
+    assert [p.name for p in providers] == ["cluster"]
+    for resource in rendered.resources:
+        if resource.custom and resource.type.startswith("kubernetes:"):
+            assert resource.provider.startswith(providers[0].urn + "::"), (resource.type, resource.name)
+
+
+def test_kube_context_selects_the_cluster():
+    recording = render_config({**HOMELAB_3060, "cluster": {"kubeContext": "homelab"}})
+    provider = next(r for r in recording.resources if r.type == "pulumi:providers:kubernetes")
+    assert provider.inputs["context"] == "homelab"
+
+
+def test_pulumi_yaml_disables_the_default_kubernetes_provider():
+    import yaml
+
+    from tests.conftest import ROOT
+
+    settings = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    assert settings["config"]["pulumi:disable-default-providers"]["value"] == ["kubernetes"]
