@@ -1,0 +1,54 @@
+"""The Deployment and the inference service agree: every variable the pod gets is one the
+service accepts, with a valid value, and the probes hit paths the service serves."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from inference import contract
+from inference.settings import load_settings, unknown_variables
+from tests.conftest import objects, render_config
+
+CREDENTIALS = {
+    "mqtt": {"host": "mqtt.local", "username": "cw", "password": "pw"},
+    "frigate": {"url": "http://frigate:5000", "username": "cw", "password": "pw2"},
+}
+
+
+def pod_environment(recording) -> dict[str, str]:
+    """The CAT_WATCHER__* environment a pod of the first Deployment starts with."""
+    container = objects(recording, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"] if e["name"].startswith(contract.ENV_PREFIX)}
+    return env
+
+
+@pytest.mark.parametrize("sharing", ["time-slicing", "mps", "none"])
+def test_the_service_accepts_every_variable_the_pod_gets(monkeypatch, sharing):
+    recording = render_config({"gpu": {"preset": "rtx-3060", "sharing": sharing}, "credentials": CREDENTIALS})
+    env = pod_environment(recording)
+    # The Secret's keys reach the pod through envFrom; the render masks their values.
+    env.update({"CAT_WATCHER__MQTT__HOST": "mqtt.local", "CAT_WATCHER__MQTT__PORT": "1883",
+                "CAT_WATCHER__MQTT__USERNAME": "cw", "CAT_WATCHER__MQTT__PASSWORD": "pw",
+                "CAT_WATCHER__FRIGATE__URL": "http://frigate:5000", "CAT_WATCHER__FRIGATE__USERNAME": "cw",
+                "CAT_WATCHER__FRIGATE__PASSWORD": "pw2"})
+    (secret,) = objects(recording, "Secret")
+    assert set(secret["stringData"]) <= set(env)
+    assert unknown_variables(env) == []
+    for name in list(os.environ):
+        if name.startswith(contract.ENV_PREFIX):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings()
+    assert settings.inference.gpu_memory_limit == int(env[contract.GPU_MEMORY_LIMIT_ENV])
+
+
+def test_probes_and_port_match_the_service():
+    recording = render_config({"gpu": {"preset": "rtx-3060"}})
+    container = objects(recording, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == list(contract.COMMAND)
+    assert container["ports"][0]["containerPort"] == contract.DEFAULT_PORT
+    assert container["livenessProbe"]["httpGet"]["path"] == contract.HEALTH_PATH
+    assert container["readinessProbe"]["httpGet"]["path"] == contract.READY_PATH
