@@ -2,7 +2,7 @@
 
 Requests are accepted concurrently; decoding runs in worker threads and model runs are bounded by
 a semaphore (`max_concurrent_runs`) so a pod never oversubscribes its GPU slice. The event loop
-itself never does CPU-heavy work.
+itself never does CPU-heavy work, and at most 2 x `max_concurrent_runs` decoded images exist.
 """
 
 from __future__ import annotations
@@ -53,6 +53,16 @@ class ServiceState:
     engine: CatWatcherEngine | None = None
     load_error: str | None = None
     run_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
+    admission: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
+
+    def open_slots(self, max_concurrent_runs: int) -> None:
+        """Model runs are bounded by `max_concurrent_runs`; decoded images by twice that.
+
+        Twice keeps the next image decoding while the model runs, yet a burst of clients waits
+        holding only its compressed body, not a 5 MB float tensor each.
+        """
+        self.run_slots = asyncio.Semaphore(max_concurrent_runs)
+        self.admission = asyncio.Semaphore(2 * max_concurrent_runs)
 
 
 def error_response(status: int, error: str, detail: str) -> JSONResponse:
@@ -131,7 +141,7 @@ def create_app(settings: Settings, load_engine: EngineLoader | None = None, on_f
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        state.run_slots = asyncio.Semaphore(settings.inference.max_concurrent_runs)
+        state.open_slots(settings.inference.max_concurrent_runs)
         loading = asyncio.create_task(load_models())
         yield
         loading.cancel()
@@ -177,13 +187,14 @@ def create_app(settings: Settings, load_engine: EngineLoader | None = None, on_f
         if engine is None:
             raise NotReady
         data = await image_bytes(request, settings.inference.max_request_bytes)
-        prepared = await anyio.to_thread.run_sync(engine.prepare, data)
-        async with state.run_slots:
-            state.metrics.runs_in_flight.inc()
-            try:
-                result = await anyio.to_thread.run_sync(engine.infer, prepared)
-            finally:
-                state.metrics.runs_in_flight.dec()
+        async with state.admission:
+            prepared = await anyio.to_thread.run_sync(engine.prepare, data)
+            async with state.run_slots:
+                state.metrics.runs_in_flight.inc()
+                try:
+                    result = await anyio.to_thread.run_sync(engine.infer, prepared)
+                finally:
+                    state.metrics.runs_in_flight.dec()
         timings = prepared.timings
         state.metrics.inference_duration.labels("detect").observe(timings["detect"] / 1000)
         if engine.identifier is not None and result["detections"]:

@@ -248,47 +248,50 @@ def test_failed_load_is_never_ready_and_calls_on_fatal(model_dir: Path) -> None:
 
 
 class SlowEngine:
-    """Engine double that records how many model runs overlap."""
+    """Engine double that records how many model runs overlap and how many decoded images exist."""
 
     identifier = None
     status = DeviceStatus("cpu", degraded=False)
 
-    def __init__(self) -> None:
-        self.active = 0
-        self.peak = 0
+    def __init__(self, real_prepare: Callable[[bytes], PreparedImage]) -> None:
+        self.real_prepare = real_prepare
         self.lock = threading.Lock()
-        self.real_prepare: Callable[[bytes], PreparedImage] | None = None
+        self.running = self.peak_running = 0
+        self.decoded = self.peak_decoded = 0
 
     def prepare(self, data: bytes) -> PreparedImage:
-        assert self.real_prepare is not None
+        with self.lock:
+            self.decoded += 1
+            self.peak_decoded = max(self.peak_decoded, self.decoded)
         return self.real_prepare(data)
 
     def infer(self, prepared: PreparedImage) -> dict[str, Any]:
         with self.lock:
-            self.active += 1
-            self.peak = max(self.peak, self.active)
+            self.running += 1
+            self.peak_running = max(self.peak_running, self.running)
         time.sleep(0.05)
         with self.lock:
-            self.active -= 1
+            self.running -= 1
+            self.decoded -= 1
         prepared.timings.update(detect=50.0, identify=0.0)
         return {"detections": []}
 
 
 @pytest.mark.parametrize("limit", [1, 2])
 def test_model_runs_are_bounded_while_requests_are_concurrent(model_dir: Path, jpeg_720p: bytes, limit: int) -> None:
-    real = CatWatcherEngine.load(make_settings(model_dir, identifier=None).inference)
-    engine = SlowEngine()
-    engine.real_prepare = real.prepare
+    engine = SlowEngine(CatWatcherEngine.load(make_settings(model_dir, identifier=None).inference).prepare)
     app = create_app(make_settings(model_dir, identifier=None, max_concurrent_runs=limit), load_engine=lambda on_status: engine)  # type: ignore[arg-type,return-value]
 
     async def burst() -> list[int]:
         state = app.state.service
         state.engine = engine
-        state.run_slots = asyncio.Semaphore(limit)
+        state.open_slots(limit)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            responses = await asyncio.gather(*(http.post(contract.DETECT_PATH, content=jpeg_720p, headers={"content-type": "image/jpeg"}) for _ in range(6)))
+            responses = await asyncio.gather(*(http.post(contract.DETECT_PATH, content=jpeg_720p, headers={"content-type": "image/jpeg"}) for _ in range(8)))
         return [r.status_code for r in responses]
 
-    assert asyncio.run(burst()) == [200] * 6
-    assert engine.peak == limit
+    assert asyncio.run(burst()) == [200] * 8
+    assert engine.peak_running == limit
+    # Waiting requests hold their compressed body only: decoded images are bounded too.
+    assert limit < engine.peak_decoded <= 2 * limit
