@@ -79,13 +79,16 @@ def decode_image(data: bytes, max_pixels: int, target_size: Callable[[int, int],
 
 
 def letterbox_tensor(image: Image.Image, box: Letterbox, size: int) -> np.ndarray:
-    """[1, 3, size, size] float32 RGB in 0..1, padded with grey 114 as YOLOv8 was trained."""
+    """[1, 3, size, size] float32 RGB in 0..1, padded with grey 114 as YOLOv8 was trained.
+
+    Writes the image straight into the padded tensor (no intermediate uint8 canvas).
+    """
     if image.size != (box.resized_width, box.resized_height):
         image = image.resize((box.resized_width, box.resized_height), Image.Resampling.BILINEAR)
-    canvas = np.full((size, size, 3), LETTERBOX_FILL, dtype=np.uint8)
-    canvas[box.pad_y : box.pad_y + box.resized_height, box.pad_x : box.pad_x + box.resized_width] = np.asarray(image)
-    tensor = np.empty((1, 3, size, size), dtype=np.float32)
-    np.multiply(canvas.transpose(2, 0, 1), np.float32(1 / 255), out=tensor[0], casting="unsafe")
+    to_unit = np.float32(1 / 255)
+    tensor = np.full((1, 3, size, size), np.float32(LETTERBOX_FILL) * to_unit, dtype=np.float32)
+    region = tensor[0, :, box.pad_y : box.pad_y + box.resized_height, box.pad_x : box.pad_x + box.resized_width]
+    np.multiply(np.asarray(image).transpose(2, 0, 1), to_unit, out=region, casting="unsafe")
     return tensor
 
 
