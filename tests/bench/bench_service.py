@@ -5,7 +5,7 @@ same model, session options and preprocessed 1280x720 camera-sized JPEG. Blocks 
 HTTP requests are interleaved over several rounds so a noisy neighbour skews both alike.
 Loopback only, bounded in requests. The last line is `service/raw throughput ratio: R`.
 
-    python tests/bench/bench_service.py [--requests 40] [--rounds 3] [--clients 2]
+    python tests/bench/bench_service.py [--requests 30] [--rounds 6] [--clients 2]
 """
 
 from __future__ import annotations
@@ -132,8 +132,8 @@ def percentiles(latencies: list[float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=40, help="requests (and raw runs) per round")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=30, help="requests (and raw runs) per round")
+    parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--clients", type=int, default=2, help="concurrent HTTP clients (each sends batch-1 requests)")
     parser.add_argument("--model-dir", type=Path, default=None, help="directory with detector.onnx (default: make placeholders)")
     arguments = parser.parse_args()
