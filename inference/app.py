@@ -106,8 +106,10 @@ async def image_from_multipart(request: Request, body: bytes) -> bytes:
             if not isinstance(upload, UploadFile):
                 raise ClientError(400, "missing_image_field", f"multipart body needs a file field named {IMAGE_FIELD!r}")
             return await upload.read()
-    except (MultiPartException, HTTPException) as error:
-        raise ClientError(400, "invalid_multipart", getattr(error, "message", None) or str(getattr(error, "detail", error))) from None
+    except MultiPartException as error:
+        raise ClientError(400, "invalid_multipart", error.message) from None
+    except HTTPException as error:  # Starlette reports some multipart errors as HTTP 400
+        raise ClientError(400, "invalid_multipart", str(error.detail)) from None
 
 
 async def image_bytes(request: Request, limit: int) -> bytes:

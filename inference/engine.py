@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,7 +103,8 @@ class CatWatcherEngine:
         """Loads both models, checks their shapes and warms them up (which also surfaces CUDA OOM)."""
         runtime = ModelRuntime(settings, session_factory, available_providers, on_status_change)
         detector = square_input(_load(runtime, DETECTOR, settings.detector_model_path, DETECTOR_VARIABLE), DEFAULT_DETECTOR_SIZE, DETECTOR_VARIABLE)
-        identifier, cat_names = None, ()
+        identifier: ModelInput | None = None
+        cat_names: tuple[str, ...] = ()
         if settings.identifier_model_path is not None:
             cat_names = resolve_cat_names(settings, settings.identifier_model_path)
             identifier = square_input(_load(runtime, IDENTIFIER, settings.identifier_model_path, IDENTIFIER_VARIABLE), DEFAULT_IDENTIFIER_SIZE, IDENTIFIER_VARIABLE)
@@ -152,8 +153,8 @@ class CatWatcherEngine:
         boxes = boxes_to_source(detections.boxes, prepared.letterbox)
         detected = time.perf_counter()
         prepared.timings["detect"] = (detected - start) * 1000
-        cat_ids: list[str | None] = [None] * len(boxes)
-        cat_confidences: list[float | None] = [None] * len(boxes)
+        cat_ids: Sequence[str | None] = [None] * len(boxes)
+        cat_confidences: Sequence[float | None] = [None] * len(boxes)
         if self.identifier is not None and len(boxes):
             cat_ids, confidences = self._identify(prepared, boxes)
             cat_confidences = _rounded(confidences, 4)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -56,7 +57,7 @@ class _GraphBuilder:
         self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
         return name
 
-    def op(self, op_type: str, inputs: Sequence[str], outputs: int = 1, output_names: Sequence[str] | None = None, **attrs: object) -> list[str]:
+    def op(self, op_type: str, inputs: Sequence[str], outputs: int = 1, output_names: Sequence[str] | None = None, **attrs: Any) -> list[str]:
         names = list(output_names) if output_names else [self._name(op_type.lower()) for _ in range(outputs)]
         self.nodes.append(helper.make_node(op_type, list(inputs), names, **attrs))
         return names

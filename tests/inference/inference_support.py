@@ -83,12 +83,14 @@ def encode(image: Image.Image, image_format: str = "JPEG") -> bytes:
 
 
 def make_settings(model_dir: Path, detector: str = "detector.onnx", identifier: str | None = "identifier.onnx", **inference: object) -> Settings:
-    return Settings(
-        inference={
-            "device": "cpu",
-            "detector_model_path": model_dir / detector,
-            "identifier_model_path": model_dir / identifier if identifier else None,
-            **inference,
+    return Settings.model_validate(
+        {
+            "inference": {
+                "device": "cpu",
+                "detector_model_path": model_dir / detector,
+                "identifier_model_path": model_dir / identifier if identifier else None,
+                **inference,
+            }
         }
     )
 

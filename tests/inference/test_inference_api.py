@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -81,7 +81,7 @@ def test_identifier_sees_each_crop_in_one_batch(model_dir: Path, jpeg_720p: byte
         engine = CatWatcherEngine.load(make_settings(model_dir, detector="scripted_detector.onnx").inference, on_status_change=on_status)
         run = engine.runtime.run
 
-        def recording_run(name: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        def recording_run(name: str, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
             batches.extend(feed.shape for feed in feeds.values() if name == "identifier")
             return run(name, feeds)
 

@@ -71,7 +71,7 @@ def test_serve_answers_over_http_and_stops_cleanly(served: tuple[subprocess.Pope
     process.terminate()
     # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status reports it.
     assert process.wait(timeout=15) in (0, -signal.SIGTERM)
-    assert "Finished server process" in process.stderr.read().decode()
+    assert process.stderr is not None and "Finished server process" in process.stderr.read().decode()
 
 
 def corrupt_model(path: Path) -> Path:
@@ -114,4 +114,4 @@ def test_unusable_models_exit_non_zero_and_never_become_ready(tmp_path: Path, mo
             process.kill()
     assert process.returncode == 1
     assert 200 not in ready_seen
-    assert message.format(**paths) in process.stderr.read().decode()
+    assert process.stderr is not None and message.format(**paths) in process.stderr.read().decode()

@@ -23,7 +23,7 @@ from inference.runtime import (
     execution_providers,
     is_gpu_failure,
 )
-from inference.settings import InferenceSettings
+from inference.settings import Device, InferenceSettings
 
 
 def test_cuda_options_convert_mebibytes_to_bytes_with_memory_safe_defaults() -> None:
@@ -51,7 +51,7 @@ def test_cuda_options_leave_the_arena_unbounded_without_a_limit() -> None:
         ("cuda", [CPU_PROVIDER], [CUDA_PROVIDER, CPU_PROVIDER]),
     ],
 )
-def test_execution_providers_follow_the_device_setting(device: str, available: list[str], expected: list[str]) -> None:
+def test_execution_providers_follow_the_device_setting(device: Device, available: list[str], expected: list[str]) -> None:
     providers = execution_providers(InferenceSettings(device=device, gpu_memory_limit=512), available)
     assert [p if isinstance(p, str) else p[0] for p in providers] == expected
     if CUDA_PROVIDER in expected:
