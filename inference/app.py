@@ -17,14 +17,13 @@ from typing import Any
 
 import anyio.to_thread
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import Field, File, create_form_parser
 from starlette.applications import Starlette
-from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
-from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Message
 
 from inference import contract
 from inference.engine import CatWatcherEngine
@@ -93,29 +92,39 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def image_from_multipart(request: Request, body: bytes) -> bytes:
-    """The `image` file field of an already size-checked multipart body."""
+def image_from_multipart(content_type: str, body: bytes) -> bytes:
+    """The `image` part (file or plain field) of an already size-checked multipart body.
 
-    async def replay() -> Message:
-        return {"type": "http.request", "body": body, "more_body": False}
+    Runs in a worker thread: parsing is CPU work. Parts stay in memory (the body is bounded by
+    MAX_REQUEST_BYTES), so nothing is spooled to disk.
+    """
+    images: list[bytes] = []
+
+    def on_field(field: Field) -> None:
+        if field.field_name == IMAGE_FIELD.encode() and isinstance(field.value, bytes):
+            images.append(field.value)
+
+    def on_file(file: File) -> None:
+        if file.field_name == IMAGE_FIELD.encode():
+            file.file_object.seek(0)
+            images.append(file.file_object.read())
 
     try:
-        # Parts over 1 MiB spool to a temporary file: /tmp, the pod's writable emptyDir.
-        async with Request(request.scope, replay).form(max_files=1, max_fields=16) as form:
-            upload = form.get(IMAGE_FIELD)
-            if not isinstance(upload, UploadFile):
-                raise ClientError(400, "missing_image_field", f"multipart body needs a file field named {IMAGE_FIELD!r}")
-            return await upload.read()
-    except MultiPartException as error:
-        raise ClientError(400, "invalid_multipart", error.message) from None
-    except HTTPException as error:  # Starlette reports some multipart errors as HTTP 400
-        raise ClientError(400, "invalid_multipart", str(error.detail)) from None
+        parser = create_form_parser({"Content-Type": content_type.encode("latin-1")}, on_field, on_file, config={"MAX_MEMORY_FILE_SIZE": len(body) + 1})
+        parser.write(body)
+        parser.finalize()
+    except (FormParserError, ValueError, UnicodeEncodeError) as error:
+        raise ClientError(400, "invalid_multipart", str(error) or type(error).__name__) from None
+    if not images:
+        raise ClientError(400, "missing_image_field", f"multipart body needs a part named {IMAGE_FIELD!r}")
+    return images[0]
 
 
 async def image_bytes(request: Request, limit: int) -> bytes:
     media_type = media_type_of(request)
     if media_type == MULTIPART_MEDIA_TYPE:
-        return await image_from_multipart(request, await read_body(request, limit))
+        body = await read_body(request, limit)
+        return await anyio.to_thread.run_sync(image_from_multipart, request.headers["content-type"], body)
     if media_type.startswith("image/") or media_type in RAW_MEDIA_TYPES:
         return await read_body(request, limit)
     raise ClientError(415, "unsupported_media_type", f"send image/* or application/octet-stream bytes, or multipart/form-data with an {IMAGE_FIELD!r} file; got {media_type or 'no Content-Type'}")

@@ -106,9 +106,18 @@ def test_raw_body_content_types(client: TestClient, content_type: str, image_for
 
 def test_multipart_image_field(client: TestClient) -> None:
     data = encode(photo_like(800, 600))
-    response = client.post(contract.DETECT_PATH, files={"image": ("frame.jpg", data, "image/jpeg")}, data={"camera": "kitchen"})
+    response = client.post(contract.DETECT_PATH, files={"image": ("frame.jpg", data, "image/jpeg"), "thumbnail": ("t.jpg", b"\xff\xd8", "image/jpeg")}, data={"camera": "kitchen"})
     assert response.status_code == 200, response.text
     assert response.json()["image"] == {"width": 800, "height": 600}
+
+
+def test_multipart_image_part_without_filename(client: TestClient) -> None:
+    boundary = "catwatcher"
+    data = encode(photo_like(640, 480))
+    body = f'--{boundary}\r\nContent-Disposition: form-data; name="image"\r\n\r\n'.encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    response = client.post(contract.DETECT_PATH, content=body, headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+    assert response.status_code == 200, response.text
+    assert response.json()["image"] == {"width": 640, "height": 480}
 
 
 def test_placeholder_detector_runs_end_to_end(placeholder_client: TestClient, jpeg_720p: bytes) -> None:
@@ -135,7 +144,7 @@ BAD_REQUESTS: list[tuple[str, dict[str, Any], int, str]] = [
     ("wrong content type", {"content": b"{}", "headers": {"content-type": "application/json"}}, 415, "unsupported_media_type"),
     ("no content type", {"content": b"\xff\xd8"}, 415, "unsupported_media_type"),
     ("multipart without image", {"files": {"photo": ("a.jpg", b"\xff\xd8", "image/jpeg")}}, 400, "missing_image_field"),
-    ("multipart image as text", {"data": {"image": "not a file"}, "files": {"other": ("a", b"x")}}, 400, "missing_image_field"),
+    ("multipart image field not an image", {"data": {"image": "not a file"}, "files": {"other": ("a", b"x")}}, 422, "invalid_image"),
     ("multipart without boundary", {"content": b"--x\r\nnonsense", "headers": {"content-type": "multipart/form-data"}}, 400, "invalid_multipart"),
     ("multipart garbage", {"content": b"--x\r\nnonsense", "headers": {"content-type": "multipart/form-data; boundary=x"}}, 400, "missing_image_field"),
 ]
