@@ -7,6 +7,7 @@ loaded from stacks/Pulumi.<stack>.yaml as `pulumi up -s <stack>` would load it.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import hashlib
 import json
@@ -201,13 +202,18 @@ def run_program(root: Path, stack: str, config: Mapping[str, str] | None = None,
 
 
 def _run_isolated(project: str, stack: str, config: dict[str, str], secret_keys: list[str]) -> Recording:
-    monitor = RecordingMonitor(stack)
-    pulumi.runtime.set_mocks(monitor.mocks, project=project, stack=stack, preview=False, monitor=monitor)
-    pulumi.runtime.set_all_config(config, secret_keys)
+    # Our own event loop: the SDK needs a current one, and a caller (asyncio.run, a test
+    # client) may have left the thread without any.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
     try:
+        monitor = RecordingMonitor(stack)
+        pulumi.runtime.set_mocks(monitor.mocks, project=project, stack=stack, preview=False, monitor=monitor)
+        pulumi.runtime.set_all_config(config, secret_keys)
         _sync_await(run_pulumi_func(lambda: runpy.run_path(str(PROGRAM), run_name="__main__")))
-    except pulumi.RunError as error:
+    except (pulumi.RunError, ConfigError) as error:
         raise RenderError(str(error)) from None
-    except ConfigError as error:
-        raise RenderError(str(error)) from None
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
     return monitor.recording

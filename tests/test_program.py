@@ -149,3 +149,10 @@ def test_pulumi_yaml_disables_the_default_kubernetes_provider():
 
     settings = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
     assert settings["config"]["pulumi:disable-default-providers"]["value"] == ["kubernetes"]
+
+
+def test_renders_after_asyncio_run_left_the_thread_without_a_loop():
+    import asyncio
+
+    asyncio.run(asyncio.sleep(0))  # leaves no current event loop, as test clients do
+    assert render_config(HOMELAB_3060).resources
