@@ -194,11 +194,10 @@ def _alert(name: str, expr: str, for_: str, severity: str, summary: str, descrip
 def alert_rules(
     app_namespace: str,
     exporter: ExporterKind = "operator",
-    per_pod_gpu_memory: bool = True,
 ) -> list[dict[str, Any]]:
-    """The alerts, as PrometheusRule rules. `per_pod_gpu_memory`: whether the exporter can tell
-    the pods on a shared device apart (else the per-pod memory alert would blame one pod for
-    the whole device and is left out; the per-GPU framebuffer alert still covers it)."""
+    """The alerts, as PrometheusRule rules. Both exporters are told to split a shared device
+    per pod (exporter_env), and the per-pod memory alert leaves out devices several pods share
+    (each would show the device's total)."""
     job, _, _ = exporter_target(exporter)
     app = f'namespace="{app_namespace}"'
     device = "Hostname, gpu, UUID, modelName, GPU_I_ID"
@@ -256,29 +255,28 @@ def alert_rules(
             "fell back to the CPU: it answers, slowly.",
         ),
     ]
-    if per_pod_gpu_memory:
-        # Devices used by exactly one pod (no sharing, or a MIG instance): their memory is that
-        # pod's. On a device shared by several pods every pod would show the device's total.
-        shared = f"count by (Hostname, gpu, GPU_I_ID) ({DCGM_FB_USED}{{pod!=\"\"}}) > 1"
-        used = (
-            f"max by (namespace, pod) ({DCGM_FB_USED}{{{app}, pod!=\"\"}} "
-            f"unless on (Hostname, gpu, GPU_I_ID) ({shared})) * {MIB}"
-        )
-        limit = f"max by (namespace, pod) ({contract.METRIC_GPU_MEMORY_LIMIT}{{{app}}} > 0)"
-        rules.insert(1, _alert(
-            "CatWatcherPodNearGpuMemoryLimit",
-            f"{used} > on (namespace, pod) ({POD_LIMIT_RATIO} * {limit})",
-            "5m", "warning",
-            "Cat Watcher pod {{ $labels.pod }} uses over "
-            f"{POD_LIMIT_RATIO:.0%} of its GPU memory limit",
-            "The pod's GPU memory (arena, cuDNN workspaces and CUDA context) is near the limit "
-            "it was sized to; its next allocation may fail and degrade it to CPU.",
-        ))
+    # Devices used by exactly one pod (no sharing, or a MIG instance): their memory is that
+    # pod's. On a device shared by several pods every pod would show the device's total.
+    shared = f"count by (Hostname, gpu, GPU_I_ID) ({DCGM_FB_USED}{{pod!=\"\"}}) > 1"
+    used = (
+        f"max by (namespace, pod) ({DCGM_FB_USED}{{{app}, pod!=\"\"}} "
+        f"unless on (Hostname, gpu, GPU_I_ID) ({shared})) * {MIB}"
+    )
+    limit = f"max by (namespace, pod) ({contract.METRIC_GPU_MEMORY_LIMIT}{{{app}}} > 0)"
+    rules.insert(1, _alert(
+        "CatWatcherPodNearGpuMemoryLimit",
+        f"{used} > on (namespace, pod) ({POD_LIMIT_RATIO} * {limit})",
+        "5m", "warning",
+        "Cat Watcher pod {{ $labels.pod }} uses over "
+        f"{POD_LIMIT_RATIO:.0%} of its GPU memory limit",
+        "The pod's GPU memory (arena, cuDNN workspaces and CUDA context) is near the limit "
+        "it was sized to; its next allocation may fail and degrade it to CPU.",
+    ))
     return rules
 
 
-def prometheus_rule_spec(app_namespace: str, exporter: ExporterKind = "operator", per_pod_gpu_memory: bool = True) -> dict[str, Any]:
-    return {"groups": [{"name": "cat-watcher-gpu", "rules": alert_rules(app_namespace, exporter, per_pod_gpu_memory)}]}
+def prometheus_rule_spec(app_namespace: str, exporter: ExporterKind = "operator") -> dict[str, Any]:
+    return {"groups": [{"name": "cat-watcher-gpu", "rules": alert_rules(app_namespace, exporter)}]}
 
 
 def dcgm_dashboard_data(revision: int) -> dict[str, str]:
@@ -344,16 +342,13 @@ class DcgmMonitoring(pulumi.ComponentResource):
                 ),
                 opts=child,
             )
-            # Both exporters get exporter_env(): pods on a shared device are told apart (and the
-            # alert skips such devices), so per-pod memory is knowable either way.
-            per_pod = True
             k8s.apiextensions.CustomResource(
                 f"{name}-rules",
                 api_version="monitoring.coreos.com/v1",
                 kind="PrometheusRule",
                 metadata={"name": "cat-watcher-gpu", "namespace": args.app_namespace, "labels": labels},
                 spec=pulumi.Output.from_input(args.app_namespace).apply(
-                    lambda namespace: prometheus_rule_spec(namespace, args.exporter, per_pod)
+                    lambda namespace: prometheus_rule_spec(namespace, args.exporter)
                 ),
                 opts=child,
             )

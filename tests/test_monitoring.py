@@ -235,9 +235,9 @@ needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not insta
 
 @needs_promtool
 def test_promtool_accepts_the_rules(tmp_path):
-    for per_pod in (True, False):
-        path = tmp_path / f"rules-{per_pod}.yaml"
-        path.write_text(yaml.safe_dump(prometheus_rule_spec("cat-watcher", per_pod_gpu_memory=per_pod)))
+    for exporter in ("operator", "standalone"):
+        path = tmp_path / f"rules-{exporter}.yaml"
+        path.write_text(yaml.safe_dump(prometheus_rule_spec("cat-watcher", exporter)))
         result = subprocess.run([PROMTOOL, "check", "rules", str(path)], capture_output=True, text=True)
         assert result.returncode == 0, result.stdout + result.stderr
 
