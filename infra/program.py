@@ -53,7 +53,14 @@ def compose(plan: RolloutPlan) -> None:
     config = plan.config
     # The one way to the cluster: Pulumi.yaml disables the default provider, so nothing can
     # deploy through whatever kubeconfig context happens to be current by accident.
-    cluster = k8s.Provider("cluster", context=config.cluster.kube_context)
+    cluster = k8s.Provider(
+        "cluster",
+        context=config.cluster.kube_context,
+        # Sharing config and dashboards update in place instead of delete-then-create (their
+        # names are fixed): the restart Job, not a new name, makes the plugin reload. Secrets
+        # stay immutable, so new credentials mean a new Secret and rolled pods.
+        enable_config_map_mutable=True,
+    )
     on_cluster = pulumi.ResourceOptions(providers=[cluster])
     operator_namespace = k8s.core.v1.Namespace(
         "gpu-operator",

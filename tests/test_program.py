@@ -142,6 +142,12 @@ def test_kube_context_selects_the_cluster():
     assert provider.inputs["context"] == "homelab"
 
 
+def test_config_maps_update_in_place_but_secrets_are_replaced():
+    provider = next(r for r in render_stack("homelab-3060").resources if r.type == "pulumi:providers:kubernetes")
+    assert provider.inputs["enableConfigMapMutable"] == "true"
+    assert "enableSecretMutable" not in provider.inputs
+
+
 def test_pulumi_yaml_disables_the_default_kubernetes_provider():
     import yaml
 
