@@ -37,7 +37,12 @@ def project_config() -> dict[str, str]:
 def secret_config_keys() -> set[str]:
     """Top-level `catwatcher:*` keys the engine marks secret (their values are never echoed)."""
     prefix = f"{PROJECT}:"
-    return {key[len(prefix):] for key in project_config() if runtime_config.is_config_secret(key)}
+    engine_secrets = set(runtime_config.get_config_secret_keys_env())
+    return {
+        key[len(prefix):]
+        for key in project_config()
+        if runtime_config.is_config_secret(key) or key in engine_secrets
+    }
 
 
 def load_plan() -> RolloutPlan:

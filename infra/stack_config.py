@@ -31,12 +31,17 @@ def decode_config(flat: Mapping[str, str], project: str = PROJECT) -> dict[str, 
     return decoded
 
 
+# Sections that hold credentials: never echoed, even when a stack forgot `--secret`.
+SECRET_SECTIONS = frozenset({"credentials"})
+
+
 def parse_stack_config(values: Mapping[str, Any], secret_keys: Collection[str] = ()) -> StackConfig:
     """Validate the whole tree; values under `secret_keys` (top-level names) are never echoed."""
+    hidden = SECRET_SECTIONS | set(secret_keys)
     try:
         return StackConfig.model_validate(dict(values))
     except ValidationError as error:
-        raise ConfigError([_describe(item, secret_keys) for item in error.errors()]) from None
+        raise ConfigError([_describe(item, hidden) for item in error.errors()]) from None
 
 
 def _describe(item: Mapping[str, Any], secret_keys: Collection[str]) -> tuple[str, str]:

@@ -73,7 +73,11 @@ def test_a_bad_secret_value_is_named_but_not_echoed():
     assert PASSWORD not in str(caught.value)
     with pytest.raises(RenderError) as plain:
         render_config(bad)
-    assert PASSWORD in str(plain.value)  # not secret: echoing the value helps
+    assert "catwatcher:credentials.mqtt.port" in str(plain.value)
+    assert PASSWORD not in str(plain.value)  # credentials are never echoed, secret or not
+    with pytest.raises(RenderError) as other:
+        render_config({"gpu": {"preset": "rtx-3060", "replicas": "lots"}})
+    assert "'lots'" in str(other.value)  # elsewhere, echoing the bad value helps
 
 
 def test_no_secret_and_no_env_from_without_credentials():
