@@ -9,12 +9,12 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.sharing_config import DEVICE_PLUGIN_CONFIG_LABEL
 from inference import contract
 from infra.model import CredentialsSpec, NetworkPolicySpec, ResourceSpec
 from infra.plan import SINGLE_GROUP, NodeGroupPlan
 
 GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
-DEVICE_PLUGIN_CONFIG_LABEL = "nvidia.com/device-plugin.config"
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ import pulumi_kubernetes as k8s
 
 from components import dashboards as dashboard_data
 from inference import contract
+from infra.plan import GPU_RESOURCE
 
 ExporterKind = Literal["operator", "standalone"]
 
@@ -48,7 +49,6 @@ STANDALONE_RELEASE = "dcgm-exporter"
 STANDALONE_SELECTOR = {"app.kubernetes.io/name": STANDALONE_CHART, "app.kubernetes.io/instance": STANDALONE_RELEASE}
 STANDALONE_PORT = "metrics"
 
-GPU_RESOURCE = "nvidia.com/gpu"
 MIG_RESOURCE_PREFIX = "nvidia.com/mig-"
 MIB = 1024 * 1024
 

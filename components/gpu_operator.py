@@ -5,12 +5,15 @@ Why a restart Job: the device plugin's config-manager reloads only when a node's
 key changes. A patch of the DaemonSet's pod template cannot be applied on first install (the
 operator creates the DaemonSet minutes after the release) and the operator may reconcile foreign
 annotations away. So a Job whose name carries the sharing config's content hash waits for the
-DaemonSet to exist, restarts it and waits for the rollout: a new hash means a new Job (it runs
-once), anything else leaves the finished Job untouched (nothing restarts).
+DaemonSet to exist, stamps the hash on its pod template and waits for the rollout: a new hash
+means a new Job and one rollout; anything else leaves the finished Job untouched, and a Job
+re-run for any other reason (a new restart image, a refresh) stamps the same hash again, which
+changes nothing and restarts nothing.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -19,6 +22,8 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
+
+from components.sharing_config import MIG_ALL_DISABLED
 
 CHART = "gpu-operator"
 DEVICE_PLUGIN_DAEMONSET = "nvidia-device-plugin-daemonset"
@@ -37,7 +42,6 @@ class GpuOperatorArgs:
     sharing_default_key: str | None = None
     mig_strategy: str | None = None
     mig_config_map: pulumi.Input[str] | None = None
-    mig_default_layout: str | None = None
     release_name: str = "gpu-operator"
     install_driver: bool = True
     install_toolkit: bool = True
@@ -72,7 +76,9 @@ def operator_values(args: GpuOperatorArgs) -> dict[str, Any]:
         values["mig"] = {"strategy": args.mig_strategy}
     if args.mig_config_map is not None:
         values["migManager"] = {
-            "config": {"name": args.mig_config_map, "default": args.mig_default_layout or "all-disabled"}
+            # The ClusterPolicy accepts only all-disabled (or "") here; layouts reach nodes
+            # through their nvidia.com/mig.config label (SharingConfig's node patches).
+            "config": {"name": args.mig_config_map, "default": MIG_ALL_DISABLED}
         }
     return values
 
@@ -113,9 +119,18 @@ def restart_rbac_rules() -> list[dict[str, Any]]:
     ]
 
 
+HASH_ANNOTATION = "catwatcher.io/sharing-config-hash"
+
+
+def restart_patch(content_hash: str) -> str:
+    """Stamp the plugin's pod template with the config hash: a new hash rolls the pods, the
+    same hash again is a no-op (so re-running the Job never restarts anything twice)."""
+    return json.dumps({"spec": {"template": {"metadata": {"annotations": {HASH_ANNOTATION: content_hash}}}}})
+
+
 def restart_job_spec(content_hash: str, image: str, service_account: str) -> dict[str, Any]:
-    """Wait for the operator's DaemonSet, restart it, wait for the rollout. No shell needed:
-    the kubectl image is distroless, so each step is its own container, run in order."""
+    """Wait for the operator's DaemonSet, stamp it with the config hash, wait for the rollout.
+    No shell needed: the kubectl image is distroless, so each step is its own container."""
     target = f"daemonset/{DEVICE_PLUGIN_DAEMONSET}"
 
     def step(name: str, *kubectl_args: str) -> dict[str, Any]:
@@ -136,14 +151,14 @@ def restart_job_spec(content_hash: str, image: str, service_account: str) -> dic
     return {
         "backoffLimit": 3,
         "template": {
-            "metadata": {"annotations": {"catwatcher.io/sharing-config-hash": content_hash}},
+            "metadata": {"annotations": {HASH_ANNOTATION: content_hash}},
             "spec": {
                 "serviceAccountName": service_account,
                 "restartPolicy": "OnFailure",
                 "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
                 "initContainers": [
                     step("wait-for-daemonset", "wait", "--for=create", target, f"--timeout={RESTART_WAIT_FOR_CREATE}"),
-                    step("restart", "rollout", "restart", target),
+                    step("stamp-config-hash", "patch", target, "--type=merge", "-p", restart_patch(content_hash)),
                 ],
                 "containers": [
                     step("wait-for-rollout", "rollout", "status", target, f"--timeout={RESTART_ROLLOUT_TIMEOUT}"),

@@ -97,7 +97,7 @@ class SharingConfig(pulumi.ComponentResource):
 
     Outputs: `config_map_name`, `default_key` (the key nodes without a label use, or None),
     `content_hash` (changes exactly when the sharing ConfigMap's data changes),
-    `mig_config_map_name` and `mig_default_layout` (None without MIG).
+    `mig_config_map_name` (None without MIG).
     """
 
     def __init__(self, name: str, args: SharingConfigArgs, opts: pulumi.ResourceOptions | None = None):
@@ -119,7 +119,6 @@ class SharingConfig(pulumi.ComponentResource):
         self.content_hash: str = content_hash(data)
 
         self.mig_config_map_name: pulumi.Output[str] | None = None
-        self.mig_default_layout: str | None = None
         mig_layouts = mig_parted_config(args.groups)
         if mig_layouts is not None:
             mig_map = k8s.core.v1.ConfigMap(
@@ -129,10 +128,8 @@ class SharingConfig(pulumi.ComponentResource):
                 opts=child,
             )
             self.mig_config_map_name = mig_map.metadata.apply(lambda m: m["name"])
-            self.mig_default_layout = (
-                default_group.mig.layout_name if default_group and default_group.mig else MIG_ALL_DISABLED
-            )
 
+        published = [config_map] + ([mig_map] if mig_layouts is not None else [])
         self.node_patches = [
             k8s.core.v1.NodePatch(
                 f"{name}-node-{node}",
@@ -142,7 +139,9 @@ class SharingConfig(pulumi.ComponentResource):
                     # Node objects belong to the kubelet: only take over the label fields.
                     "annotations": {"pulumi.com/patchForce": "true"},
                 },
-                opts=child,
+                # A label naming a key the ConfigMap does not have yet makes the plugin's
+                # config-manager exit: publish the configs first.
+                opts=pulumi.ResourceOptions(parent=self, depends_on=published),
             )
             for group in args.groups
             for node in group.nodes
@@ -154,6 +153,5 @@ class SharingConfig(pulumi.ComponentResource):
                 "default_key": self.default_key,
                 "content_hash": self.content_hash,
                 "mig_config_map_name": self.mig_config_map_name,
-                "mig_default_layout": self.mig_default_layout,
             }
         )

@@ -137,7 +137,8 @@ class ClusterSpec(StrictModel):
     distribution: Distribution = "kubeadm"
     # kubeconfig context to deploy to; unset: the kubeconfig's current context.
     kube_context: str | None = None
-    kubernetes_version: Annotated[str, StringConstraints(pattern=r"^1\.\d+$")] = "1.33"
+    # 1.31 or newer: the restart Job's `kubectl wait --for=create` needs it.
+    kubernetes_version: Annotated[str, StringConstraints(pattern=r"^1\.(3[1-9]|[4-9]\d)$")] = "1.33"
     use_nri_plugin: bool = Field(
         default=False, description="CDI + NRI plugin: no containerd config changes, no runtime class"
     )

@@ -6,6 +6,7 @@ path, before anything is registered with Pulumi.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -100,6 +101,7 @@ class _Problems:
 def plan_rollout(config: StackConfig, catalogue: Mapping[str, GpuPreset]) -> RolloutPlan:
     problems = _Problems()
     _check_images(config, problems)
+    _check_app(config, problems)
     groups = [
         group
         for path, name, nodes, spec, inference_replicas in _group_specs(config, problems)
@@ -132,6 +134,32 @@ def _group_specs(
         problems.add(("app", "replicas"), "with nodeGroups, set inferenceReplicas per node group instead")
     for index, group in enumerate(config.node_groups):
         yield ("nodeGroups", index, "gpu"), group.name, tuple(group.nodes), group.gpu, group.inference_replicas
+
+
+QUANTITY_SUFFIXES = {"m": 1e-3, "": 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+
+def quantity(text: str) -> float:
+    """A Kubernetes quantity as a number ("500m" -> 0.5, "2Gi" -> 2147483648)."""
+    number, suffix = re.fullmatch(r"(\d+(?:\.\d+)?)(m|Ki|Mi|Gi|Ti)?", text).groups()
+    return float(number) * QUANTITY_SUFFIXES[suffix or ""]
+
+
+def _check_app(config: StackConfig, problems: _Problems) -> None:
+    if config.app.namespace == config.operator.namespace:
+        problems.add(
+            ("app", "namespace"),
+            f"'{config.app.namespace}' is the operator's namespace too: Cat Watcher needs its own "
+            "(it enforces Pod Security restricted, the operator's is privileged)",
+        )
+    resources = config.app.resources
+    for resource in ("cpu", "memory"):
+        request, limit = getattr(resources, f"{resource}_request"), getattr(resources, f"{resource}_limit")
+        if quantity(request) > quantity(limit):
+            problems.add(
+                ("app", "resources", f"{resource}Request"),
+                f"{request} is more than {resource}Limit {limit}; Kubernetes refuses a request above its limit",
+            )
 
 
 def _check_images(config: StackConfig, problems: _Problems) -> None:
@@ -226,6 +254,12 @@ def _plan_group(
             problems.add((*path, "replicas"), f"sharing: none gives each pod a whole GPU; remove replicas or pick time-slicing or mps (got {spec.replicas})")
         replicas = 1
     elif sharing == "mig":
+        if not nodes:
+            problems.add(
+                (*path, "sharing"),
+                "mig layouts reach a node through its nvidia.com/mig.config label: list the MIG nodes "
+                "in catwatcher:nodeGroups (name, nodes, gpu) instead of catwatcher:gpu",
+            )
         mig = _plan_mig(path, spec, gpu, catalogue, problems)
         if mig is None:
             return None

@@ -93,7 +93,6 @@ def compose(plan: RolloutPlan) -> None:
             sharing_content_hash=sharing.content_hash,
             mig_strategy=plan.mig_strategy,
             mig_config_map=sharing.mig_config_map_name,
-            mig_default_layout=sharing.mig_default_layout,
             install_driver=plan.node_runtime.install_driver,
             install_toolkit=plan.node_runtime.install_toolkit,
             toolkit_env=plan.node_runtime.toolkit_env,

@@ -83,3 +83,10 @@ def test_every_problem_is_reported_at_once():
 def test_decode_config_reads_engine_values():
     flat = {"catwatcher:gpu": '{"preset": "rtx-3060"}', "catwatcher:plain": "text", "other:key": "1"}
     assert decode_config(flat) == {"gpu": {"preset": "rtx-3060"}, "plain": "text"}
+
+
+@pytest.mark.parametrize(("text", "value"), [("500m", 0.5), ("2", 2), ("1Gi", 2**30), ("1024Mi", 2**30), ("1.5Ki", 1536)])
+def test_quantities_compare_as_kubernetes_reads_them(text, value):
+    from infra.plan import quantity
+
+    assert quantity(text) == value

@@ -113,8 +113,28 @@ def test_restart_job_waits_for_the_daemonset_before_restarting():
     spec = restart_job(render_stack("homelab-3060"))["spec"]["template"]["spec"]
     steps = [c["command"] for c in spec["initContainers"]] + [c["command"] for c in spec["containers"]]
     assert steps[0][:4] == ["kubectl", "wait", "--for=create", "daemonset/nvidia-device-plugin-daemonset"]
-    assert steps[1][:3] == ["kubectl", "rollout", "restart"]
+    assert steps[1][:3] == ["kubectl", "patch", "daemonset/nvidia-device-plugin-daemonset"]
     assert steps[2][:3] == ["kubectl", "rollout", "status"]
+
+
+def test_restart_stamps_the_content_hash_so_a_rerun_restarts_nothing():
+    import json
+
+    job = restart_job(render_stack("homelab-3060"))
+    stamp = job["spec"]["template"]["spec"]["initContainers"][1]["command"][-1]
+    annotations = json.loads(stamp)["spec"]["template"]["metadata"]["annotations"]
+    content_hash = job["spec"]["template"]["metadata"]["annotations"]["catwatcher.io/sharing-config-hash"]
+    assert annotations == {"catwatcher.io/sharing-config-hash": content_hash}
+    assert job["metadata"]["name"].endswith(content_hash[:10])
+    # A new restart image replaces the Job, but it stamps the same hash: no second rollout.
+    other = restart_job(render_config({**HOMELAB_3060, "operator": {"restartImage": "registry.k8s.io/kubectl:v1.34.1"}}))
+    assert other["spec"]["template"]["spec"]["initContainers"][1]["command"][-1] == stamp
+
+
+def test_restart_rbac_allows_every_kubectl_step():
+    role = one(render_stack("homelab-3060"), "Role", "device-plugin-restart")
+    verbs = {verb for rule in role["rules"] for verb in rule["verbs"] if "daemonsets" in rule["resources"]}
+    assert {"get", "list", "watch", "patch"} <= verbs
 
 
 def test_invalid_config_registers_nothing():

@@ -12,7 +12,11 @@ from tests.upstream_rules import device_plugin_violations, mig_layout_violations
 
 
 def group(gpu: dict):
-    return plan_rollout(parse_stack_config({"gpu": gpu}), catalogue()).groups[0]
+    if gpu.get("sharing") == "mig":  # MIG layouts are applied to named nodes
+        config = {"nodeGroups": [{"name": "mig", "nodes": ["gpu-node-1"], "gpu": gpu}]}
+    else:
+        config = {"gpu": gpu}
+    return plan_rollout(parse_stack_config(config), catalogue()).groups[0]
 
 
 def test_time_slicing_text_round_trips_and_follows_upstream_rules():

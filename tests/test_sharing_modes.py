@@ -65,29 +65,43 @@ def test_invalid_mode_combinations_are_refused(gpu, key, fragment):
     assert key in str(caught.value) and fragment in str(caught.value)
 
 
+def mig_node_layout(recording) -> tuple[str, dict]:
+    """(the layout a MIG node is labelled with, the mig-parted document)."""
+    layouts = yaml.safe_load(one(recording, "ConfigMap", "cat-watcher-mig-parted-config")["data"][MIG_LAYOUT_KEY])
+    (node,) = objects(recording, "Node")
+    return node["metadata"]["labels"][MIG_CONFIG_LABEL], layouts
+
+
 def test_mig_single_requests_whole_gpus_from_a_mig_layout():
     recording = render_stack("a100-mig")
-    layouts = yaml.safe_load(one(recording, "ConfigMap", "cat-watcher-mig-parted-config")["data"][MIG_LAYOUT_KEY])
+    label, layouts = mig_node_layout(recording)
     assert mig_layout_violations(layouts) == []
     values = operator_values(recording)
     assert values["mig"] == {"strategy": "single"}
-    assert values["migManager"]["config"]["name"] == "cat-watcher-mig-parted-config"
-    assert layouts["mig-configs"][values["migManager"]["config"]["default"]][0]["mig-devices"] == {"1g.5gb": 7}
-    assert plugin_config(recording)["flags"] == {"migStrategy": "single"}
-    assert gpu_limits(recording) == {"nvidia.com/gpu": "1"}
+    # The ClusterPolicy's enum allows only all-disabled here: the node label picks the layout.
+    assert values["migManager"]["config"] == {"name": "cat-watcher-mig-parted-config", "default": "all-disabled"}
+    assert layouts["mig-configs"][label][0]["mig-devices"] == {"1g.5gb": 7}
+    assert plugin_config(recording, "a100")["flags"] == {"migStrategy": "single"}
+    assert gpu_limits(recording, "cat-watcher-a100") == {"nvidia.com/gpu": "1"}
     assert one(recording, "Deployment")["spec"]["replicas"] == 7
+
+
+def test_mig_needs_named_nodes():
+    with pytest.raises(RenderError, match=r"catwatcher:gpu\.sharing: mig layouts reach a node through its nvidia\.com/mig\.config label"):
+        render_config({"gpu": {"preset": "a100-40gb", "sharing": "mig"}})
 
 
 def test_mig_mixed_requests_the_profile_and_time_slices_it():
     recording = render_stack("h100-mig-mixed")
-    config = plugin_config(recording)
+    assert mig_node_layout(recording)[0] == "catwatcher-2x1g.10gb-1x2g.20gb-1x3g.40gb"
+    config = plugin_config(recording, "h100")
     assert device_plugin_violations(config) == []
     assert config["flags"]["migStrategy"] == "mixed"
     assert config["sharing"]["timeSlicing"]["resources"] == [{"name": "nvidia.com/mig-1g.10gb", "replicas": 2}]
-    assert gpu_limits(recording) == {"nvidia.com/mig-1g.10gb": "1"}
+    assert gpu_limits(recording, "cat-watcher-h100") == {"nvidia.com/mig-1g.10gb": "1"}
     assert one(recording, "Deployment")["spec"]["replicas"] == 4
     # Per-pod memory comes from the MIG instance, not the whole card.
-    assert int(env(recording)["CAT_WATCHER__INFERENCE__GPU_MEMORY_LIMIT"]) * 2 + 1024 <= 9984
+    assert int(env(recording, "cat-watcher-h100")["CAT_WATCHER__INFERENCE__GPU_MEMORY_LIMIT"]) * 2 + 1024 <= 9984
 
 
 def test_none_gives_each_pod_a_whole_gpu():
@@ -176,11 +190,23 @@ def test_switching_time_slicing_to_mps_touches_only_what_it_must():
 
 
 def test_switching_to_mig_changes_operator_values_not_the_release_identity():
-    base = render_config({"gpu": {"preset": "a100-40gb", "sharing": "time-slicing", "replicas": 4}})
-    head = render_config({"gpu": {"preset": "a100-40gb", "sharing": "mig"}})
+    def a100(sharing: dict) -> dict:
+        return {"nodeGroups": [{"name": "a100", "nodes": ["dgx-1"], "gpu": {"preset": "a100-40gb", **sharing}}]}
+
+    base = render_config(a100({"sharing": "time-slicing", "replicas": 4}))
+    head = render_config(a100({"sharing": "mig"}))
     diff = diff_renders("a100", as_render(base), as_render(head))
     release = next(c for c in diff.changes if c.what == "helm release gpu-operator")
     assert release.status == "changed"
     # MIG layout wiring, and the exporter no longer needs to split shared devices per pod.
     assert {f.path.split(".")[1] for f in release.fields} <= {"mig", "migManager", "dcgmExporter"}
     assert not any(c.what.startswith("Namespace") for c in diff.changes)
+
+
+def test_node_labels_wait_for_the_configs_they_name():
+    from infra.render import graph
+
+    nodes = {n["id"]: n for n in graph(render_stack("h100-mig-mixed"))["resources"]}
+    patch = nodes["kubernetes:core/v1:NodePatch::sharing-node-hgx-h100-1"]
+    assert {"kubernetes:core/v1:ConfigMap::sharing-device-plugin",
+            "kubernetes:core/v1:ConfigMap::sharing-mig-parted"} <= set(patch["dependencies"])
