@@ -322,36 +322,24 @@ class DcgmMonitoring(pulumi.ComponentResource):
         rules: list[str] = []
         if args.service_monitor:
             exporter_name, _, _ = exporter_target(args.exporter)
-            k8s.apiextensions.CustomResource(
-                f"{name}-dcgm-exporter",
-                api_version="monitoring.coreos.com/v1",
-                kind="ServiceMonitor",
-                metadata={"name": exporter_name, "namespace": args.operator_namespace, "labels": labels},
-                spec=pulumi.Output.from_input(args.operator_namespace).apply(
-                    lambda namespace: dcgm_service_monitor_spec(namespace, args.exporter)
-                ),
-                opts=child,
+            # (logical suffix, kind, name, namespace, spec from the resolved namespace)
+            prometheus_objects = (
+                ("dcgm-exporter", "ServiceMonitor", exporter_name, args.operator_namespace,
+                 lambda namespace: dcgm_service_monitor_spec(namespace, args.exporter)),
+                ("cat-watcher", "ServiceMonitor", "cat-watcher", args.app_namespace,
+                 lambda namespace: app_service_monitor_spec(namespace, args.app_selector)),
+                ("rules", "PrometheusRule", "cat-watcher-gpu", args.app_namespace,
+                 lambda namespace: prometheus_rule_spec(namespace, args.exporter)),
             )
-            k8s.apiextensions.CustomResource(
-                f"{name}-cat-watcher",
-                api_version="monitoring.coreos.com/v1",
-                kind="ServiceMonitor",
-                metadata={"name": "cat-watcher", "namespace": args.app_namespace, "labels": labels},
-                spec=pulumi.Output.from_input(args.app_namespace).apply(
-                    lambda namespace: app_service_monitor_spec(namespace, args.app_selector)
-                ),
-                opts=child,
-            )
-            k8s.apiextensions.CustomResource(
-                f"{name}-rules",
-                api_version="monitoring.coreos.com/v1",
-                kind="PrometheusRule",
-                metadata={"name": "cat-watcher-gpu", "namespace": args.app_namespace, "labels": labels},
-                spec=pulumi.Output.from_input(args.app_namespace).apply(
-                    lambda namespace: prometheus_rule_spec(namespace, args.exporter)
-                ),
-                opts=child,
-            )
+            for suffix, kind, object_name, namespace, spec in prometheus_objects:
+                k8s.apiextensions.CustomResource(
+                    f"{name}-{suffix}",
+                    api_version="monitoring.coreos.com/v1",
+                    kind=kind,
+                    metadata={"name": object_name, "namespace": namespace, "labels": labels},
+                    spec=pulumi.Output.from_input(namespace).apply(spec),
+                    opts=child,
+                )
             monitors = [exporter_name, "cat-watcher"]
             rules = ["cat-watcher-gpu"]
 
