@@ -31,39 +31,29 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _diff(args: argparse.Namespace) -> int:
-    from infra.diff import diff_folders, format_markdown, format_text, render_revision
+    from infra.diff import diff_against, diff_renders, format_markdown, format_text, render_of, render_revision
 
     root = project_root()
     formatter = format_markdown if args.format == "markdown" else format_text
-    with tempfile.TemporaryDirectory(prefix="catwatcher-diff-") as scratch:
-        base_dir, head_dir = Path(scratch) / "base", Path(scratch) / "head"
-        if args.git_base:
-            stacks = available_stacks(root) if args.all or not args.stacks else args.stacks
+    if not args.git_base and len(args.stacks) != 2:
+        print("diff needs two stacks (BASE HEAD), or --git-base REV", file=sys.stderr)
+        return 2
+    stacks = available_stacks(root) if args.git_base and (args.all or not args.stacks) else args.stacks
+    try:
+        head = {stack: render_of(run_program(root, stack)) for stack in stacks}
+    except RenderError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if args.git_base:
+        with tempfile.TemporaryDirectory(prefix="catwatcher-diff-") as scratch:
+            base_dir = Path(scratch)
             render_revision(root, args.git_base, base_dir)
-            try:
-                for recording in (run_program(root, stack) for stack in stacks):
-                    write_outputs(recording, head_dir)
-            except RenderError as error:
-                print(f"error: {error}", file=sys.stderr)
-                return 1
-            base_stacks = sorted(p.name for p in base_dir.iterdir()) if base_dir.is_dir() else []
-            names = stacks if args.stacks else sorted(set(stacks) | set(base_stacks))
-            diffs = diff_folders(base_dir, head_dir, names)
-        else:
-            if len(args.stacks) != 2:
-                print("diff needs two stacks (BASE HEAD), or --git-base REV", file=sys.stderr)
-                return 2
-            try:
-                base, head = (run_program(root, stack) for stack in args.stacks)
-            except RenderError as error:
-                print(f"error: {error}", file=sys.stderr)
-                return 1
-            write_outputs(base, base_dir)
-            write_outputs(head, head_dir)
-            # Two stacks: compare the renders under one name, so objects pair up.
-            (head_dir / head.stack).rename(head_dir / base.stack)
-            diffs = diff_folders(base_dir, head_dir, [base.stack])
-            diffs[0].stack = f"{base.stack} -> {head.stack}"
+            # With --all, stacks the base had and the head dropped show as removed.
+            names = sorted(set(stacks) | {p.name for p in base_dir.iterdir() if p.is_dir()}) if not args.stacks else stacks
+            diffs = diff_against(base_dir, head, names)
+    else:
+        base_stack, head_stack = args.stacks
+        diffs = [diff_renders(f"{base_stack} -> {head_stack}", head[base_stack], head[head_stack])]
     sys.stdout.write(formatter(diffs))
     return 0
 

@@ -18,6 +18,9 @@ from typing import Any
 
 import yaml
 
+from infra.offline import Recording
+from infra.render import helm_releases, manifests
+
 ObjectKey = tuple[str, str, str]  # kind, namespace, name
 MISSING = object()
 
@@ -53,13 +56,14 @@ class Render:
     releases: Mapping[str, Mapping[str, Any]]
 
 
+def _object_key(document: Mapping[str, Any]) -> ObjectKey:
+    metadata = document.get("metadata", {})
+    return document["kind"], metadata.get("namespace", ""), metadata.get("name", "")
+
+
 def load_render(folder: Path) -> Render:
     documents = yaml.safe_load_all((folder / "manifests.yaml").read_text()) if (folder / "manifests.yaml").exists() else []
-    objects = {}
-    for document in documents:
-        if document:
-            metadata = document.get("metadata", {})
-            objects[(document["kind"], metadata.get("namespace", ""), metadata.get("name", ""))] = document
+    objects = {_object_key(document): document for document in documents if document}
     releases = {
         path.stem: yaml.safe_load(path.read_text()) for path in sorted((folder / "helm").glob("*.yaml"))
     } if (folder / "helm").is_dir() else {}
@@ -118,16 +122,23 @@ def diff_renders(stack: str, base: Render, head: Render) -> StackDiff:
     return StackDiff(stack, changes)
 
 
-def diff_folders(base_dir: Path, head_dir: Path, stacks: list[str]) -> list[StackDiff]:
+def render_of(recording: Recording) -> Render:
+    """What a program run would write, without writing it."""
+    objects = {_object_key(document): document for document in manifests(recording)}
+    return Render(objects=objects, releases=helm_releases(recording))
+
+
+def diff_against(base_dir: Path, head: Mapping[str, Render], stacks: list[str]) -> list[StackDiff]:
+    """Each stack's render in `base_dir` (as written by `render`) against its `head` render."""
     diffs = []
     for stack in stacks:
-        base, head = base_dir / stack, head_dir / stack
-        if not head.is_dir():
+        base = base_dir / stack
+        if stack not in head:
             diffs.append(StackDiff(stack, note="removed (no longer rendered)"))
         elif not base.is_dir():
-            diffs.append(StackDiff(stack, [Change(what, "added") for what in _all_objects(load_render(head))], note="new stack"))
+            diffs.append(StackDiff(stack, [Change(what, "added") for what in _all_objects(head[stack])], note="new stack"))
         else:
-            diffs.append(diff_renders(stack, load_render(base), load_render(head)))
+            diffs.append(diff_renders(stack, load_render(base), head[stack]))
     return diffs
 
 

@@ -6,9 +6,8 @@ import pytest
 import yaml
 
 from components.sharing_config import DEVICE_PLUGIN_CONFIG_LABEL, MIG_CONFIG_LABEL, MIG_LAYOUT_KEY
-from infra.diff import Render, diff_renders
+from infra.diff import diff_renders, render_of
 from infra.offline import RenderError
-from infra.render import helm_releases, manifests
 from tests.conftest import objects, one, operator_values, render_config, render_stack
 from tests.upstream_rules import device_plugin_violations, mig_layout_violations
 
@@ -162,18 +161,13 @@ def test_bad_node_groups_are_refused(groups, key, fragment):
     assert key in str(caught.value) and fragment in str(caught.value)
 
 
-def as_render(recording) -> Render:
-    objs = {(m["kind"], m["metadata"].get("namespace", ""), m["metadata"]["name"]): m for m in manifests(recording)}
-    return Render(objects=objs, releases=helm_releases(recording))
-
-
 HOMELAB_3060 = {"gpu": {"preset": "rtx-3060", "sharing": "time-slicing", "replicas": 4}, "app": {"replicas": 4}}
 
 
 def test_switching_time_slicing_to_mps_touches_only_what_it_must():
     base = render_config(HOMELAB_3060)
     head = render_config({**HOMELAB_3060, "gpu": {**HOMELAB_3060["gpu"], "sharing": "mps"}})
-    diff = diff_renders("homelab-3060", as_render(base), as_render(head))
+    diff = diff_renders("homelab-3060", render_of(base), render_of(head))
     touched = {(c.what, c.status) for c in diff.changes}
     assert {what for what, status in touched if status == "changed"} == {
         "ConfigMap gpu-operator/cat-watcher-sharing-config",
@@ -195,7 +189,7 @@ def test_switching_to_mig_changes_operator_values_not_the_release_identity():
 
     base = render_config(a100({"sharing": "time-slicing", "replicas": 4}))
     head = render_config(a100({"sharing": "mig"}))
-    diff = diff_renders("a100", as_render(base), as_render(head))
+    diff = diff_renders("a100", render_of(base), render_of(head))
     release = next(c for c in diff.changes if c.what == "helm release gpu-operator")
     assert release.status == "changed"
     # MIG layout wiring, and the exporter no longer needs to split shared devices per pod.
