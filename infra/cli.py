@@ -31,29 +31,47 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _diff(args: argparse.Namespace) -> int:
-    from infra.diff import diff_against, diff_renders, format_markdown, format_text, render_of, render_revision
+    from infra.diff import (
+        diff_against,
+        diff_renders,
+        format_markdown,
+        format_text,
+        load_render,
+        render_of,
+        render_revision,
+        rendered_stacks,
+    )
 
     root = project_root()
     formatter = format_markdown if args.format == "markdown" else format_text
     if not args.git_base and len(args.stacks) != 2:
         print("diff needs two stacks (BASE HEAD), or --git-base REV", file=sys.stderr)
         return 2
-    stacks = available_stacks(root) if args.git_base and (args.all or not args.stacks) else args.stacks
-    try:
-        head = {stack: render_of(run_program(root, stack)) for stack in stacks}
-    except RenderError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    if args.git_base:
-        with tempfile.TemporaryDirectory(prefix="catwatcher-diff-") as scratch:
-            base_dir = Path(scratch)
+    if args.git_head and not args.git_base:
+        print("--git-head needs --git-base", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="catwatcher-diff-") as scratch:
+        base_dir, head_dir = Path(scratch) / "base", Path(scratch) / "head"
+        if args.git_head:
+            render_revision(root, args.git_head, head_dir)
+            rendered = rendered_stacks(head_dir)
+            stacks = rendered if args.all or not args.stacks else args.stacks
+            head = {stack: load_render(head_dir / stack) for stack in stacks if stack in rendered}
+        else:
+            stacks = available_stacks(root) if args.git_base and (args.all or not args.stacks) else args.stacks
+            try:
+                head = {stack: render_of(run_program(root, stack)) for stack in stacks}
+            except RenderError as error:
+                print(f"error: {error}", file=sys.stderr)
+                return 1
+        if args.git_base:
             render_revision(root, args.git_base, base_dir)
             # With --all, stacks the base had and the head dropped show as removed.
-            names = sorted(set(stacks) | {p.name for p in base_dir.iterdir() if p.is_dir()}) if not args.stacks else stacks
+            names = stacks if args.stacks else sorted(set(stacks) | set(rendered_stacks(base_dir)))
             diffs = diff_against(base_dir, head, names)
-    else:
-        base_stack, head_stack = args.stacks
-        diffs = [diff_renders(f"{base_stack} -> {head_stack}", head[base_stack], head[head_stack])]
+        else:
+            base_stack, head_stack = args.stacks
+            diffs = [diff_renders(f"{base_stack} -> {head_stack}", head[base_stack], head[head_stack])]
     sys.stdout.write(formatter(diffs))
     return 0
 
@@ -82,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     diff = commands.add_parser("diff", help="object-level and Helm-values diff of two renders")
     diff.add_argument("stacks", nargs="*", metavar="STACK", help="BASE HEAD stacks, or the stacks to compare with --git-base")
     diff.add_argument("--git-base", metavar="REV", help="compare with the render of this git revision")
+    diff.add_argument("--git-head", metavar="REV", help="with --git-base: render this revision instead of the working tree")
     diff.add_argument("--all", action="store_true", help="with --git-base: every stack")
     diff.add_argument("--format", choices=("text", "markdown"), default="text")
     diff.set_defaults(func=_diff)

@@ -122,6 +122,11 @@ def diff_renders(stack: str, base: Render, head: Render) -> StackDiff:
     return StackDiff(stack, changes)
 
 
+def rendered_stacks(folder: Path) -> list[str]:
+    """Stacks a `render --all` wrote into `folder` (none if it wrote nothing)."""
+    return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+
+
 def render_of(recording: Recording) -> Render:
     """What a program run would write, without writing it."""
     objects = {_object_key(document): document for document in manifests(recording)}

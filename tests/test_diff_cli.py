@@ -56,3 +56,13 @@ def test_git_base_diff_shows_only_what_a_commit_changes(clone):
     assert changed.returncode == 0, changed.stderr
     assert "1 of" in changed.stdout and "<b>homelab-3060</b>" in changed.stdout
     assert "~ Deployment cat-watcher/cat-watcher" in changed.stdout
+
+
+def test_diff_between_two_revisions(clone):
+    stack = clone / "stacks" / "Pulumi.homelab-1070.yaml"
+    stack.write_text(stack.read_text().replace("preset: gtx-1070", "preset: gtx-1070\n    memoryPerPodMb: 3000"))
+    subprocess.run(["git", "-C", str(clone), "commit", "-qam", "1070: smaller pods"], check=True)
+    result = cli("diff", "homelab-1070", "--git-base", "HEAD~1", "--git-head", "HEAD", cwd=clone)
+    assert result.returncode == 0, result.stderr
+    assert "CAT_WATCHER__INFERENCE__GPU_MEMORY_LIMIT].value: '3584' -> '3000'" in result.stdout
+    assert "ConfigMap" not in result.stdout  # the sharing config itself is unchanged
