@@ -89,15 +89,19 @@ def placeholder_auto_name(logical_name: str) -> str:
     return f"{logical_name}-{hashlib.sha256(logical_name.encode()).hexdigest()[:8]}"
 
 
+def with_auto_name(type_: str, logical_name: str, properties: dict[str, Any]) -> dict[str, Any]:
+    """A Kubernetes object without `metadata.name` gets the name the provider would give it."""
+    metadata = properties.get("metadata")
+    if type_.startswith("kubernetes:") and isinstance(metadata, dict) and not metadata.get("name"):
+        return {**properties, "metadata": {**metadata, "name": placeholder_auto_name(logical_name)}}
+    return properties
+
+
 class _EchoMocks(pulumi.runtime.Mocks):
     """Every resource's state is its inputs, plus the auto-name the provider would assign."""
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
-        state = dict(args.inputs)
-        metadata = state.get("metadata")
-        if args.typ.startswith("kubernetes:") and isinstance(metadata, dict) and not metadata.get("name"):
-            state["metadata"] = {**metadata, "name": placeholder_auto_name(args.name)}
-        return f"{args.name}-id", state
+        return f"{args.name}-id", with_auto_name(args.typ, args.name, dict(args.inputs))
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
         return {}
@@ -113,10 +117,10 @@ class RecordingMonitor(MockMonitor):
     def RegisterResource(self, request):  # noqa: N802 - the gRPC method name
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
+            # The inputs as sent (secrets still wrapped, so they can be masked), named as the
+            # provider would name them.
             inputs = json_format.MessageToDict(request.object, preserving_proto_field_name=True)
-            metadata = inputs.get("metadata")
-            if request.type.startswith("kubernetes:") and isinstance(metadata, dict) and "name" not in metadata:
-                inputs["metadata"] = {**metadata, "name": placeholder_auto_name(request.name)}
+            inputs = with_auto_name(request.type, request.name, inputs)
             self.recording.resources.append(
                 Registration(
                     urn=response.urn,
