@@ -22,6 +22,9 @@ from inference.settings import InferenceSettings, env_name
 DETECTOR = "detector"
 IDENTIFIER = "identifier"
 CAT_NAMES_FILE = "cat_names.json"
+# How the pod's GPU memory limit is split between the two sessions' arenas: the detector runs
+# on a 640x640 frame, the identifier on small 224x224 crops.
+ARENA_SHARES_WITH_IDENTIFIER = {DETECTOR: 0.75, IDENTIFIER: 0.25}
 DEFAULT_DETECTOR_SIZE = 640
 DEFAULT_IDENTIFIER_SIZE = 224
 DETECTOR_VARIABLE = env_name(("inference", "detector_model_path"))
@@ -101,7 +104,8 @@ class CatWatcherEngine:
         on_status_change: Callable[[DeviceStatus], None] | None = None,
     ) -> CatWatcherEngine:
         """Loads both models, checks their shapes and warms them up (which also surfaces CUDA OOM)."""
-        runtime = ModelRuntime(settings, session_factory, available_providers, on_status_change)
+        shares = ARENA_SHARES_WITH_IDENTIFIER if settings.identifier_model_path is not None else {DETECTOR: 1.0}
+        runtime = ModelRuntime(settings, session_factory, available_providers, on_status_change, shares)
         detector = square_input(_load(runtime, DETECTOR, settings.detector_model_path, DETECTOR_VARIABLE), DEFAULT_DETECTOR_SIZE, DETECTOR_VARIABLE)
         identifier: ModelInput | None = None
         cat_names: tuple[str, ...] = ()

@@ -29,8 +29,15 @@ CPU_PROVIDER = "CPUExecutionProvider"
 Provider = str | tuple[str, dict[str, str]]
 DeviceName = Literal["cuda", "cpu"]
 
-# What onnxruntime's CUDA/cuBLAS/cuDNN errors say when the GPU, not the request, failed.
-_GPU_FAILURE = re.compile(r"cuda|cublas|cudnn|cufft|curand|out of memory|\boom\b|gpu|device memory|tensorrt", re.IGNORECASE)
+# What onnxruntime's CUDA/cuBLAS/cuDNN errors say when the GPU, not the request, failed. The
+# arena's own limit errors name neither CUDA nor memory exhaustion ("BFCArena::AllocateRawInternal
+# Available memory of 0 is smaller than requested bytes of ...", "Failed to allocate memory for
+# requested buffer of size ..."); they are only read as GPU failures while running on CUDA.
+_GPU_FAILURE = re.compile(
+    r"cuda|cublas|cudnn|cufft|curand|out of memory|\boom\b|gpu|device memory|tensorrt"
+    r"|bfc_?arena|available memory of \d+ is smaller than requested|failed to allocate memory",
+    re.IGNORECASE,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +54,11 @@ class Session(Protocol):
 SessionFactory = Callable[[bytes, Sequence[Provider], ort.SessionOptions], Session]
 
 
-def cuda_provider_options(settings: InferenceSettings) -> dict[str, str]:
+def cuda_provider_options(settings: InferenceSettings, arena_share: float = 1.0) -> dict[str, str]:
     """CUDA execution provider options (onnxruntime takes them as strings).
 
-    `gpu_mem_limit` caps only the provider's memory arena, not cuDNN workspaces or the CUDA
+    Every session has its own arena, so each gets `arena_share` of the pod's limit: together
+    they stay within it. `gpu_mem_limit` caps only the arenas, not cuDNN workspaces or the CUDA
     context, so leave headroom below the slice; HEURISTIC avoids EXHAUSTIVE's big workspaces.
     """
     options = {
@@ -59,17 +67,19 @@ def cuda_provider_options(settings: InferenceSettings) -> dict[str, str]:
         "cudnn_conv_algo_search": settings.cudnn_conv_algo_search,
     }
     if settings.gpu_memory_limit is not None:
-        options["gpu_mem_limit"] = str(settings.gpu_memory_limit_bytes)
+        options["gpu_mem_limit"] = str(int(settings.gpu_memory_limit_bytes * arena_share))
     return options
 
 
-def execution_providers(settings: InferenceSettings, available: Sequence[str]) -> list[Provider]:
+def execution_providers(settings: InferenceSettings, available: Sequence[str], arena_share: float = 1.0) -> list[Provider]:
     """CUDA first (CPU kept as onnxruntime's own fallback for unsupported ops) or CPU only.
 
     `auto` asks for CUDA only when this onnxruntime build has the provider; `cuda` always does.
     """
     wants_cuda = settings.device == "cuda" or (settings.device == "auto" and CUDA_PROVIDER in available)
-    return [(CUDA_PROVIDER, cuda_provider_options(settings)), CPU_PROVIDER] if wants_cuda else [CPU_PROVIDER]
+    if not wants_cuda:
+        return [CPU_PROVIDER]
+    return [(CUDA_PROVIDER, cuda_provider_options(settings, arena_share)), CPU_PROVIDER]
 
 
 def session_options(settings: InferenceSettings) -> ort.SessionOptions:
@@ -127,8 +137,13 @@ class ModelRuntime:
         session_factory: SessionFactory = create_session,
         available_providers: Sequence[str] | None = None,
         on_status_change: Callable[[DeviceStatus], None] | None = None,
+        arena_shares: Mapping[str, float] | None = None,
     ) -> None:
         available = ort.get_available_providers() if available_providers is None else available_providers
+        self._settings = settings
+        self._available = list(available)
+        # Each model's part of the pod's GPU memory limit (a model not named gets all of it).
+        self._arena_shares = dict(arena_shares or {})
         self._providers = execution_providers(settings, available)
         if CUDA_PROVIDER in _names(self._providers):
             preload_cuda_libraries()
@@ -156,8 +171,9 @@ class ModelRuntime:
             if self._status.device == "cpu":
                 self._sessions[name] = (self._factory(model, [CPU_PROVIDER], self._options), "cpu")
                 return self._sessions[name][0]
+            providers = execution_providers(self._settings, self._available, self._arena_shares.get(name, 1.0))
             try:
-                session = self._factory(model, self._providers, self._options)
+                session = self._factory(model, providers, self._options)
             except Exception as error:
                 if not is_gpu_failure(error):
                     raise

@@ -65,6 +65,12 @@ def test_execution_providers_follow_the_device_setting(device: Device, available
         ("CUBLAS failure 3: CUBLAS_STATUS_ALLOC_FAILED", True),
         ("CUDNN failure 4: CUDNN_STATUS_INTERNAL_ERROR", True),
         ("Failed to allocate memory for requested buffer of size 123: out of memory", True),
+        # Real arena-limit errors (microsoft/onnxruntime#23121, #9939): no "CUDA", no "out of memory".
+        ("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero status code returned while running Conv node. "
+         "Name:'/model.0/conv/Conv' Status Message: /onnxruntime_src/onnxruntime/core/framework/bfc_arena.cc:376 "
+         "void* onnxruntime::BFCArena::AllocateRawInternal(size_t, bool, onnxruntime::Stream*, bool, "
+         "onnxruntime::WaitNotificationFn) Available memory of 0 is smaller than requested bytes of 2359296", True),
+        ("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Failed to allocate memory for requested buffer of size 8388608000", True),
         ("[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Got invalid dimensions for input: images", False),
         ("[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Load model failed: Protobuf parsing failed.", False),
     ],
@@ -146,3 +152,32 @@ def test_a_corrupt_model_is_an_error_not_a_fallback(model_dir: Path) -> None:
     with pytest.raises(Exception, match="(?i)protobuf|invalid|load model"):
         runtime.load("detector", (model_dir / "detector.onnx").read_bytes()[:5000])
     assert runtime.status == DeviceStatus("cuda", degraded=False)
+
+
+def test_each_session_gets_its_share_of_the_pod_limit() -> None:
+    settings = InferenceSettings(gpu_memory_limit=2048)
+    detector = cuda_provider_options(settings, 0.75)
+    identifier = cuda_provider_options(settings, 0.25)
+    assert int(detector["gpu_mem_limit"]) + int(identifier["gpu_mem_limit"]) == 2048 * 1024 * 1024
+    assert cuda_provider_options(settings)["gpu_mem_limit"] == str(2048 * 1024 * 1024)
+
+
+def test_runtime_builds_each_model_with_its_arena_share() -> None:
+    from inference.runtime import ModelRuntime
+
+    seen: dict[bytes, list] = {}
+
+    class CudaSession:
+        def get_providers(self) -> list[str]:
+            return [CUDA_PROVIDER]
+
+    def factory(model, providers, options):
+        seen[model] = list(providers)
+        return CudaSession()
+
+    runtime = ModelRuntime(InferenceSettings(gpu_memory_limit=1000), factory, [CUDA_PROVIDER],
+                           arena_shares={"detector": 0.75, "identifier": 0.25})
+    runtime.load("detector", b"d")
+    runtime.load("identifier", b"i")
+    limits = {model: int(providers[0][1]["gpu_mem_limit"]) for model, providers in seen.items()}
+    assert limits == {b"d": int(1000 * 2**20 * 0.75), b"i": int(1000 * 2**20 * 0.25)}
