@@ -23,6 +23,7 @@ class CatWatcherArgs:
     app_name: str
     image: str
     groups: Sequence[NodeGroupPlan]
+    image_cuda12: str = contract.IMAGE_CUDA12
     resources: ResourceSpec = ResourceSpec()
     runtime_class: str | None = None
     # Resources that must be ready before pods may ask for a GPU slice (the plugin restart).
@@ -104,6 +105,11 @@ def gpu_env(group: NodeGroupPlan) -> list[dict[str, str]]:
     return env
 
 
+def image_for(args: CatWatcherArgs, group: NodeGroupPlan) -> str:
+    """The CUDA 13 image, or the CUDA 12 one for GPUs CUDA 13 no longer supports (Pascal)."""
+    return args.image if group.gpu.capability >= contract.CUDA13_MIN_COMPUTE_CAPABILITY else args.image_cuda12
+
+
 def node_selector(group: NodeGroupPlan) -> dict[str, str]:
     if group.nodes:
         return {DEVICE_PLUGIN_CONFIG_LABEL: group.config_key}
@@ -126,7 +132,7 @@ def pod_spec(args: CatWatcherArgs, group: NodeGroupPlan, credentials_secret: pul
         "containers": [
             {
                 "name": "inference",
-                "image": args.image,
+                "image": image_for(args, group),
                 "command": list(contract.COMMAND),
                 "ports": [{"name": contract.PORT_NAME, "containerPort": contract.DEFAULT_PORT, "protocol": "TCP"}],
                 "env": gpu_env(group),

@@ -9,6 +9,12 @@ from __future__ import annotations
 from typing import Final
 
 IMAGE: Final = "docker.io/jeefy/cat-watcher:0.1.0"
+# onnxruntime-gpu 1.27+ is built for CUDA 13, which no longer supports GPUs below compute
+# capability 7.5 (Pascal, Volta): those get the image built on onnxruntime-gpu 1.26 (CUDA 12).
+IMAGE_CUDA12: Final = "docker.io/jeefy/cat-watcher:0.1.0-cuda12"
+CUDA13_MIN_COMPUTE_CAPABILITY: Final = (7, 5)
+ONNXRUNTIME_CUDA13: Final = "onnxruntime-gpu[cuda,cudnn]==1.31.1"
+ONNXRUNTIME_CUDA12: Final = "onnxruntime-gpu[cuda,cudnn]==1.26.0"
 COMMAND: Final = ("catwatcher-inference", "serve")
 DEFAULT_PORT: Final = 8000
 PORT_NAME: Final = "http"

@@ -175,6 +175,8 @@ class AppSpec(StrictModel):
     namespace: DnsLabel = "cat-watcher"
     name: DnsLabel = "cat-watcher"
     image: ImageRef = contract.IMAGE
+    # For GPUs below compute capability 7.5, which the CUDA 13 image cannot drive.
+    image_cuda12: ImageRef = contract.IMAGE_CUDA12
     replicas: int | None = Field(default=None, ge=1, description="Inference pods (default: one per slice)")
     resources: ResourceSpec = ResourceSpec()
     network_policy: NetworkPolicySpec = NetworkPolicySpec()

@@ -163,7 +163,12 @@ def _check_app(config: StackConfig, problems: _Problems) -> None:
 
 
 def _check_images(config: StackConfig, problems: _Problems) -> None:
-    for path, image in ((("app", "image"), config.app.image), (("operator", "restartImage"), config.operator.restart_image)):
+    images = (
+        (("app", "image"), config.app.image),
+        (("app", "imageCuda12"), config.app.image_cuda12),
+        (("operator", "restartImage"), config.operator.restart_image),
+    )
+    for path, image in images:
         if not is_image_pinned(image):
             problems.add(path, f"'{image}' is not pinned: name a tag other than latest, or a digest")
 

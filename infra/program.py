@@ -113,6 +113,7 @@ def compose(plan: RolloutPlan) -> None:
             namespace=config.app.namespace,
             app_name=config.app.name,
             image=config.app.image,
+            image_cuda12=config.app.image_cuda12,
             groups=plan.groups,
             resources=config.app.resources,
             gpu_ready=operator.ready,

@@ -9,7 +9,7 @@ import pytest
 
 from inference import contract
 from inference.settings import load_settings, unknown_variables
-from tests.conftest import objects, render_config
+from tests.conftest import ROOT, objects, render_config, render_stack
 
 CREDENTIALS = {
     "mqtt": {"host": "mqtt.local", "username": "cw", "password": "pw"},
@@ -52,3 +52,18 @@ def test_probes_and_port_match_the_service():
     assert container["ports"][0]["containerPort"] == contract.DEFAULT_PORT
     assert container["livenessProbe"]["httpGet"]["path"] == contract.HEALTH_PATH
     assert container["readinessProbe"]["httpGet"]["path"] == contract.READY_PATH
+
+
+def test_pascal_gpus_get_the_cuda12_image():
+    recording = render_stack("homelab-mixed-nodes")
+    images = {d["metadata"]["name"]: d["spec"]["template"]["spec"]["containers"][0]["image"]
+              for d in objects(recording, "Deployment")}
+    assert images == {"cat-watcher-pascal": contract.IMAGE_CUDA12, "cat-watcher-ampere": contract.IMAGE}
+
+
+def test_dockerfile_builds_the_onnxruntime_the_contract_names():
+    dockerfile = (ROOT / "inference" / "Dockerfile").read_text()
+    assert f'ARG ONNXRUNTIME="{contract.ONNXRUNTIME_CUDA13}"' in dockerfile
+    assert f"--build-arg ONNXRUNTIME='{contract.ONNXRUNTIME_CUDA12}'" in dockerfile
+    assert f"-t {contract.IMAGE_CUDA12} ." in dockerfile
+    assert "USER 10001:10001" in dockerfile and str(contract.RUN_AS_USER) == "10001"
