@@ -52,6 +52,7 @@ def serve() -> int:
         access_log=settings.server.access_log,
         server_header=False,
         lifespan="on",
+        limit_concurrency=settings.server.max_connections,
     )
     server = uvicorn.Server(config)
     server.run()

@@ -101,6 +101,9 @@ class ServerSettings(_Section):
     port: int = Field(default=DEFAULT_PORT, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     access_log: bool = False
+    # Connections and requests handled at once; more get 503. Each may hold a request body of
+    # up to inference.max_request_bytes, so this bounds the memory bodies can take.
+    max_connections: int = Field(default=64, ge=1)
 
 
 class MqttSettings(_Section):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 from pathlib import Path
@@ -115,3 +116,28 @@ def test_unusable_models_exit_non_zero_and_never_become_ready(tmp_path: Path, mo
     assert process.returncode == 1
     assert 200 not in ready_seen
     assert process.stderr is not None and message.format(**paths) in process.stderr.read().decode()
+
+
+def test_serve_bounds_concurrent_connections(monkeypatch: pytest.MonkeyPatch, model_dir: Path) -> None:
+    """Request bodies are read before a model-run slot is taken: uvicorn's connection limit
+    (503 beyond it) is what bounds the memory they hold."""
+    import uvicorn
+
+    from inference import cli
+
+    captured: dict[str, object] = {}
+
+    class NoServer:
+        def __init__(self, config: uvicorn.Config) -> None:
+            captured["limit"] = config.limit_concurrency
+
+        def run(self) -> None:
+            pass
+
+    for name in [n for n in os.environ if n.startswith("CAT_WATCHER__")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("CAT_WATCHER__INFERENCE__DETECTOR_MODEL_PATH", str(model_dir / "detector.onnx"))
+    monkeypatch.setenv("CAT_WATCHER__SERVER__MAX_CONNECTIONS", "7")
+    monkeypatch.setattr(uvicorn, "Server", NoServer)
+    cli.serve()
+    assert captured["limit"] == 7
