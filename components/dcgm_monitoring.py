@@ -222,18 +222,22 @@ def alert_rules(
         ),
         _alert(
             "CatWatcherInferenceSlow",
-            f"histogram_quantile(0.95, sum by (namespace, le) "
+            # Per stage: identify runs only when cats are in view, so a mixed quantile would
+            # move with how often they are.
+            f"histogram_quantile(0.95, sum by (namespace, stage, le) "
             f"(rate({contract.METRIC_INFERENCE_DURATION}_bucket{{{app}}}[5m]))) > {INFERENCE_P95_SECONDS}",
             "10m", "warning",
-            "Cat Watcher p95 inference time is {{ $value | humanizeDuration }}",
+            "Cat Watcher p95 {{ $labels.stage }} time is {{ $value | humanizeDuration }}",
             "Inference is slower than it should be; with a saturated GPU this is time-slicing "
             "contention, with an idle GPU look for pods degraded to CPU.",
         ),
         _alert(
             "CatWatcherGpuXidError",
-            f"max by (Hostname, gpu, UUID) ({DCGM_XID_ERRORS}) > 0",
+            # The gauge keeps the last XID until the exporter restarts: alert on a new value,
+            # for 10 minutes, not forever after the first one.
+            f"max by (Hostname, gpu, UUID) (changes({DCGM_XID_ERRORS}[10m]) > 0 and {DCGM_XID_ERRORS} > 0)",
             "0m", "critical",
-            "GPU {{ $labels.gpu }} on {{ $labels.Hostname }} reported XID {{ $value }}",
+            "GPU {{ $labels.gpu }} on {{ $labels.Hostname }} reported a new XID error",
             "The driver logged an XID error (e.g. 13/31/43: a program faulted, usually one pod; "
             "48/63/64/74/79: hardware or bus, the whole GPU and every pod on it). "
             "See `dmesg | grep -i xid` on the node.",

@@ -35,6 +35,7 @@ def _diff(args: argparse.Namespace) -> int:
         diff_against,
         diff_renders,
         format_markdown,
+        format_names,
         format_text,
         load_render,
         render_of,
@@ -43,7 +44,7 @@ def _diff(args: argparse.Namespace) -> int:
     )
 
     root = project_root()
-    formatter = format_markdown if args.format == "markdown" else format_text
+    formatter = {"markdown": format_markdown, "names": format_names, "text": format_text}[args.format]
     if not args.git_base and len(args.stacks) != 2:
         print("diff needs two stacks (BASE HEAD), or --git-base REV", file=sys.stderr)
         return 2
@@ -102,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--git-base", metavar="REV", help="compare with the render of this git revision")
     diff.add_argument("--git-head", metavar="REV", help="with --git-base: render this revision instead of the working tree")
     diff.add_argument("--all", action="store_true", help="with --git-base: every stack")
-    diff.add_argument("--format", choices=("text", "markdown"), default="text")
+    diff.add_argument("--format", choices=("text", "markdown", "names"), default="text",
+                      help="names: only the stacks that change, one a line")
     diff.set_defaults(func=_diff)
 
     schema = commands.add_parser("schema", help="JSON schema of a stack file, for editors")

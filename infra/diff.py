@@ -173,6 +173,11 @@ def _field_lines(change: FieldChange) -> list[str]:
     return [f"    {change.path}: {_show(change.old)} -> {_show(change.new)}"]
 
 
+def format_names(diffs: list[StackDiff]) -> str:
+    """The stacks that change, one a line (for CI: which stacks to preview against a cluster)."""
+    return "".join(f"{diff.stack}\n" for diff in diffs if not diff.empty or diff.note)
+
+
 def format_text(diffs: list[StackDiff]) -> str:
     out = []
     for diff in diffs:

@@ -66,3 +66,10 @@ def test_diff_between_two_revisions(clone):
     assert result.returncode == 0, result.stderr
     assert "CAT_WATCHER__INFERENCE__GPU_MEMORY_LIMIT].value: 3584 -> 3000" in result.stdout
     assert "ConfigMap" not in result.stdout  # the sharing config itself is unchanged
+
+
+def test_names_format_lists_only_changed_stacks():
+    from infra.diff import Change, StackDiff, format_names
+
+    diffs = [StackDiff("same"), StackDiff("changed", [Change("Deployment a/b", "changed")]), StackDiff("new", note="new stack")]
+    assert format_names(diffs) == "changed\nnew\n"

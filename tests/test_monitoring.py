@@ -260,7 +260,10 @@ def test_promtool_alerts_fire_on_synthetic_series(tmp_path):
         (f'DCGM_FI_DEV_FB_FREE{{{dev1},namespace="cat-watcher",pod="cat-watcher-b",vgpu="0"}}', "788x20"),
         (f'DCGM_FI_DEV_FB_USED{{{dev1},namespace="cat-watcher",pod="cat-watcher-c",vgpu="1"}}', "11500x20"),
         (f'DCGM_FI_DEV_FB_FREE{{{dev1},namespace="cat-watcher",pod="cat-watcher-c",vgpu="1"}}', "788x20"),
-        ('up{job="nvidia-dcgm-exporter",instance="n1:9400"}', "1x20"),
+        ('up{job="nvidia-dcgm-exporter",instance="n1:9400"}', "1x40"),
+        # GPU 0 reports XID 43 once at minute 5, and the gauge keeps that value afterwards.
+        (f'DCGM_FI_DEV_XID_ERRORS{{{dev0}}}', "0x4 43x35"),
+        (f'DCGM_FI_DEV_XID_ERRORS{{{dev1}}}', "0x40"),
     ]
     for pod, degraded in (("cat-watcher-a", 0), ("cat-watcher-b", 0), ("cat-watcher-c", 1)):
         series.append((f'catwatcher_gpu_memory_limit_bytes{{namespace="cat-watcher",pod="{pod}"}}', f"{2560 * 2**20}x20"))
@@ -280,7 +283,11 @@ def test_promtool_alerts_fire_on_synthetic_series(tmp_path):
                 {"eval_time": "10m", "alertname": "CatWatcherDegradedToCpu", "exp_alerts": [
                     {"exp_labels": {"severity": "warning", "namespace": "cat-watcher", "pod": "cat-watcher-c"}}]},
                 {"eval_time": "10m", "alertname": "CatWatcherDcgmExporterAbsent", "exp_alerts": []},
-                {"eval_time": "10m", "alertname": "CatWatcherGpuXidError", "exp_alerts": []},
+                {"eval_time": "4m", "alertname": "CatWatcherGpuXidError", "exp_alerts": []},
+                {"eval_time": "6m", "alertname": "CatWatcherGpuXidError", "exp_alerts": [
+                    {"exp_labels": {"severity": "critical", "Hostname": "n1", "gpu": "0", "UUID": "GPU-0"}}]},
+                # The same stale value 20 minutes later is not a new error: resolved.
+                {"eval_time": "25m", "alertname": "CatWatcherGpuXidError", "exp_alerts": []},
             ],
         }],
     }

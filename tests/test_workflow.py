@@ -17,7 +17,7 @@ from tests.conftest import ROOT
 
 WORKFLOW = ROOT / ".github" / "workflows" / "preview.yml"
 FORK_GUARD = "github.event.pull_request.head.repo.full_name == github.repository"
-DIFF_COMMAND = 'catwatcher-infra diff --all --git-base "origin/${{ github.base_ref }}" --format markdown'
+DIFF_COMMAND = 'catwatcher-infra diff --all --git-base "origin/${BASE_REF}" --format markdown'
 
 
 def actionlint() -> str | None:
@@ -93,17 +93,18 @@ def test_render_diff_posts_one_comment_with_the_diff_command(workflow):
 
 
 def test_the_diff_command_matches_the_cli():
-    words = shlex.split(DIFF_COMMAND.replace("${{ github.base_ref }}", "main"))
+    words = shlex.split(DIFF_COMMAND.replace("${BASE_REF}", "main"))
     assert words[0] == "catwatcher-infra"
     args = build_parser().parse_args(words[1:])
     assert (args.command, args.all, args.git_base, args.format) == ("diff", True, "origin/main", "markdown")
 
 
-def test_live_preview_needs_both_secrets_a_non_fork_pr_and_a_self_hosted_runner(workflow):
+def test_live_preview_needs_the_secrets_a_non_fork_pr_and_a_self_hosted_runner(workflow):
     gate = workflow["jobs"]["gate"]
     check = next(s for s in steps(gate) if s.get("id") == "check")
     assert "secrets.PULUMI_BACKEND_URL" in check["env"]["HAS_BACKEND"]
     assert "secrets.KUBECONFIG" in check["env"]["HAS_KUBECONFIG"]
+    assert "secrets.PULUMI_CONFIG_PASSPHRASE" in check["env"]["HAS_PASSPHRASE"]
     assert "head.repo.full_name != github.repository" in check["env"]["FROM_FORK"]
 
     job = workflow["jobs"]["pulumi-preview"]
@@ -122,13 +123,39 @@ def test_live_preview_needs_both_secrets_a_non_fork_pr_and_a_self_hosted_runner(
     assert cleanup["if"] == "always()" and "kubeconfig" in cleanup["run"]
 
 
-def test_gate_lists_every_stack_file_by_default(workflow, tmp_path):
-    """The default stack list is the stack files' names, as JSON, for the matrix."""
+FAKE_PYTHON = """#!/bin/sh
+# Stands in for `python -m venv .venv`: a virtualenv whose catwatcher-infra reports two stacks.
+mkdir -p .venv/bin
+printf '#!/bin/sh\\nexit 0\\n' > .venv/bin/pip
+printf '#!/bin/sh\\necho "$*" > diff-args\\nprintf "homelab-3060\\\\nk3s-3060\\\\n"\\n' > .venv/bin/catwatcher-infra
+chmod +x .venv/bin/pip .venv/bin/catwatcher-infra
+"""
+
+
+@pytest.mark.parametrize(
+    ("preview", "preview_stacks", "expected"),
+    [
+        ("true", "", ["homelab-3060", "k3s-3060"]),
+        ("true", "k3s-3060 talos-4090", ["k3s-3060"]),
+        ("false", "", []),
+    ],
+)
+def test_gate_previews_the_stacks_whose_render_changes(workflow, tmp_path, preview, preview_stacks, expected):
+    """The matrix is the stacks `catwatcher-infra diff --format names` reports, narrowed by
+    PREVIEW_STACKS; nothing without the secrets."""
     script = next(s for s in steps(workflow["jobs"]["gate"]) if s.get("id") == "stacks")["run"]
     if shutil.which("jq") is None or shutil.which("bash") is None:
         pytest.skip("jq or bash missing")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python").write_text(FAKE_PYTHON)
+    (bin_dir / "python").chmod(0o755)
+    work = tmp_path / "work"
+    work.mkdir()
     output = tmp_path / "out"
-    subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=ROOT, check=True,
-                   env={"PATH": "/usr/bin:/bin", "GITHUB_OUTPUT": str(output), "PREVIEW_STACKS": ""})
-    listed = yaml.safe_load(output.read_text().removeprefix("stacks="))
-    assert listed == sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in (ROOT / "stacks").glob("Pulumi.*.yaml"))
+    subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=work, check=True,
+                   env={"PATH": f"{bin_dir}:/usr/bin:/bin", "GITHUB_OUTPUT": str(output), "RUNNER_TEMP": str(tmp_path),
+                        "PREVIEW": preview, "PREVIEW_STACKS": preview_stacks, "BASE_REF": "main"})
+    assert yaml.safe_load(output.read_text().removeprefix("stacks=")) == expected
+    if preview == "true":
+        assert (work / "diff-args").read_text().split() == ["diff", "--all", "--git-base", "origin/main", "--format", "names"]
