@@ -105,8 +105,6 @@ class SharingConfig(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
 
         data = {group.config_key: to_yaml(device_plugin_config(group)) for group in args.groups}
-        unlabelled = [group for group in args.groups if not group.nodes]
-        default_group = unlabelled[0] if unlabelled else None
 
         config_map = k8s.core.v1.ConfigMap(
             f"{name}-device-plugin",
@@ -115,7 +113,8 @@ class SharingConfig(pulumi.ComponentResource):
             opts=child,
         )
         self.config_map_name: pulumi.Output[str] = config_map.metadata.apply(lambda m: m["name"])
-        self.default_key: str | None = default_group.config_key if default_group else None
+        # Nodes without a label use the operator's default: the (single) group that names no nodes.
+        self.default_key: str | None = next((g.config_key for g in args.groups if not g.nodes), None)
         self.content_hash: str = content_hash(data)
 
         self.mig_config_map_name: pulumi.Output[str] | None = None
