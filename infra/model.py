@@ -7,9 +7,9 @@ Field names are snake_case in Python and camelCase in the stack files (the Pulum
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, model_validator
 from pydantic.alias_generators import to_camel
 
 from inference import contract
@@ -134,9 +134,11 @@ class ClusterSpec(StrictModel):
     """The Kubernetes distribution implies where containerd lives, what the operator installs
     and which runtime class pods name (infra/distributions.py)."""
 
+    # Required: the provider is built from this alone, never from the kubeconfig's current context.
+    kube_context: Annotated[str, StringConstraints(pattern=r"^[!-~]{1,253}$")] = Field(
+        description="the kubeconfig context to deploy to; list them with `kubectl config get-contexts`"
+    )
     distribution: Distribution = "kubeadm"
-    # kubeconfig context to deploy to; unset: the kubeconfig's current context.
-    kube_context: str | None = None
     # 1.31 or newer: the restart Job's `kubectl wait --for=create` needs it.
     kubernetes_version: Annotated[str, StringConstraints(pattern=r"^1\.(3[1-9]|[4-9]\d)$")] = "1.33"
     use_nri_plugin: bool = Field(
@@ -220,13 +222,25 @@ class CredentialsSpec(StrictModel):
 class StackConfig(StrictModel):
     """The whole `catwatcher:*` config of one stack."""
 
-    cluster: ClusterSpec = ClusterSpec()
+    cluster: ClusterSpec = Field(description="the target cluster, at least {kubeContext: <context>}")
     gpu: GpuSpec | None = None
     node_groups: list[NodeGroupSpec] | None = None
     operator: OperatorSpec = OperatorSpec()
     app: AppSpec = AppSpec()
     monitoring: MonitoringSpec = MonitoringSpec()
     credentials: CredentialsSpec | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_section_is_unset(cls, data: Any) -> Any:
+        """Pulumi.yaml's defaults ({} and []) reach the program as values: they mean "not set"."""
+        if isinstance(data, dict):
+            known = {field.alias or name for name, field in cls.model_fields.items()}
+            return {
+                key: value for key, value in data.items()
+                if not (key in known and isinstance(value, (dict, list)) and not value)
+            }
+        return data
 
 
 def is_image_pinned(image: str) -> bool:

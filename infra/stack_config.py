@@ -52,6 +52,8 @@ def _describe(item: Mapping[str, Any], secret_keys: Collection[str]) -> tuple[st
         hint = f"; valid keys here: {', '.join(valid)}" if valid else ""
         return key_path(*location), f"unknown key{hint}"
     message = item["msg"]
+    if item["type"] == "missing" and (description := _description_at(location)):
+        message = f"{message}: {description}"
     secret = location and location[0] in secret_keys
     if not secret and "input" in item and item["type"] != "missing" and not isinstance(item["input"], (dict, list)):
         message = f"{message} (got {item['input']!r})"
@@ -72,6 +74,23 @@ def _valid_keys(model: type[BaseModel], location: tuple[str | int, ...]) -> list
         if current is None:
             return []
     return sorted(f.alias or name for name, f in current.model_fields.items())
+
+
+def _description_at(location: tuple[str | int, ...]) -> str | None:
+    """The description of the field at `location`, e.g. how to find a required value."""
+    if not location or isinstance(location[-1], int):
+        return None
+    model = StackConfig
+    for part in location[:-1]:
+        if isinstance(part, int):
+            continue
+        fields = {(f.alias or name): f for name, f in model.model_fields.items()}
+        model = _model_in(fields[part].annotation) if part in fields else None
+        if model is None:
+            return None
+    fields = {(f.alias or name): f for name, f in model.model_fields.items()}
+    field = fields.get(location[-1])
+    return field.description if field is not None else None
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:

@@ -8,10 +8,11 @@ from infra.errors import ConfigError
 from infra.plan import plan_rollout
 from infra.presets import catalogue
 from infra.stack_config import decode_config, parse_stack_config
+from tests.conftest import with_cluster
 
 
 def plan(config: dict):
-    return plan_rollout(parse_stack_config(config), catalogue())
+    return plan_rollout(parse_stack_config(with_cluster(config)), catalogue())
 
 
 def refused(config: dict) -> ConfigError:
