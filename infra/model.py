@@ -31,7 +31,9 @@ class StrictModel(BaseModel):
 
     model_config = ConfigDict(
         # Only the camelCase spelling is accepted: `memory_per_pod_mb` in a stack file is a typo.
-        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=False
+        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=False,
+        # No coercion: `replicas: true`, `count: 2.0`, `enabled: "off"` are type errors, not 1, 2, False.
+        strict=True,
     )
 
 
