@@ -12,6 +12,12 @@ from infra.offline import RenderError, available_stacks, project_root, run_progr
 from infra.render import write_outputs
 
 
+def _print_error(error: Exception) -> None:
+    """One problem per line, each prefixed so it stands out in CI logs."""
+    for line in str(error).splitlines() or [type(error).__name__]:
+        print(f"error: {line}", file=sys.stderr)
+
+
 def _render(args: argparse.Namespace) -> int:
     root = project_root()
     stacks = available_stacks(root) if args.all else args.stacks
@@ -22,7 +28,7 @@ def _render(args: argparse.Namespace) -> int:
     try:
         recordings = [run_program(root, stack) for stack in stacks]
     except RenderError as error:
-        print(f"error: {error}", file=sys.stderr)
+        _print_error(error)
         return 1
     for recording in recordings:
         target = write_outputs(recording, Path(args.out))
@@ -63,7 +69,7 @@ def _diff(args: argparse.Namespace) -> int:
             try:
                 head = {stack: render_of(run_program(root, stack)) for stack in stacks}
             except RenderError as error:
-                print(f"error: {error}", file=sys.stderr)
+                _print_error(error)
                 return 1
         if args.git_base:
             render_revision(root, args.git_base, base_dir)

@@ -24,6 +24,7 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from infra import engine_config
+from infra.config_rules import clear_text_secrets, stack_file_problems
 from infra.errors import ConfigError
 
 SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
@@ -192,6 +193,8 @@ def load_stack_config(root: Path, stack: str) -> tuple[dict[str, str], list[str]
         raise RenderError(f"no stack '{stack}' ({path} is missing); stacks: {', '.join(available_stacks(root)) or 'none'}")
     try:
         stack_file = engine_config.read_stack_file(path, project["name"])
+        if problems := _stack_file_problems(stack_file, project["name"]):
+            raise RenderError(str(ConfigError(problems)))
         merged = engine_config.merge_config(stack, project, stack_file.config)
     except engine_config.YamlError as error:
         raise RenderError(str(error)) from None
@@ -213,6 +216,15 @@ def load_stack_config(root: Path, stack: str) -> tuple[dict[str, str], list[str]
     return config, secret_keys
 
 
+def _stack_file_problems(stack_file: engine_config.StackFile, project: str) -> list[tuple[str, str]]:
+    """What the engine accepts silently but we refuse: unknown top-level keys, clear-text passwords."""
+    problems = [(f"{stack_file.path.name}: {key}", message) for key, message in stack_file_problems(stack_file.document)]
+    for key, value in stack_file.config.items():
+        if key.startswith(f"{project}:") and value.is_object:
+            problems += clear_text_secrets(value.content(), (key[len(project) + 1:],))
+    return problems
+
+
 def _missing_hints(project: Mapping[str, Any], message: str) -> str:
     """After the engine's "missing configuration value 'k'": what each missing key is for."""
     if "is missing configuration" not in message:
@@ -223,7 +235,7 @@ def _missing_hints(project: Mapping[str, Any], message: str) -> str:
         for key in sorted(declarations)
         if f"'{key}'" in message and isinstance(declarations[key], dict)
     ]
-    return "".join(f"; {hint}" for hint in hints)
+    return "".join(f"\n{hint}" for hint in hints)
 
 
 # --- running ---------------------------------------------------------------------------------

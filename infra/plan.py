@@ -6,7 +6,6 @@ path, before anything is registered with Pulumi.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -21,6 +20,7 @@ from infra.model import (
     SharingMode,
     StackConfig,
     is_image_pinned,
+    parse_quantity,
 )
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -136,13 +136,8 @@ def _group_specs(
         yield ("nodeGroups", index, "gpu"), group.name, tuple(group.nodes), group.gpu, group.inference_replicas
 
 
-QUANTITY_SUFFIXES = {"m": 1e-3, "": 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
-
-
-def quantity(text: str) -> float:
-    """A Kubernetes quantity as a number ("500m" -> 0.5, "2Gi" -> 2147483648)."""
-    number, suffix = re.fullmatch(r"(\d+(?:\.\d+)?)(m|Ki|Mi|Gi|Ti)?", text).groups()
-    return float(number) * QUANTITY_SUFFIXES[suffix or ""]
+# The model accepts the full quantity grammar; one parser for both.
+quantity = parse_quantity
 
 
 def _check_app(config: StackConfig, problems: _Problems) -> None:

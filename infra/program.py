@@ -22,16 +22,21 @@ from components import (
 )
 from components.cat_watcher import selector_labels
 from components.dcgm_monitoring import exporter_env
+from infra.config_rules import config_key_problems
 from infra.errors import PROJECT, ConfigError
 from infra.plan import RolloutPlan, plan_rollout
 from infra.presets import catalogue
 from infra.stack_config import decode_config, parse_stack_config
 
 
+def all_config() -> dict[str, str]:
+    """Every config value the engine passed, of every namespace."""
+    return {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+
+
 def project_config() -> dict[str, str]:
     """Every `catwatcher:*` value the engine passed, so unknown keys can be refused too."""
-    flat = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    return {key: value for key, value in flat.items() if key.startswith(f"{PROJECT}:")}
+    return {key: value for key, value in all_config().items() if key.startswith(f"{PROJECT}:")}
 
 
 def secret_config_keys() -> set[str]:
@@ -47,6 +52,9 @@ def secret_config_keys() -> set[str]:
 
 def load_plan() -> RolloutPlan:
     try:
+        # Keys we would silently ignore (`kubernetes:context`, `catwatchr:app`) come first.
+        if problems := config_key_problems(all_config()):
+            raise ConfigError(problems)
         config = parse_stack_config(decode_config(project_config()), secret_config_keys())
         return plan_rollout(config, catalogue())
     except ConfigError as error:

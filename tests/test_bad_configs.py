@@ -73,9 +73,10 @@ def monitors(monkeypatch: pytest.MonkeyPatch) -> list[_CountingMonitor]:
 
 
 def assert_names_key(message: str, key: str, fragment: str) -> None:
-    assert "\n" not in message, f"message is not one line: {message!r}"
-    # Problems are `key: message` joined by `; `: the key must be one of them, exactly.
-    assert message.startswith(f"{key}: ") or f"; {key}: " in message, f"{key} not named in: {message}"
+    # One problem per line, each `key: message`: the key must start one of them, exactly.
+    lines = message.splitlines()
+    assert all(line.startswith("catwatcher:") for line in lines), f"a line without its key path: {message!r}"
+    assert any(line.startswith(f"{key}: ") for line in lines), f"{key} not named in: {message}"
     assert fragment in message, f"{fragment!r} not in: {message}"
 
 

@@ -334,7 +334,6 @@ def test_a_cluster_without_a_kube_context_is_refused_naming_it(tmp_path):
 def test_the_provider_is_built_from_the_kube_context_alone(tmp_path):
     root = make_project(tmp_path, stacks={"s": """\
         config:
-          kubernetes:context: ambient
           catwatcher:cluster:
             kubeContext: homelab-admin
           catwatcher:gpu:
@@ -344,6 +343,12 @@ def test_the_provider_is_built_from_the_kube_context_alone(tmp_path):
     (provider,) = [r for r in recording.resources if r.type == "pulumi:providers:kubernetes"]
     assert provider.inputs["context"] == "homelab-admin"
     assert not {"kubeconfig", "cluster"} & set(provider.inputs)
+
+
+def test_kubernetes_context_in_a_stack_is_refused_because_the_provider_ignores_it(tmp_path):
+    root = make_project(tmp_path, stacks={"s": "config:\n  kubernetes:context: ambient\n  catwatcher:cluster:\n    kubeContext: c\n  catwatcher:gpu:\n    preset: rtx-3060\n"})
+    with pytest.raises(RenderError, match="^kubernetes:context: ignored: .*catwatcher:cluster.kubeContext"):
+        run_program(root, "s")
 
 
 def test_a_wrongly_typed_stack_value_stops_the_render_with_the_engines_words(tmp_path):
