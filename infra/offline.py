@@ -12,7 +12,7 @@ import contextvars
 import hashlib
 import json
 import runpy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,11 +195,22 @@ def run_program(root: Path, stack: str, config: Mapping[str, str] | None = None,
     if config is None:
         config, secret_keys = load_stack_config(root, stack)
     project = project_settings(root)["name"]
+
+    def program() -> None:
+        runpy.run_path(str(PROGRAM), run_name="__main__")
+
     # A fresh context: no root resource, config or outputs left over from an earlier run.
-    return contextvars.Context().run(_run_isolated, project, stack, dict(config), list(secret_keys or []))
+    return contextvars.Context().run(_run_isolated, project, stack, dict(config), list(secret_keys or []), program)
 
 
-def _run_isolated(project: str, stack: str, config: dict[str, str], secret_keys: list[str]) -> Recording:
+def record(program: Callable[[], Any], stack: str = "test", project: str = "catwatcher") -> Recording:
+    """Run any Pulumi code (one component with hand-made args, say) under the mock engine."""
+    return contextvars.Context().run(_run_isolated, project, stack, {}, [], program)
+
+
+def _run_isolated(
+    project: str, stack: str, config: dict[str, str], secret_keys: list[str], program: Callable[[], Any]
+) -> Recording:
     # Our own event loop: the SDK needs a current one, and a caller (asyncio.run, a test
     # client) may have left the thread without any.
     loop = asyncio.new_event_loop()
@@ -207,12 +218,7 @@ def _run_isolated(project: str, stack: str, config: dict[str, str], secret_keys:
     try:
         monitor = RecordingMonitor(stack)
         run_under_mocks(
-            monitor,
-            project=project,
-            stack=stack,
-            config=config,
-            secret_keys=secret_keys,
-            program=lambda: runpy.run_path(str(PROGRAM), run_name="__main__"),
+            monitor, project=project, stack=stack, config=config, secret_keys=secret_keys, program=program
         )
     except (pulumi.RunError, ConfigError) as error:
         raise RenderError(str(error)) from None
