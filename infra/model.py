@@ -135,11 +135,11 @@ HelmReleaseName = Annotated[
 ]
 
 
-def _semver_at_least(floor: tuple[int, int, int], prefix: str):
+def _semver_at_least(floor: tuple[int, int, int], prefix: str, example: str):
     def check(text: str) -> str:
         match = re.fullmatch(rf"{prefix}([0-9]{{1,4}})\.([0-9]{{1,4}})\.([0-9]{{1,4}})", text)
         if match is None:
-            raise ValueError(f"'{text}' is not a chart version like {prefix}{'.'.join(map(str, floor))}")
+            raise ValueError(f"'{text}' is not a chart version like {example}")
         if tuple(map(int, match.groups())) < floor:
             raise ValueError(
                 f"{text} is older than {prefix}{'.'.join(map(str, floor))}, the chart whose values this program "
@@ -325,7 +325,8 @@ class ClusterSpec(StrictModel):
 class OperatorSpec(StrictModel):
     namespace: OwnNamespace = "gpu-operator"
     release_name: HelmReleaseName = "gpu-operator"
-    chart_version: Annotated[str, _semver_at_least((26, 7, 0), "v")] = "v26.7.0"
+    # The format here; which versions this project has chart data for: infra/operator_chart.py.
+    chart_version: Annotated[str, _semver_at_least((0, 0, 0), "v", "v26.7.0")] = "v26.7.0"
     repository: Annotated[str, StringConstraints(max_length=2048), AfterValidator(_https_url)] = "https://helm.ngc.nvidia.com/nvidia"
     # None: the distribution's default (infra/distributions.py); an explicit value wins.
     install_driver: bool | None = None
@@ -371,7 +372,7 @@ class MonitoringSpec(StrictModel):
         default="operator",
         description="DCGM exporter: the GPU Operator's own, or the standalone dcgm-exporter chart (operator's off)",
     )
-    standalone_chart_version: Annotated[str, _semver_at_least((4, 8, 2), "")] = "4.8.2"
+    standalone_chart_version: Annotated[str, _semver_at_least((4, 8, 2), "", "4.8.2")] = "4.8.2"
     dashboards: bool = Field(default=True, description="Grafana sidecar ConfigMaps (label grafana_dashboard: \"1\")")
     dashboard_namespace: DnsLabel | None = Field(default=None, description="Default: the app's namespace")
 
