@@ -19,7 +19,7 @@ from infra.model import CredentialsSpec, GpuPreset, GpuSpec, MigStrategy, StackC
 from infra.operator_chart import chart_version_problem, operator_value_problems
 from infra.sharing import backend_for
 from infra.sharing.base import GroupRequest, MigPlan, NodeGroupPlan, Problems
-from infra.sharing.mig import cluster_mig_strategy, mig_parted_config
+from infra.sharing.mig import cluster_mig_strategy, mig_parted_config, mixed_strategy_conflicts
 
 __all__ = ["MigPlan", "NodeGroupPlan", "RolloutPlan", "plan_rollout"]
 
@@ -124,6 +124,7 @@ def plan_rollout(config: StackConfig, catalogue: Mapping[str, GpuPreset]) -> Rol
     ]
     _check_groups(config, problems)
     _check_one_mig_strategy(config, groups, problems)
+    _check_mixed_strategy_without_mps(config, groups, problems)
     node_runtime = None
     if chart_problem := chart_version_problem(config.operator.chart_version):
         problems.items.append(chart_problem)
@@ -223,6 +224,14 @@ def _check_one_mig_strategy(config: StackConfig, groups: list[NodeGroupPlan], pr
                 ("nodeGroups", index, "gpu", "mig", "strategy"),
                 f"the operator has one MIG strategy per cluster: {mig_groups[0].name} uses {first}, {group.name} uses {group.mig.strategy}",
             )
+
+
+def _check_mixed_strategy_without_mps(config: StackConfig, groups: list[NodeGroupPlan], problems: _Problems) -> None:
+    specs = {spec.name: (index, spec) for index, spec in enumerate(config.node_groups or [])}
+    for name, message in mixed_strategy_conflicts(groups):
+        index, spec = specs[name]
+        # Name the key the user set: the sharing mode, or the preset whose recommendation is MPS.
+        problems.add(("nodeGroups", index, "gpu", "sharing" if spec.gpu.sharing else "preset"), message)
 
 
 def _resolve_preset(spec: GpuSpec, catalogue: Mapping[str, GpuPreset]) -> GpuPreset | None:
