@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 
 PROJECT = "catwatcher"
@@ -13,6 +14,9 @@ def key_path(*parts: str | int) -> str:
     for part in parts:
         if isinstance(part, int):
             text += f"[{part}]"
+        elif not part or any(not char.isprintable() or char.isspace() for char in part):
+            # A key with spaces, control or line-separator characters stays on its line, quoted.
+            text += f"[{json.dumps(part)}]"
         else:
             text += f".{part}" if text else part
     return f"{PROJECT}:{text}"

@@ -186,13 +186,8 @@ def _host(text: str) -> str:
 
 Host = Annotated[str, StringConstraints(min_length=1, max_length=253), AfterValidator(_host)]
 # Kubernetes label keys and values (the ServiceMonitor carries these labels for Prometheus to select).
-LabelKey = Annotated[
-    str,
-    StringConstraints(
-        max_length=317,
-        pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$",
-    ),
-]
+LABEL_KEY = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+LabelKey = Annotated[str, StringConstraints(max_length=317, pattern=LABEL_KEY)]
 LabelValue = Annotated[str, StringConstraints(pattern=r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")]
 UserName = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[!-~]+$")]
 Password = Annotated[SecretStr, StringConstraints(min_length=1, max_length=1024)]

@@ -72,6 +72,7 @@ def _pattern_hints() -> dict[str, str]:
     dns_label = "a DNS-1123 label: lowercase letters, digits and '-', at most 63, starting and ending alphanumeric"
     hints = {
         model.DNS_LABEL: dns_label,
+        model.LABEL_KEY: "a Kubernetes label key: an optional DNS prefix and '/', then at most 63 of letters, digits, '-', '_', '.', starting and ending alphanumeric",
         r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$": "a DNS-1035 label (a Service name): lowercase letters, digits and '-', at most 63, starting with a letter",
         r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$": "a DNS-1123 subdomain: dot-separated DNS labels, e.g. gpu-1.home.arpa",
         r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$": "a Kubernetes label value: at most 63 of letters, digits, '-', '_', '.', starting and ending alphanumeric",
