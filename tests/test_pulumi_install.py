@@ -19,7 +19,10 @@ PROGRAM_DIR = ROOT / read_project(ROOT)["main"].rstrip("/")
 
 def test_the_program_directory_holds_the_requirements_the_language_host_reads():
     assert (PROGRAM_DIR / "__main__.py").is_file()
-    assert (PROGRAM_DIR / "requirements.txt").is_file()
+    lines = [line.strip() for line in (PROGRAM_DIR / "requirements.txt").read_text().splitlines()]
+    assert "-e .." in lines, "installs this project (and its dependencies) from the program directory"
+    if (ROOT / "constraints.txt").is_file():
+        assert "-c ../constraints.txt" in lines, "the versions the project was checked with"
 
 
 @pytest.mark.install
