@@ -29,6 +29,12 @@ MIG_CONFIG_LABEL = "nvidia.com/mig.config"
 MIG_LAYOUT_KEY = "config.yaml"
 MPS_CAPABLE_LABEL = "nvidia.com/mps.capable"
 OPERATOR_CHART = "gpu-operator"
+# The operator's DaemonSets that load the sharing config only at start (GPU-OPERATOR-NOTES.md).
+GFD_DAEMONSET = "gpu-feature-discovery"
+MPS_DAEMONSET = "nvidia-device-plugin-mps-control-daemon"
+# What mig-manager's reconfigure script pauses on a node while it repartitions (mig-parted
+# deployments/gpu-operator/reconfigure-mig.sh: gpu.deploy.* labels = paused-for-mig-change).
+MIG_PAUSED_DAEMONSETS = ("nvidia-device-plugin-daemonset", "gpu-feature-discovery", "nvidia-dcgm-exporter")
 GPU_RESOURCE_PREFIX = "nvidia.com/"
 NODE_GROUP_LABEL = "catwatcher.io/node-group"
 UNLABELLED_NODES = "every unlabelled GPU node"
@@ -156,6 +162,11 @@ def gfd_sharing_labels(config: Mapping[str, Any], resource: str) -> dict[str, st
         f"{resource}.product": "<model>-SHARED" if replicas > 1 and not renamed else "<model>",
         MPS_CAPABLE_LABEL: "true" if sharing_strategy(config) == "mps" else "false",
     }
+
+
+def sharing_mode(group: GroupFacts) -> str:
+    """The device plugin's sharing strategy of a group, MIG or not."""
+    return group.mode.removeprefix("mig").removeprefix(" + ") or "none"
 
 
 def _mig_layout(layouts: Mapping[str, Any], name: str) -> str:
@@ -344,6 +355,13 @@ def _value_paths(old: Any, new: Any, path: str = "") -> Iterator[str]:
 
 def _restarts(base: StackFacts, head: StackFacts) -> list[str]:
     restarts = []
+    relayouts = {node: labels[MIG_CONFIG_LABEL] for node, labels in head.node_labels.items()
+                 if MIG_CONFIG_LABEL in labels and base.node_labels.get(node, {}).get(MIG_CONFIG_LABEL) != labels[MIG_CONFIG_LABEL]}
+    for node, layout in sorted(relayouts.items()):
+        restarts.append(f"mig-manager on {node} applies {layout}: it pauses {', '.join(MIG_PAUSED_DAEMONSETS)} "
+                        "there, repartitions the GPUs, then lets them start again")
+    if head.restart_jobs and set(head.restart_jobs) <= set(base.restart_jobs) and not relayouts:
+        restarts.append("no operator DaemonSet restarts: the sharing config is unchanged")
     for name, job in sorted(head.restart_jobs.items()):
         if name in base.restart_jobs:
             continue
@@ -377,7 +395,8 @@ def _label_changes(base: StackFacts, head: StackFacts) -> list[str]:
     return lines
 
 
-def _warnings(impacts: Sequence[GroupImpact]) -> list[str]:
+def _warnings(impacts: Sequence[GroupImpact], rolled: set[str] | None) -> list[str]:
+    """`rolled`: the DaemonSets a new restart Job rolls (None: no restart runs)."""
     warnings = []
     for impact in impacts:
         before, after = impact.before, impact.after
@@ -386,9 +405,10 @@ def _warnings(impacts: Sequence[GroupImpact]) -> list[str]:
         headroom = after.headroom_mb
         if (headroom is not None and headroom < HEADROOM_WARNING_MB
                 and (before is None or before.headroom_mb != headroom or before.pods != after.pods)):
-            warnings.append(f"{after.name}: VRAM headroom {headroom} MiB per GPU, below {HEADROOM_WARNING_MB} MiB "
+            device = "MIG instance" if after.mig_layout else "GPU"
+            warnings.append(f"{after.name}: VRAM headroom {headroom} MiB per {device}, below {HEADROOM_WARNING_MB} MiB "
                             f"({after.device_memory_mb} - {after.reserve_mb} reserve - {after.pods_per_device} x "
-                            f"{after.memory_per_pod_mb}): a pod that outgrows its limit can starve the others")
+                            f"{after.memory_per_pod_mb}): only the reserve is left for what ONNX Runtime's arena does not cover")
         if after.slices is not None and after.pods is not None and after.slices < after.pods:
             warnings.append(f"{after.name}: {after.pods} pods but {after.slices} slices: "
                             f"{after.pods - after.slices} pods stay Pending")
@@ -401,6 +421,16 @@ def _warnings(impacts: Sequence[GroupImpact]) -> list[str]:
             ) if part)
             warnings.append(f"{after.name}: {what}: every Cat Watcher pod on {_nodes(after)} is briefly off the "
                             f"GPU while the sharing readers restart and the Deployment replaces its pods")
+        if rolled is not None and before.gfd_labels != after.gfd_labels and GFD_DAEMONSET not in rolled:
+            consequence = (f"{MPS_CAPABLE_LABEL} stays false, so the MPS control daemon never starts and the "
+                           "device plugin advertises no GPU there" if sharing_mode(after) == "mps" != sharing_mode(before)
+                           else "the labels it derives from the sharing config stay stale")
+            warnings.append(f"{after.name}: the restart does not roll {GFD_DAEMONSET} (it rolls {', '.join(sorted(rolled))}): "
+                            f"{consequence}")
+        elif (rolled is not None and sharing_mode(after) == "mps" == sharing_mode(before)
+              and before.replicas_per_device != after.replicas_per_device and MPS_DAEMONSET not in rolled):
+            warnings.append(f"{after.name}: the restart does not roll {MPS_DAEMONSET}: the MPS daemon keeps its "
+                            f"old split of the GPU ({before.replicas_per_device} clients)")
         if before.mig_layout != after.mig_layout and (before.mig_layout or after.mig_layout):
             warnings.append(f"{after.name}: MIG layout {change(before.mig_layout, after.mig_layout)} drains the GPUs "
                             f"of {_nodes(after)}: mig-manager repartitions them only once every pod using them has stopped")
@@ -417,10 +447,13 @@ def gpu_impact(base: RenderLike, head: RenderLike) -> GpuImpact:
         groups.append(GroupImpact(name, status, old, new))
     gpu_restarts = _restarts(before, after)
     labels = _label_changes(before, after)
-    touched = any(g.status != "unchanged" for g in groups) or gpu_restarts or labels
+    touched = any(g.status != "unchanged" for g in groups) or labels or any(
+        name not in before.restart_jobs for name in after.restart_jobs) or before.operator_values != after.operator_values
     # Pod rolls for other reasons (an image, a CPU limit) belong to the object diff alone.
     restarts = [*gpu_restarts, *_deployment_restarts(before, after)] if touched else []
-    return GpuImpact(tuple(groups), tuple(restarts), tuple(labels), tuple(_warnings(groups)))
+    new_jobs = [job for name, job in after.restart_jobs.items() if name not in before.restart_jobs]
+    rolled = {daemonset for job in new_jobs for daemonset in job.rolls} if new_jobs else None
+    return GpuImpact(tuple(groups), tuple(restarts), tuple(labels), tuple(_warnings(groups, rolled)))
 
 
 # --- printing --------------------------------------------------------------------------------
@@ -461,7 +494,7 @@ def format_impact_text(stack: str, impact: GpuImpact) -> list[str]:
     out = [f"  {stack}"]
     for group in impact.groups:
         out.append(f"    {_heading(group)}")
-        out += [f"      {label + ':':<24}{value}" for label, value in _rows(group)]
+        out += [f"      {label + ':':<32}{value}" for label, value in _rows(group)]
     out += ["    what restarts when this merges:"] + [f"      - {line}" for line in impact.restarts or ("nothing",)]
     if impact.label_changes:
         out += ["    node labels that change:"] + [f"      - {line}" for line in impact.label_changes]
