@@ -369,7 +369,11 @@ def _restarts(base: StackFacts, head: StackFacts) -> list[str]:
                  else "does not check the nodes' new allocatable (rollout status only)")
         restarts.append(f"restart Job {name} rolls DaemonSet{'s' if len(job.rolls) > 1 else ''} "
                         f"{', '.join(job.rolls)}; {check}")
-    if paths := list(_value_paths(base.operator_values, head.operator_values)):
+    if not base.operator_values or not head.operator_values:
+        if base.operator_values != head.operator_values:
+            restarts.append(f"Helm release {OPERATOR_CHART} is {'installed' if head.operator_values else 'uninstalled'}: "
+                            f"the operator's DaemonSets {'start' if head.operator_values else 'stop'} on every GPU node")
+    elif paths := list(_value_paths(base.operator_values, head.operator_values)):
         restarts.append(f"Helm release {OPERATOR_CHART} values change ({', '.join(paths)}): the operator "
                         "updates its ClusterPolicy and rolls each DaemonSet whose spec changes")
     return restarts

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -167,6 +169,17 @@ def test_names_format_stays_one_stack_a_line():
     assert format_names([diff, StackDiff("same")]) == "homelab-3060\n"
 
 
+def test_render_writes_the_exports_a_later_diff_reads(tmp_path):
+    from infra.diff import load_render
+    from infra.render import write_outputs
+
+    recording = render_config(stack_config("homelab-mixed-nodes"), "homelab-mixed-nodes")
+    folder = write_outputs(recording, tmp_path)
+    exported = json.loads((folder / "outputs.json").read_text())
+    assert exported["slices"]["pascal"] | {"gpus": 1, "deviceMemoryMb": 8192, "reserveMb": 1024, "slices": 2} == exported["slices"]["pascal"]
+    assert load_render(folder) == render_of(recording)
+
+
 # --- the device plugin's and GFD's rules, and the restart Job as kubectl sees it --------------
 
 
@@ -292,3 +305,58 @@ def test_git_base_markdown_opens_with_the_gpu_impact(halved_clone):
     names = cli("diff", "homelab-3060", "homelab-1070", "--git-base", "HEAD", "--format", "names", cwd=halved_clone)
     assert names.returncode == 0, names.stderr
     assert names.stdout == "homelab-3060\n"
+
+
+# --- the PR comment ------------------------------------------------------------------------
+
+NODE_HARNESS = """
+const fs = require('fs');
+const state = JSON.parse(fs.readFileSync(process.env.STATE_FILE, 'utf8'));
+const github = {
+  paginate: async (method, args) => state.comments.filter((c) => c.issue_number === args.issue_number),
+  rest: { issues: {
+    listComments: 'listComments',
+    updateComment: async ({ comment_id, body }) => { state.comments.find((c) => c.id === comment_id).body = body; },
+    createComment: async ({ issue_number, body }) => {
+      state.comments.push({ id: state.comments.length + 1, issue_number, body, user: { type: 'Bot' } });
+    },
+  } },
+};
+const context = { repo: { owner: 'o', repo: 'r' }, payload: { pull_request: { number: 7 } } };
+(async () => {
+SCRIPT
+  fs.writeFileSync(process.env.STATE_FILE, JSON.stringify(state));
+})();
+"""
+
+
+def run_comment_step(script: str, diff_file: Path, state_file: Path) -> list[dict[str, Any]]:
+    subprocess.run(["node", "-e", NODE_HARNESS.replace("SCRIPT", script)], check=True, timeout=60,
+                   env={**os.environ, "DIFF_FILE": str(diff_file), "STATE_FILE": str(state_file)})
+    return json.loads(state_file.read_text())["comments"]
+
+
+def test_the_pr_comment_leads_with_the_gpu_impact_and_is_updated_in_place(tmp_path):
+    """The workflow's own github-script, run under node against a fake GitHub: one comment per
+    PR, edited on the next push, starting with the GPU impact (which a truncation keeps)."""
+    if shutil.which("node") is None:
+        pytest.skip("node missing")
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "preview.yml").read_text())
+    step = next(s for s in workflow["jobs"]["render-diff"]["steps"] if s.get("uses", "").startswith("actions/github-script@"))
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"comments": [{"id": 99, "issue_number": 8, "body": "other PR", "user": {"type": "Bot"}}]}))
+    diff_file = tmp_path / "render-diff.md"
+
+    first, _ = impact_of("homelab-3060", halve_3060)
+    diff_file.write_text(format_markdown([first]))
+    comments = run_comment_step(step["with"]["script"], diff_file, state)
+    mine = [c for c in comments if c["issue_number"] == 7]
+    assert len(mine) == 1 and mine[0]["body"].startswith("<!-- catwatcher-render-diff -->\n## GPU impact\n")
+
+    second, _ = impact_of("homelab-3060", to_mps)
+    huge = format_markdown([second]) + "x" * 70000
+    diff_file.write_text(huge)
+    comments = run_comment_step(step["with"]["script"], diff_file, state)
+    mine = [c for c in comments if c["issue_number"] == 7]
+    assert len(mine) == 1 and len(comments) == 2
+    assert "time-slicing -> mps" in mine[0]["body"] and "truncated" in mine[0]["body"]
