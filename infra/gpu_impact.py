@@ -123,13 +123,35 @@ def _of_kind(render: RenderLike, kind: str) -> Iterator[Mapping[str, Any]]:
     return (document for (k, _, _), document in sorted(render.objects.items()) if k == kind)
 
 
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _yaml(text: Any) -> Mapping[str, Any]:
+    """An embedded config file; one a consumer could not parse counts as empty (the object
+    diff still shows it), so an odd base render never stops the preview."""
+    try:
+        return _mapping(yaml.safe_load(text)) if isinstance(text, str) else {}
+    except yaml.YAMLError:
+        return {}
+
+
+def _resources(section: Any) -> list[Mapping[str, Any]]:
+    return [r for r in _mapping(section).get("resources") or [] if isinstance(r, Mapping)]
+
+
+def _replicas(resource: Mapping[str, Any]) -> int:
+    value = resource.get("replicas", 1)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 1
+
+
 def sharing_strategy(config: Mapping[str, Any]) -> str:
     """The device plugin's `Sharing.SharingStrategy()`: mps when MPS replicates a resource,
     else time-slicing when time-slicing does, else none."""
-    sharing = config.get("sharing") or {}
+    sharing = _mapping(config.get("sharing"))
 
     def replicated(section: Mapping[str, Any] | None) -> bool:
-        return any(int(r.get("replicas", 0)) > 1 for r in (section or {}).get("resources") or [])
+        return any(_replicas(r) > 1 for r in _resources(section))
 
     if sharing.get("mps") is not None and replicated(sharing["mps"]):
         return "mps"
@@ -140,20 +162,20 @@ def sharing_strategy(config: Mapping[str, Any]) -> str:
 
 def _replicated_resources(config: Mapping[str, Any]) -> Mapping[str, Any]:
     """`Sharing.ReplicatedResources()`: MPS's section when present, else time-slicing's."""
-    sharing = config.get("sharing") or {}
-    return sharing["mps"] if sharing.get("mps") is not None else (sharing.get("timeSlicing") or {})
+    sharing = _mapping(config.get("sharing"))
+    return _mapping(sharing["mps"] if sharing.get("mps") is not None else sharing.get("timeSlicing"))
 
 
 def replicas_per_device(config: Mapping[str, Any]) -> int:
-    return max((int(r.get("replicas", 1)) for r in _replicated_resources(config).get("resources") or []), default=1)
+    return max((_replicas(r) for r in _resources(_replicated_resources(config))), default=1)
 
 
 def gfd_sharing_labels(config: Mapping[str, Any], resource: str) -> dict[str, str]:
     """The node labels GPU feature discovery derives from a sharing config (k8s-device-plugin
     `internal/lm/resource.go` baseLabeler, `nvml.go` newSharingLabeler) for one resource."""
     section = _replicated_resources(config)
-    entry = next((r for r in section.get("resources") or [] if r.get("name") == resource), None)
-    replicas = int(entry.get("replicas", 1)) if entry else 1
+    entry = next((r for r in _resources(section) if r.get("name") == resource), None)
+    replicas = _replicas(entry) if entry else 1
     strategy = sharing_strategy(config) if replicas > 1 else "none"
     renamed = bool(entry and (entry.get("rename") or section.get("renameByDefault")))
     return {
@@ -218,7 +240,7 @@ def restart_job(document: Mapping[str, Any]) -> RestartJob | None:
         return None
     # A step whose verb we cannot tell (a shell script) counts as restarting what it names.
     chosen = rolls or referenced
-    return RestartJob(document["metadata"]["name"], tuple(dict.fromkeys(chosen)), verifies)
+    return RestartJob((document.get("metadata") or {}).get("name", ""), tuple(dict.fromkeys(chosen)), verifies)
 
 
 def stack_facts(render: RenderLike) -> StackFacts:
@@ -228,7 +250,7 @@ def stack_facts(render: RenderLike) -> StackFacts:
     plugin_config = (values.get("devicePlugin") or {}).get("config") or {}
     sharing_map = _object(render, "ConfigMap", namespace, plugin_config.get("name"))
     mig_map = _object(render, "ConfigMap", namespace, ((values.get("migManager") or {}).get("config") or {}).get("name"))
-    mig_layouts = (yaml.safe_load((mig_map.get("data") or {}).get(MIG_LAYOUT_KEY, "")) or {}).get("mig-configs") or {}
+    mig_layouts = _mapping(_yaml((mig_map.get("data") or {}).get(MIG_LAYOUT_KEY, "")).get("mig-configs"))
     exported = (render.outputs or {}).get("slices") or {}
 
     node_labels = {
@@ -244,7 +266,7 @@ def stack_facts(render: RenderLike) -> StackFacts:
 
     groups = {}
     for key, text in sorted((sharing_map.get("data") or {}).items()):
-        config = yaml.safe_load(text) or {}
+        config = _yaml(text)
         nodes = tuple(node for node, labels in node_labels.items() if labels.get(DEVICE_PLUGIN_CONFIG_LABEL) == key)
         if plugin_config.get("default") == key:
             nodes += (UNLABELLED_NODES,)

@@ -180,6 +180,20 @@ def test_render_writes_the_exports_a_later_diff_reads(tmp_path):
     assert load_render(folder) == render_of(recording)
 
 
+def test_new_memory_limits_alone_restart_no_operator_daemonset():
+    _, impact = impact_of("homelab-3060", lambda config: config["gpu"].update(memoryPerPodMb=2048))
+    assert impact.restarts[0] == "no operator DaemonSet restarts: the sharing config is unchanged"
+    assert impact.restarts[1].startswith("Deployment cat-watcher/cat-watcher rolls: all 4 pods replaced")
+
+
+def test_a_base_render_the_consumers_could_not_parse_still_previews():
+    base, head = edited("homelab-3060", halve_3060)
+    broken = {key: ({**document, "data": {"default": "version: v1\nsharing: [unclosed"}}
+                    if key[2] == "cat-watcher-sharing-config" else document) for key, document in base.objects.items()}
+    impact = gpu_impact(type(base)(objects=broken, releases=base.releases, outputs=base.outputs), head)
+    assert group(impact, "default").before.mode == "none" and group(impact, "default").after.mode == "time-slicing"
+
+
 # --- the device plugin's and GFD's rules, and the restart Job as kubectl sees it --------------
 
 
