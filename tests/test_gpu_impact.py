@@ -374,3 +374,15 @@ def test_the_pr_comment_leads_with_the_gpu_impact_and_is_updated_in_place(tmp_pa
     mine = [c for c in comments if c["issue_number"] == 7]
     assert len(mine) == 1 and len(comments) == 2
     assert "time-slicing -> mps" in mine[0]["body"] and "truncated" in mine[0]["body"]
+
+
+def test_git_head_text_opens_with_the_gpu_impact(halved_clone):
+    """Two revisions, each rendered by its own code: the impact reads outputs.json of both."""
+    for command in (["config", "user.email", "t@example.com"], ["config", "user.name", "test"],
+                    ["commit", "-qam", "homelab-3060: 2 bigger slices"]):
+        subprocess.run(["git", "-C", str(halved_clone), *command], check=True)
+    result = cli("diff", "homelab-3060", "--git-base", "HEAD~1", "--git-head", "HEAD", cwd=halved_clone)
+    assert result.returncode == 0, result.stderr
+    section = impact_section(result.stdout, "== homelab-3060")
+    assert section.startswith("GPU impact\n  homelab-3060\n")
+    assert "slices:                         4 -> 2" in section and "2560 -> 5120 MiB" in section
