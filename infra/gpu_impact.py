@@ -42,6 +42,13 @@ UNLABELLED_NODES = "every unlabelled GPU node"
 # Below this, one pod's allocator growth past its limit can starve its neighbours on the GPU.
 HEADROOM_WARNING_MB = 512
 
+# The device plugin's SharingStrategy values (api/config/v1/sharing.go), which GFD also writes
+# into `<resource>.sharing-strategy`: upstream strings, not our SharingMode.
+STRATEGY_MPS = "mps"
+STRATEGY_TIME_SLICING = "time-slicing"
+STRATEGY_NONE = "none"
+MIG = "mig"
+
 ARROW = "->"
 UNKNOWN = "?"
 
@@ -65,7 +72,7 @@ class GroupFacts:
     """One node group as the cluster will see it."""
 
     name: str
-    mode: str  # none | time-slicing | mps | mig | mig + time-slicing
+    mode: str  # the device plugin's strategy (none | time-slicing | mps), "mig" or "mig + <strategy>" under MIG
     resource: str | None  # what the pods ask for
     replicas_per_device: int
     slices: int | None  # allocatable the group's nodes advertise, summed
@@ -154,10 +161,10 @@ def sharing_strategy(config: Mapping[str, Any]) -> str:
         return any(_replicas(r) > 1 for r in _resources(section))
 
     if sharing.get("mps") is not None and replicated(sharing["mps"]):
-        return "mps"
+        return STRATEGY_MPS
     if replicated(sharing.get("timeSlicing")):
-        return "time-slicing"
-    return "none"
+        return STRATEGY_TIME_SLICING
+    return STRATEGY_NONE
 
 
 def _replicated_resources(config: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -176,19 +183,19 @@ def gfd_sharing_labels(config: Mapping[str, Any], resource: str) -> dict[str, st
     section = _replicated_resources(config)
     entry = next((r for r in _resources(section) if r.get("name") == resource), None)
     replicas = _replicas(entry) if entry else 1
-    strategy = sharing_strategy(config) if replicas > 1 else "none"
+    strategy = sharing_strategy(config) if replicas > 1 else STRATEGY_NONE
     renamed = bool(entry and (entry.get("rename") or section.get("renameByDefault")))
     return {
         f"{resource}.replicas": str(replicas),
         f"{resource}.sharing-strategy": strategy,
         f"{resource}.product": "<model>-SHARED" if replicas > 1 and not renamed else "<model>",
-        MPS_CAPABLE_LABEL: "true" if sharing_strategy(config) == "mps" else "false",
+        MPS_CAPABLE_LABEL: "true" if sharing_strategy(config) == STRATEGY_MPS else "false",
     }
 
 
 def sharing_mode(group: GroupFacts) -> str:
     """The device plugin's sharing strategy of a group, MIG or not."""
-    return group.mode.removeprefix("mig").removeprefix(" + ") or "none"
+    return group.mode.removeprefix(MIG).removeprefix(" + ") or STRATEGY_NONE
 
 
 def _mig_layout(layouts: Mapping[str, Any], name: str) -> str:
@@ -273,7 +280,7 @@ def stack_facts(render: RenderLike) -> StackFacts:
         layouts = sorted({node_labels[n][MIG_CONFIG_LABEL] for n in nodes if MIG_CONFIG_LABEL in node_labels.get(n, {})})
         mig_layout = ", ".join(_mig_layout(mig_layouts, name) for name in layouts) or None
         strategy = sharing_strategy(config)
-        mode = ("mig" + ("" if strategy == "none" else f" + {strategy}")) if mig_layout else strategy
+        mode = (MIG + ("" if strategy == STRATEGY_NONE else f" + {strategy}")) if mig_layout else strategy
         deployment, spec = by_group.get(key, (None, {}))
         pod_spec = ((spec.get("template") or {}).get("spec")) or {}
         export = exported.get(key) or {}
@@ -449,11 +456,11 @@ def _warnings(impacts: Sequence[GroupImpact], rolled: set[str] | None) -> list[s
                             f"GPU while the sharing readers restart and the Deployment replaces its pods")
         if rolled is not None and before.gfd_labels != after.gfd_labels and GFD_DAEMONSET not in rolled:
             consequence = (f"{MPS_CAPABLE_LABEL} stays false, so the MPS control daemon never starts and the "
-                           "device plugin advertises no GPU there" if sharing_mode(after) == "mps" != sharing_mode(before)
+                           "device plugin advertises no GPU there" if sharing_mode(after) == STRATEGY_MPS != sharing_mode(before)
                            else "the labels it derives from the sharing config stay stale")
             warnings.append(f"{after.name}: the restart does not roll {GFD_DAEMONSET} (it rolls {', '.join(sorted(rolled))}): "
                             f"{consequence}")
-        elif (rolled is not None and sharing_mode(after) == "mps" == sharing_mode(before)
+        elif (rolled is not None and sharing_mode(after) == STRATEGY_MPS == sharing_mode(before)
               and before.replicas_per_device != after.replicas_per_device and MPS_DAEMONSET not in rolled):
             warnings.append(f"{after.name}: the restart does not roll {MPS_DAEMONSET}: the MPS daemon keeps its "
                             f"old split of the GPU ({before.replicas_per_device} clients)")
@@ -498,11 +505,10 @@ def _row_value(impact: GroupImpact, attribute: str, unit: str) -> str:
 
 
 def _rows(impact: GroupImpact) -> list[tuple[str, str]]:
-    facts = impact.after or impact.before
     uses_mig = any(g and g.mig_layout for g in (impact.before, impact.after))
     rows = [(label, _row_value(impact, attribute, unit)) for label, attribute, unit in ROWS
             if attribute != "mig_layout" or uses_mig]
-    if "mig" in facts.mode:
+    if uses_mig:
         rows = [(label.replace("per GPU", "per MIG instance"), value) for label, value in rows]
     return rows
 
