@@ -390,7 +390,7 @@ def _restarts(base: StackFacts, head: StackFacts) -> list[str]:
         restarts.append(f"mig-manager on {node} applies {layout}: it pauses {', '.join(MIG_PAUSED_DAEMONSETS)} "
                         "there, repartitions the GPUs, then lets them start again")
     if head.restart_jobs and set(head.restart_jobs) <= set(base.restart_jobs) and not relayouts:
-        restarts.append("no operator DaemonSet restarts: the sharing config is unchanged")
+        restarts.append("the sharing restart does not run: the sharing config is unchanged")
     for name, job in sorted(head.restart_jobs.items()):
         if name in base.restart_jobs:
             continue

@@ -146,7 +146,7 @@ def test_a_mig_layout_change_warns_that_it_drains_the_gpu():
     assert "dgx-a100-1: nvidia.com/mig.config catwatcher-7x1g.5gb -> catwatcher-3x2g.10gb" in text
     # The sharing config is the same (single strategy, no replicas): mig-manager does the restarts.
     assert "mig-manager on dgx-a100-1 applies catwatcher-3x2g.10gb: it pauses nvidia-device-plugin-daemonset" in text
-    assert "no operator DaemonSet restarts" not in text
+    assert "the sharing restart does not run" not in text
     assert "| MIG layout |" in format_markdown([diff])
 
 
@@ -182,7 +182,7 @@ def test_render_writes_the_exports_a_later_diff_reads(tmp_path):
 
 def test_new_memory_limits_alone_restart_no_operator_daemonset():
     _, impact = impact_of("homelab-3060", lambda config: config["gpu"].update(memoryPerPodMb=2048))
-    assert impact.restarts[0] == "no operator DaemonSet restarts: the sharing config is unchanged"
+    assert impact.restarts[0] == "the sharing restart does not run: the sharing config is unchanged"
     assert impact.restarts[1].startswith("Deployment cat-watcher/cat-watcher rolls: all 4 pods replaced")
 
 
