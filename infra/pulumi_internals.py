@@ -29,6 +29,7 @@ INTERNALS: tuple[tuple[str, str, str], ...] = (
     ("pulumi.runtime.config", "set_all_config", "hand the program a stack's config offline"),
     ("pulumi.runtime.mocks", "set_mocks", "install the mock engine"),
     ("pulumi.runtime.mocks", "Mocks", "base class of our resource mocks"),
+    ("pulumi.runtime.settings", "get_root_resource", "read the stack's exports, which the mock root stack never registers"),
 )
 
 
@@ -122,3 +123,21 @@ def run_under_mocks(
     _internal("pulumi.runtime.mocks", "set_mocks")(monitor.mocks, project=project, stack=stack, preview=False, monitor=monitor)
     _config.set_all_config(dict(config), secret_keys)
     _sync_await(_run_pulumi_func(program))
+
+
+def stack_exports() -> dict[str, tuple[Any, bool]]:
+    """The running stack's exports, resolved: name -> (value, secret). Under mocks the engine
+    never receives them (the mock root stack registers its outputs before the program runs),
+    so read them off the root resource once the program is done."""
+    import pulumi
+
+    root = _internal("pulumi.runtime.settings", "get_root_resource")()
+
+    async def resolve() -> dict[str, tuple[Any, bool]]:
+        exports = {}
+        for name, value in sorted((getattr(root, "outputs", None) or {}).items()):
+            output = pulumi.Output.from_input(value)
+            exports[name] = (await output.future(), bool(await output.is_secret()))
+        return exports
+
+    return _sync_await(resolve())

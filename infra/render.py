@@ -95,7 +95,7 @@ def dump_yaml_documents(documents: Iterable[dict[str, Any]]) -> str:
 
 
 def write_outputs(recording: Recording, out_dir: Path) -> Path:
-    """Write DIR/STACK/{manifests.yaml,helm/*.yaml,graph.json}; replaces an earlier render whole."""
+    """Write DIR/STACK/{manifests.yaml,helm/*.yaml,graph.json,outputs.json}; replaces an earlier render whole."""
     target = out_dir / recording.stack
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{recording.stack}-", dir=out_dir))
@@ -105,6 +105,7 @@ def write_outputs(recording: Recording, out_dir: Path) -> Path:
         for name, release in sorted(helm_releases(recording).items()):
             (staging / "helm" / f"{name}.yaml").write_text(dump_yaml(release))
         (staging / "graph.json").write_text(json.dumps(graph(recording), indent=2, sort_keys=True) + "\n")
+        (staging / "outputs.json").write_text(json.dumps(recording.outputs, indent=2, sort_keys=True) + "\n")
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)
