@@ -12,6 +12,7 @@ import contextvars
 import hashlib
 import json
 import runpy
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +108,24 @@ class _EchoMocks(pulumi.runtime.Mocks):
         return {}
 
 
+def _with_closed_thread_loop(call, request):
+    """Run a mock-monitor call on an event loop that is closed afterwards.
+
+    The SDK calls the monitor from executor threads, and MockMonitor gives each such thread an
+    event loop of its own that nothing ever closes: at interpreter exit their `__del__` prints
+    "Exception ignored in BaseEventLoop.__del__". A loop set here is the one it finds and uses.
+    """
+    if threading.current_thread() is threading.main_thread():
+        return call(request)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return call(request)
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
 class RecordingMonitor(MockMonitor):
     """A mock monitor that also keeps each registration's parent and dependencies."""
 
@@ -114,8 +133,14 @@ class RecordingMonitor(MockMonitor):
         super().__init__(_EchoMocks())
         self.recording = Recording(stack=stack)
 
+    def Invoke(self, request):  # noqa: N802 - the gRPC method name
+        return _with_closed_thread_loop(super().Invoke, request)
+
+    def ReadResource(self, request):  # noqa: N802 - the gRPC method name
+        return _with_closed_thread_loop(super().ReadResource, request)
+
     def RegisterResource(self, request):  # noqa: N802 - the gRPC method name
-        response = super().RegisterResource(request)
+        response = _with_closed_thread_loop(super().RegisterResource, request)
         if request.type != "pulumi:pulumi:Stack":
             # The inputs as sent (secrets still wrapped, so they can be masked), named as the
             # provider would name them.
