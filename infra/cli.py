@@ -159,7 +159,7 @@ def _diff(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(prefix="catwatcher-diff-") as scratch:
             base_dir, head_dir = Path(scratch) / "base", Path(scratch) / "head"
             if args.git_head:
-                render_revision(root, args.git_head, head_dir)
+                render_revision(root, args.git_head, head_dir, named)
                 rendered = rendered_stacks(head_dir)
                 stacks = named or rendered
                 head = {stack: load_render(head_dir / stack) for stack in stacks if stack in rendered}
@@ -170,7 +170,7 @@ def _diff(args: argparse.Namespace) -> int:
                     raise StackFailures(failures)
                 head = {recording.stack: render_of(recording) for recording in recordings}
             if args.git_base:
-                render_revision(root, args.git_base, base_dir)
+                render_revision(root, args.git_base, base_dir, named)
                 based = rendered_stacks(base_dir)
                 unknown = [stack for stack in named if stack not in head and stack not in based]
                 if unknown:

@@ -11,14 +11,14 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from infra.offline import Recording
+from infra.offline import Recording, available_stacks
 from infra.render import helm_releases, manifests
 
 ObjectKey = tuple[str, str, str]  # kind, namespace, name
@@ -238,16 +238,25 @@ def check_revision(root: Path, revision: str, option: str = "--git-base") -> Non
         )
 
 
-def render_revision(root: Path, revision: str, out_dir: Path) -> None:
-    """Render every stack as `revision` of this repository renders it (its own code)."""
+def render_revision(root: Path, revision: str, out_dir: Path, stacks: Sequence[str] = ()) -> None:
+    """Render `stacks` (default: every stack) as `revision` of this repository renders them (its
+    own code). Named stacks the revision does not have are left out: they show as new."""
     with tempfile.TemporaryDirectory(prefix="catwatcher-base-") as scratch:
         tree = Path(scratch) / "tree"
         added = _git(root, "worktree", "add", "--detach", str(tree), revision)
         if added.returncode != 0:
             raise RevisionError(f"{revision}: git could not check it out: {_last_line(added.stderr)}")
         try:
+            if stacks:
+                # Only what was asked for: a broken stack elsewhere in the revision does not matter.
+                present = set(available_stacks(tree))
+                selection = [stack for stack in stacks if stack in present]
+                if not selection:
+                    return
+            else:
+                selection = ["--all"]
             rendered = subprocess.run(
-                [sys.executable, "-m", "infra.cli", "render", "--all", "--out", str(out_dir)],
+                [sys.executable, "-m", "infra.cli", "render", *selection, "--out", str(out_dir)],
                 cwd=tree, env={**_clean_env(), "PYTHONPATH": str(tree)}, check=False, capture_output=True, text=True,
             )
         finally:
