@@ -155,3 +155,11 @@ def test_default_recommendation_fits_the_card(vram, replicas, per_pod):
     recommended = default_recommendation(vram, 1024)
     assert (recommended.sharing, recommended.replicas, recommended.memory_per_pod_mb) == ("time-slicing", replicas, per_pod)
     assert recommended.replicas * recommended.memory_per_pod_mb + 1024 <= vram
+
+
+def test_nearest_preset_plus_overrides_describes_an_unlisted_card():
+    # An RTX A2000 12 GB from the RTX 3060 preset (same compute capability), as the guide shows.
+    (group,) = plan({"preset": "rtx-3060", "displayName": "NVIDIA RTX A2000 12GB", "vramMb": 12282,
+                     "sharing": "time-slicing", "replicas": 4}).groups
+    assert (group.gpu.display_name, group.gpu.vram_mb, group.gpu.compute_capability) == ("NVIDIA RTX A2000 12GB", 12282, "8.6")
+    assert (group.replicas_per_device, group.memory_per_pod_mb) == (4, 2560)
