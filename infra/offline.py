@@ -108,39 +108,42 @@ class _EchoMocks(pulumi.runtime.Mocks):
         return {}
 
 
-def _with_closed_thread_loop(call, request):
-    """Run a mock-monitor call on an event loop that is closed afterwards.
-
-    The SDK calls the monitor from executor threads, and MockMonitor gives each such thread an
-    event loop of its own that nothing ever closes: at interpreter exit their `__del__` prints
-    "Exception ignored in BaseEventLoop.__del__". A loop set here is the one it finds and uses.
-    """
-    if threading.current_thread() is threading.main_thread():
-        return call(request)
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        return call(request)
-    finally:
-        asyncio.set_event_loop(None)
-        loop.close()
-
-
 class RecordingMonitor(MockMonitor):
     """A mock monitor that also keeps each registration's parent and dependencies."""
 
     def __init__(self, stack: str):
         super().__init__(_EchoMocks())
         self.recording = Recording(stack=stack)
+        self._thread = threading.local()
+        self._thread_loops: list[asyncio.AbstractEventLoop] = []
+
+    def _on_thread_loop(self, call, request):
+        """Run a monitor call on this thread's event loop, one we close when the run ends.
+
+        The SDK calls the monitor from executor threads, and MockMonitor gives each such thread
+        an event loop that nothing ever closes: at interpreter exit their `__del__` prints
+        "Exception ignored in BaseEventLoop.__del__". A loop set here is the one it finds.
+        """
+        if threading.current_thread() is not threading.main_thread() and getattr(self._thread, "loop", None) is None:
+            self._thread.loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._thread.loop)
+            self._thread_loops.append(self._thread.loop)
+        return call(request)
+
+    def close_thread_loops(self) -> None:
+        """After the run: the executor threads are idle and go with the run's own loop."""
+        for loop in self._thread_loops:
+            loop.close()
+        self._thread_loops.clear()
 
     def Invoke(self, request):  # noqa: N802 - the gRPC method name
-        return _with_closed_thread_loop(super().Invoke, request)
+        return self._on_thread_loop(super().Invoke, request)
 
     def ReadResource(self, request):  # noqa: N802 - the gRPC method name
-        return _with_closed_thread_loop(super().ReadResource, request)
+        return self._on_thread_loop(super().ReadResource, request)
 
     def RegisterResource(self, request):  # noqa: N802 - the gRPC method name
-        response = _with_closed_thread_loop(super().RegisterResource, request)
+        response = self._on_thread_loop(super().RegisterResource, request)
         if request.type != "pulumi:pulumi:Stack":
             # The inputs as sent (secrets still wrapped, so they can be masked), named as the
             # provider would name them.
@@ -235,8 +238,8 @@ def _run_isolated(project: str, stack: str, config: dict[str, str], secret_keys:
     # client) may have left the thread without any.
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    monitor = RecordingMonitor(stack)
     try:
-        monitor = RecordingMonitor(stack)
         pulumi.runtime.set_mocks(monitor.mocks, project=project, stack=stack, preview=False, monitor=monitor)
         pulumi.runtime.set_all_config(config, secret_keys)
         _sync_await(run_pulumi_func(lambda: runpy.run_path(str(PROGRAM), run_name="__main__")))
@@ -244,5 +247,6 @@ def _run_isolated(project: str, stack: str, config: dict[str, str], secret_keys:
         raise RenderError(str(error)) from None
     finally:
         asyncio.set_event_loop(None)
-        loop.close()
+        loop.close()  # shuts its executor down: no thread uses its loop any more
+        monitor.close_thread_loops()
     return monitor.recording
