@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from infra.custom_gpu import CUSTOM, DEFAULT_RESERVE_MB, REQUIRED_KEYS
 from infra.model import GpuPreset
 
 PRESETS_FILE = "gpu_presets.yaml"
@@ -75,8 +76,6 @@ def _recommendation(preset: GpuPreset) -> str:
 def catalogue_document(presets: dict[str, GpuPreset] | None = None) -> dict[str, Any]:
     """Every preset with every value it sets (as a stack file spells the keys), plus what the
     plan derives from them (MPS client cap, MIG), and what `preset: custom` needs."""
-    from infra.custom_gpu import CUSTOM, DEFAULT_RESERVE_MB, REQUIRED_KEYS
-
     listed = {
         key: {
             **preset.model_dump(mode="json", by_alias=True, exclude={"key"}, exclude_none=True),
@@ -97,8 +96,6 @@ def catalogue_document(presets: dict[str, GpuPreset] | None = None) -> dict[str,
 
 def catalogue_text(presets: dict[str, GpuPreset] | None = None) -> str:
     """The catalogue as an aligned table, with how to override a value or describe another GPU."""
-    from infra.custom_gpu import CUSTOM, DEFAULT_RESERVE_MB
-
     header = ("preset", "GPU", "VRAM MiB", "reserve MiB", "compute", "arch", "MPS clients", "MIG profiles", "recommended")
     rows = [header]
     for key, preset in (presets or catalogue()).items():
