@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -256,6 +257,10 @@ def main(argv: list[str] | None = None) -> int:
         prefix = "" if isinstance(error, StackFailures) else "error: "
         for line in error.lines:
             print(f"{prefix}{line}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # The reader stopped early (`| head`): nothing to say; keep the exit-time flush quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except OSError as error:  # disk full, a file vanished mid-run: say which, no traceback
         print(f"error: {error.filename or ''}: {error.strerror or error}".replace(": : ", ": "), file=sys.stderr)

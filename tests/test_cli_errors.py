@@ -7,6 +7,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -67,7 +68,7 @@ def test_rendered_output_follows_the_umask(project, tmp_path):
     for umask, folder_mode, file_mode in ((0o022, 0o755, 0o644), (0o027, 0o750, 0o640)):
         out = tmp_path / f"umask-{umask:o}"
         result = subprocess.run(
-            ["sh", "-c", f'umask {umask:o} && exec "$0" -m infra.cli render {GOOD} --out "$1"', os.sys.executable, str(out)],
+            ["sh", "-c", f'umask {umask:o} && exec "$0" -m infra.cli render {GOOD} --out "$1"', sys.executable, str(out)],
             cwd=project, env={**os.environ, "PYTHONPATH": str(project)}, capture_output=True, text=True, timeout=600,
         )
         assert result.returncode == 0, result.stderr
@@ -176,3 +177,14 @@ def test_no_unclosed_event_loop_at_exit(project, tmp_path):
                  env={"PYTHONWARNINGS": "always::ResourceWarning"})
     assert result.returncode == 0, result.stderr
     assert "unclosed event loop" not in result.stderr and "Exception ignored" not in result.stderr, result.stderr
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(project):
+    # `catwatcher-infra presets --format json | head -1`: the pipe closes before the output ends.
+    process = subprocess.Popen([sys.executable, "-m", "infra.cli", "presets", "--format", "json"], cwd=project,
+                               env={**os.environ, "PYTHONPATH": str(project)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    process.stderr.close()
+    assert process.wait(timeout=120) == 1
+    assert stderr == ""
