@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from infra.gpu_impact import GpuImpact, format_impact_markdown, format_impact_text, gpu_impact
-from infra.offline import Recording
+from infra.offline import Recording, available_stacks
 from infra.render import helm_releases, manifests
 
 ObjectKey = tuple[str, str, str]  # kind, namespace, name
@@ -237,19 +237,64 @@ def format_markdown(diffs: list[StackDiff]) -> str:
 # --- rendering a git revision ----------------------------------------------------------------
 
 
-def render_revision(root: Path, revision: str, out_dir: Path) -> None:
-    """Render every stack as `revision` of this repository renders it (its own code)."""
+class RevisionError(Exception):
+    """A git revision cannot be rendered: no git, not a checkout, no such revision, or its render failed."""
+
+
+def _git(root: Path, *args: str) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
+    except FileNotFoundError:
+        raise RevisionError("git is not installed (or not on PATH); comparing with a revision needs it") from None
+
+
+def check_revision(root: Path, revision: str, option: str = "--git-base") -> None:
+    """Refuse a revision git cannot resolve to a commit, naming it, before anything is rendered."""
+    if _git(root, "rev-parse", "--git-dir").returncode != 0:
+        raise RevisionError(
+            f"{option} {revision}: {root} is not a git checkout; compare two stacks instead (diff STACK_A STACK_B)"
+        )
+    if _git(root, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{revision}^{{commit}}").returncode != 0:
+        raise RevisionError(
+            f"{option} {revision}: no such revision in this repository; "
+            "name a commit, branch or tag (e.g. HEAD, HEAD~1, main; `git tag` lists the tags)"
+        )
+
+
+def render_revision(root: Path, revision: str, out_dir: Path, stacks: Sequence[str] = ()) -> None:
+    """Render `stacks` (default: every stack) as `revision` of this repository renders them (its
+    own code). Named stacks the revision does not have are left out: they show as new."""
     with tempfile.TemporaryDirectory(prefix="catwatcher-base-") as scratch:
         tree = Path(scratch) / "tree"
-        subprocess.run(["git", "-C", str(root), "worktree", "add", "--detach", str(tree), revision],
-                       check=True, capture_output=True, text=True)
+        added = _git(root, "worktree", "add", "--detach", str(tree), revision)
+        if added.returncode != 0:
+            raise RevisionError(f"{revision}: git could not check it out: {_last_line(added.stderr)}")
         try:
-            subprocess.run(
-                [sys.executable, "-m", "infra.cli", "render", "--all", "--out", str(out_dir)],
+            if stacks:
+                # Only what was asked for: a broken stack elsewhere in the revision does not matter.
+                present = set(available_stacks(tree))
+                selection = [stack for stack in stacks if stack in present]
+                if not selection:
+                    return
+            else:
+                selection = ["--all"]
+            rendered = subprocess.run(
+                [sys.executable, "-m", "infra.cli", "render", *selection, "--out", str(out_dir)],
                 cwd=tree, env={**_clean_env(), "PYTHONPATH": str(tree)}, check=False, capture_output=True, text=True,
             )
         finally:
-            subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", str(tree)], capture_output=True)
+            _git(root, "worktree", "remove", "--force", str(tree))
+    if rendered.returncode != 0:
+        # A half-rendered base would show every stack as new: refuse, with the revision's own words.
+        problems = [line for line in rendered.stderr.splitlines() if line.strip()] or [f"exit {rendered.returncode}"]
+        if "Traceback (most recent call last)" in rendered.stderr:  # older code: its last line says why
+            problems = problems[-1:]
+        raise RevisionError("\n".join(f"{revision}: {line}" for line in problems))
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "no message"
 
 
 def _clean_env() -> dict[str, str]:

@@ -217,8 +217,8 @@ def _run_isolated(
     # client) may have left the thread without any.
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    monitor = RecordingMonitor(stack)
     try:
-        monitor = RecordingMonitor(stack)
         run_under_mocks(
             monitor, project=project, stack=stack, config=config, secret_keys=secret_keys, program=program
         )
@@ -229,5 +229,6 @@ def _run_isolated(
         raise RenderError(str(error)) from None
     finally:
         asyncio.set_event_loop(None)
-        loop.close()
+        loop.close()  # shuts its executor down: no thread uses its loop any more
+        monitor.close_thread_loops()
     return monitor.recording

@@ -9,7 +9,9 @@ project imports `pulumi.runtime`.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import threading
 from importlib import metadata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -88,10 +90,41 @@ class RegisteredResource:
 
 
 class ObservingMockMonitor(MockMonitor):  # type: ignore[misc,valid-type]
-    """A mock monitor that hands each registration to `observe` as plain data."""
+    """A mock monitor that hands each registration to `observe` as plain data, and closes the
+    event loops it gives the SDK's executor threads (`close_thread_loops`, after the run)."""
+
+    def __init__(self, mocks: Any) -> None:
+        super().__init__(mocks)
+        self._thread = threading.local()
+        self._thread_loops: list[asyncio.AbstractEventLoop] = []
+
+    def _on_thread_loop(self, call: Callable[[Any], Any], request: Any) -> Any:
+        """Run a monitor call on this thread's event loop, one we close when the run ends.
+
+        The SDK calls the monitor from executor threads, and MockMonitor gives each such thread
+        an event loop that nothing ever closes: at interpreter exit their `__del__` prints
+        "Exception ignored in BaseEventLoop.__del__". A loop set here is the one it finds.
+        """
+        if threading.current_thread() is not threading.main_thread() and getattr(self._thread, "loop", None) is None:
+            self._thread.loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._thread.loop)
+            self._thread_loops.append(self._thread.loop)
+        return call(request)
+
+    def close_thread_loops(self) -> None:
+        """After the run: the executor threads are idle and go with the run's own loop."""
+        for loop in self._thread_loops:
+            loop.close()
+        self._thread_loops.clear()
+
+    def Invoke(self, request: Any) -> Any:  # noqa: N802 - the gRPC method name
+        return self._on_thread_loop(super().Invoke, request)
+
+    def ReadResource(self, request: Any) -> Any:  # noqa: N802 - the gRPC method name
+        return self._on_thread_loop(super().ReadResource, request)
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - the gRPC method name
-        response = super().RegisterResource(request)
+        response = self._on_thread_loop(super().RegisterResource, request)
         self.observe(
             RegisteredResource(
                 urn=response.urn,
