@@ -62,13 +62,6 @@ def markdown_table(presets: dict[str, GpuPreset] | None = None) -> str:
     return "\n".join(rows) + "\n"
 
 
-def _recommendation(preset: GpuPreset) -> str:
-    recommended = preset.recommended
-    if recommended.sharing == "mig" and preset.mig:
-        return "mig " + ", ".join(f"{count} x {profile}" for profile, count in preset.mig.recommended_layout.items())
-    return f"{recommended.sharing} x{recommended.replicas}, {recommended.memory_per_pod_mb} MiB/pod"
-
-
 def catalogue_document(presets: dict[str, GpuPreset] | None = None) -> dict[str, Any]:
     """Every preset with every value it sets (as a stack file spells the keys), plus what the
     plan derives from them (MPS client cap, MIG), and what `preset: custom` needs."""
@@ -104,7 +97,7 @@ def catalogue_text(presets: dict[str, GpuPreset] | None = None) -> str:
             preset.architecture,
             str(preset.mps_max_replicas) if preset.mps_capable else "no MPS",
             " ".join(preset.mig.profiles) if preset.mig else "-",
-            _recommendation(preset),
+            backend_for(preset.recommended.sharing).describe_recommendation(preset),
         ))
     widths = [max(len(row[column]) for row in rows) for column in range(len(header) - 1)]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1] for row in rows]
