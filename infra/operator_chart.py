@@ -1,7 +1,8 @@
 """What we know about each GPU Operator chart version, and the checks made against it.
 
 Data per chart version: the leaf key paths its chart accepts (infra/data/gpu_operator_<version>_
-value_paths.txt, derived from NVIDIA's values.yaml) and the distribution facts
+value_paths.txt, derived from NVIDIA's values.yaml, plus gpu_operator_<version>_template_paths.txt,
+the `.Values` paths its ClusterPolicy template reads) and the distribution facts
 (infra/distributions.py). A chart version without both is refused during validation, naming
 `operator.chartVersion`: Helm ignores unknown values silently, so an unchecked chart could drop
 our settings without a word. The operator's values are built from the plan and checked here too,
@@ -62,11 +63,35 @@ def chart_version_problem(version: str) -> tuple[str, str] | None:
     )
 
 
-@cache
-def chart_value_paths(version: str = "v26.7.0") -> frozenset[str]:
-    """Every leaf key path the chart version accepts (derived data, see the file's header)."""
-    text = resources.files(DATA_PACKAGE).joinpath(_value_path_files()[version]).read_text()
+def _paths_file(name: str) -> frozenset[str]:
+    text = resources.files(DATA_PACKAGE).joinpath(name).read_text()
     return frozenset(line for line in text.splitlines() if line and not line.startswith("#"))
+
+
+@cache
+def values_yaml_paths(version: str = "v26.7.0") -> frozenset[str]:
+    """Every leaf key path of the chart version's values.yaml (derived data, see its header)."""
+    return _paths_file(_value_path_files()[version])
+
+
+@cache
+def template_paths(version: str = "v26.7.0") -> frozenset[str]:
+    """Every `.Values.<path>` the chart's ClusterPolicy template reads: values.yaml does not
+    list them all (validator.cuda.env), the template is what the chart accepts."""
+    name = f"gpu_operator_{version}_template_paths.txt"
+    if not resources.files(DATA_PACKAGE).joinpath(name).is_file():
+        return frozenset()
+    return _paths_file(name)
+
+
+def template_value_refs(template: str) -> frozenset[str]:
+    """The `.Values.<path>` references in a chart template's text (how the data file is made)."""
+    return frozenset(ref.rstrip(".") for ref in re.findall(r"\.Values\.([A-Za-z0-9_.]+)", template))
+
+
+def chart_value_paths(version: str = "v26.7.0") -> frozenset[str]:
+    """Every leaf key path the chart version accepts."""
+    return values_yaml_paths(version) | template_paths(version)
 
 
 def value_paths(values: Mapping[str, Any], prefix: str = "") -> Iterator[str]:
@@ -112,6 +137,12 @@ def gpu_operator_args(
         dcgm_exporter_env=exporter_env(plan.gpu_resources, shared_gpus=plan.shared_gpus),
         timeout_seconds=config.operator.timeout_seconds,
         restart_image=config.operator.restart_image,
+        config_readers=plan.config_readers,
+        allocatable_checks=plan.allocatable_checks,
+        verify_timeout_seconds=config.operator.verify_timeout_seconds,
+        # The validator's cuda step runs a CUDA 13 workload, which needs compute capability 7.5.
+        cuda_workload_validation=not plan.pre_turing_groups,
+        driver_version=config.operator.driver_version,
     )
 
 
