@@ -15,12 +15,15 @@ values.yaml) and its row in distributions.PROFILES_BY_CHART, then run the refere
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pulumi
+import yaml
 
 from components.dcgm_monitoring import exporter_env
 from components.gpu_operator import GpuOperatorArgs, operator_values
@@ -163,3 +166,78 @@ def operator_value_problems(plan: RolloutPlan) -> list[tuple[str, str]]:
             f"gpu-operator {version} has no values {', '.join(unknown)}; this stack needs them",
         )]
     return []
+
+
+# --- the operator's own objects (its assets) -----------------------------------------------
+
+OPERATOR_NAMESPACE = "<operator namespace>"  # how the contract file writes the operator's namespace
+
+
+@dataclass(frozen=True, order=True)
+class OwnedObject:
+    """An object the operator creates and reconciles; ours must never share kind and name
+    with one (in its namespace, or cluster-wide for cluster-scoped kinds)."""
+
+    kind: str
+    namespace: str | None  # OPERATOR_NAMESPACE, or None for cluster-scoped objects
+    name: str
+
+
+@dataclass(frozen=True)
+class OperatorContract:
+    owned: tuple[OwnedObject, ...]
+    # DaemonSets that run the config-manager on the sharing ConfigMap (read it at start only).
+    sharing_config_readers: tuple[str, ...]
+
+
+def contract_from_assets(assets: Path) -> OperatorContract:
+    """Derive the contract from the operator's `assets/` manifests (NVIDIA/gpu-operator)."""
+    owned = []
+    readers = []
+    for path in sorted(assets.glob("*/*.yaml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            if not document:
+                continue
+            metadata = document["metadata"]
+            namespaced = "namespace" in metadata  # the operator fills it in: its own namespace
+            owned.append(OwnedObject(document["kind"], OPERATOR_NAMESPACE if namespaced else None, metadata["name"]))
+            if document["kind"] == "DaemonSet":
+                pod = document["spec"]["template"]["spec"]
+                containers = pod.get("initContainers", []) + pod.get("containers", [])
+                if any(c.get("command") == ["config-manager"] for c in containers):
+                    readers.append(metadata["name"])
+    return OperatorContract(owned=tuple(sorted(set(owned))), sharing_config_readers=tuple(sorted(readers)))
+
+
+def contract_to_yaml(contract: OperatorContract) -> dict[str, Any]:
+    return {
+        "owned": [{"kind": o.kind, "namespace": o.namespace, "name": o.name} for o in contract.owned],
+        "sharingConfigReaders": list(contract.sharing_config_readers),
+    }
+
+
+@cache
+def operator_contract(version: str = "v26.7.0") -> OperatorContract:
+    """The derived copy shipped with the project (infra/data/gpu_operator_<version>_contract.yaml)."""
+    text = resources.files(DATA_PACKAGE).joinpath(f"gpu_operator_{version}_contract.yaml").read_text()
+    data = yaml.safe_load(text)
+    return OperatorContract(
+        owned=tuple(OwnedObject(o["kind"], o["namespace"], o["name"]) for o in data["owned"]),
+        sharing_config_readers=tuple(data["sharingConfigReaders"]),
+    )
+
+
+def owned_name_clashes(
+    manifests: Iterable[Mapping[str, Any]], operator_namespace: str, contract: OperatorContract
+) -> list[str]:
+    """Our objects that have the kind, namespace and name of one the operator owns."""
+    owned = {
+        (o.kind, operator_namespace if o.namespace == OPERATOR_NAMESPACE else None, o.name) for o in contract.owned
+    }
+    clashes = []
+    for manifest in manifests:
+        metadata = manifest.get("metadata", {})
+        key = (manifest.get("kind"), metadata.get("namespace"), metadata.get("name"))
+        if key in owned:
+            clashes.append(f"{key[0]} {key[1] + '/' if key[1] else ''}{key[2]}")
+    return clashes
