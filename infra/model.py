@@ -244,4 +244,4 @@ def is_image_pinned(image: str) -> bool:
     if "@sha256:" in image:
         return True
     match = re.search(r":([^/:]+)$", image)
-    return bool(match) and match.group(1) != "latest"
+    return match is not None and match.group(1) != "latest"

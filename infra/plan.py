@@ -208,7 +208,10 @@ QUANTITY_SUFFIXES = {"m": 1e-3, "": 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "T
 
 def quantity(text: str) -> float:
     """A Kubernetes quantity as a number ("500m" -> 0.5, "2Gi" -> 2147483648)."""
-    number, suffix = re.fullmatch(r"(\d+(?:\.\d+)?)(m|Ki|Mi|Gi|Ti)?", text).groups()
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(m|Ki|Mi|Gi|Ti)?", text)
+    if match is None:  # the config model's pattern admits only these
+        raise ValueError(f"not a Kubernetes quantity: {text!r}")
+    number, suffix = match.groups()
     return float(number) * QUANTITY_SUFFIXES[suffix or ""]
 
 

@@ -10,9 +10,9 @@ project imports `pulumi.runtime`.
 from __future__ import annotations
 
 import importlib
-from importlib import metadata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Any
 
 from google.protobuf import json_format
@@ -32,7 +32,7 @@ INTERNALS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-class PulumiInternalChanged(ImportError):
+class PulumiInternalChangedError(ImportError):
     """The installed Pulumi SDK lacks an internal this project relies on."""
 
 
@@ -40,7 +40,7 @@ def _internal(module: str, attribute: str) -> Any:
     try:
         return getattr(importlib.import_module(module), attribute)
     except (ImportError, AttributeError) as error:
-        raise PulumiInternalChanged(
+        raise PulumiInternalChangedError(
             f"pulumi {metadata.version('pulumi')} has no {module}.{attribute} "
             f"({error}); install the versions in constraints.txt or port infra/pulumi_internals.py"
         ) from error

@@ -41,7 +41,7 @@ def test_every_mode_of_the_config_schema_has_exactly_one_backend():
 def is_mode_comparison(node: ast.Compare, modes: set[str]) -> bool:
     """`x == "mps"`, `x != "mig"`, `x in ("time-slicing", "mps")`; not `"mig" in fields`."""
     operands = [node.left, *node.comparators]
-    for op, right in zip(node.ops, node.comparators):
+    for op, right in zip(node.ops, node.comparators, strict=True):
         if isinstance(op, (ast.Eq, ast.NotEq)):
             if any(isinstance(o, ast.Constant) and o.value in modes for o in operands):
                 return True
