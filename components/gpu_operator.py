@@ -42,8 +42,6 @@ VERIFY_CONTAINER = "verify-allocatable"
 # The verification's exit code when nodes still advertise the wrong allocatable at its timeout:
 # the Job fails at once (podFailurePolicy) instead of retrying a wait that already ran out.
 VERIFY_FAILED_EXIT_CODE = 3
-# Wait for create, three rollouts and the verification, with room to spare.
-RESTART_JOB_TIMEOUT = "70m"
 # When the operator builds and loads the driver, a Pascal/Volta GPU's CUDA validation cannot run.
 SKIP_CUDA_WORKLOAD_ENV = {"name": "WITH_WORKLOAD", "value": "false"}
 
@@ -200,6 +198,19 @@ done
 """.replace("GPU_PRESENT_LABEL", GPU_PRESENT_LABEL).replace("EXIT_CODE", str(VERIFY_FAILED_EXIT_CODE))
 
 
+def restart_job_timeout(readers: int, verify_timeout_seconds: int) -> str:
+    """How long Pulumi waits for the Job: the operator creating the DaemonSets (driver builds
+    included), each reader's rollout, the verification, and ten minutes to spare."""
+    minutes = (
+        _minutes(RESTART_WAIT_FOR_CREATE) + readers * _minutes(RESTART_ROLLOUT_TIMEOUT) + -(-verify_timeout_seconds // 60) + 10
+    )
+    return f"{minutes}m"
+
+
+def _minutes(duration: str) -> int:
+    return int(duration.removesuffix("m"))
+
+
 def verify_arguments(checks: Sequence[AllocatableCheck], timeout_seconds: int) -> list[str]:
     return [str(timeout_seconds), *(f"{c.resource}|{c.per_node}|{','.join(c.nodes)}|{c.reason}" for c in checks)]
 
@@ -328,6 +339,7 @@ class GpuOperator(pulumi.ComponentResource):
             opts=child,
         )
         job_name = restart_job_name(args.sharing_content_hash)
+        job_timeout = restart_job_timeout(len(args.config_readers), args.verify_timeout_seconds)
         restart = k8s.batch.v1.Job(
             f"{name}-{RESTART_NAME}",
             metadata={
@@ -347,7 +359,7 @@ class GpuOperator(pulumi.ComponentResource):
                 depends_on=[release, service_account, role, binding, node_reader, node_reader_binding],
                 # Waiting for the operator to create the DaemonSets (driver builds included), the
                 # restarts and the verification; a failed verification fails the Job at once.
-                custom_timeouts=pulumi.CustomTimeouts(create=RESTART_JOB_TIMEOUT, update=RESTART_JOB_TIMEOUT),
+                custom_timeouts=pulumi.CustomTimeouts(create=job_timeout, update=job_timeout),
             ),
         )
 

@@ -152,3 +152,11 @@ def test_groups_without_node_names_cover_every_gpu_node_and_need_one(kubectl):
     none = kubectl({"cpu-only": {"present": False}}, [EVERY_GPU_NODE])
     assert none.returncode == VERIFY_FAILED_EXIT_CODE
     assert "no node is labelled nvidia.com/gpu.present=true" in none.stderr
+
+
+def test_pulumi_waits_long_enough_for_every_step():
+    from components.gpu_operator import restart_job_timeout
+
+    # 20 min for the DaemonSets to appear, 10 per rollout, the verification, 10 spare.
+    assert restart_job_timeout(3, 600) == "70m"
+    assert restart_job_timeout(2, 3601) == "111m"

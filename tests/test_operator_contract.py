@@ -176,3 +176,12 @@ def test_a_pinned_580_driver_is_installed_for_pascal():
 def test_turing_and_newer_keep_the_cuda_workload_and_the_default_driver():
     values = operator_values(render_config({"gpu": {"preset": "gtx-1660"}}))
     assert "validator" not in values and values["driver"] == {"enabled": True}
+
+
+def test_read_only_root_filesystem_is_a_setting_on_by_default():
+    def read_only(app: dict) -> bool:
+        recording = render_config({"gpu": {"preset": "rtx-3060"}, "app": app})
+        return one(recording, "Deployment")["spec"]["template"]["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"]
+
+    assert read_only({}) is True
+    assert read_only({"readOnlyRootFilesystem": False}) is False
