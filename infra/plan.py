@@ -296,6 +296,13 @@ R580_LAST_FOR = "Maxwell, Pascal and Volta"
 def _check_driver(plan: RolloutPlan, problems: _Problems) -> None:
     """The chart's default driver (595) cannot drive pre-Turing GPUs; R580 is their last branch."""
     operator = plan.config.operator
+    if operator.driver_version is not None and not plan.node_runtime.install_driver:
+        problems.add(
+            ("operator", "driverVersion"),
+            f"the operator installs no driver here ({plan.node_runtime.distribution}, installDriver false), "
+            "so a driver version would be ignored: remove it, or set installDriver: true",
+        )
+        return
     if not plan.node_runtime.install_driver or not plan.pre_turing_groups:
         return
     if operator.driver_version is not None and operator.driver_version.startswith("580."):
