@@ -277,7 +277,9 @@ class MigSpec(StrictModel):
 class GpuSpec(StrictModel):
     """A GPU preset plus a sharing mode; every preset value may be overridden here."""
 
-    preset: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    preset: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
+        description="A name `catwatcher-infra presets` lists, or custom (then set displayName, vramMb, computeCapability)"
+    )
     count: int = Field(default=1, gt=0, le=16, description="GPUs per node")
     sharing: SharingMode | None = None
     # The lower bound depends on the sharing mode (>= 2 to share, 1 for none): the plan checks it.
@@ -286,6 +288,8 @@ class GpuSpec(StrictModel):
     reserve_mb: Annotated[int, Field(ge=0, le=1_048_576)] | None = None
     vram_mb: MebiBytes | None = None
     compute_capability: ComputeCapability | None = None
+    display_name: str | None = Field(default=None, description="The card's name; required with preset: custom")
+    architecture: str | None = Field(default=None, description="Default with preset: custom: from computeCapability")
     rename_shared: bool = Field(
         default=False, description="Advertise shared GPUs as nvidia.com/gpu.shared"
     )
@@ -326,8 +330,13 @@ class OperatorSpec(StrictModel):
     # None: the distribution's default (infra/distributions.py); an explicit value wins.
     install_driver: bool | None = None
     install_toolkit: bool | None = None
+    # The driver the operator installs (`driver.version`); None: the chart's default (595.x),
+    # which no longer drives Pascal or Volta GPUs: they need a 580.x driver here.
+    driver_version: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,4}\.[0-9]{1,4}(\.[0-9]{1,4})?$")] | None = None
     timeout_seconds: int = Field(default=900, gt=0, le=86_400)
     restart_image: Annotated[ImageRef, AfterValidator(_kubectl_image)] = "registry.k8s.io/kubectl:v1.33.4"
+    # How long the restart Job waits for every GPU node to advertise the sharing config.
+    verify_timeout_seconds: int = Field(default=600, gt=0, le=86_400)
 
 
 class ResourceSpec(StrictModel):
@@ -355,6 +364,11 @@ class AppSpec(StrictModel):
     replicas: int | None = Field(default=None, ge=1, le=10_000, description="Inference pods (default: one per slice)")
     resources: ResourceSpec = ResourceSpec()
     network_policy: NetworkPolicySpec = NetworkPolicySpec()
+    read_only_root_filesystem: bool = Field(
+        default=True,
+        description="Inference containers' root filesystem read-only (writable /tmp only); "
+        "false if a container toolkit's CDI hook fails to start GPU pods (toolkit v1.20.0 and older)",
+    )
 
 
 class MonitoringSpec(StrictModel):
@@ -421,4 +435,4 @@ def is_image_pinned(image: str) -> bool:
     if "@sha256:" in image:
         return True
     match = re.search(r":([^/:]+)$", image)
-    return bool(match) and match.group(1) != "latest"
+    return match is not None and match.group(1) != "latest"

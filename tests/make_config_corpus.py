@@ -265,7 +265,7 @@ bad("mps-replicas-above-the-cap", "derived", "catwatcher:gpu.replicas", "at most
 bad("mps-on-pascal", "derived", "catwatcher:gpu.sharing", "compute capability >= 7.0", {"gpu": {"preset": "gtx-1070", "sharing": "mps"}})
 # ---------------- valid, unusual
 for preset in ["gtx-1070", "gtx-1660", "rtx-2080-ti", "tesla-t4", "rtx-3080", "rtx-a4000", "l4", "rtx-5090"]:
-    good(f"preset-{preset}", "valid", {"gpu": {"preset": preset}})
+    good(f"preset-{preset}", "valid", {"gpu": {"preset": preset}, "operator": {"installDriver": False}})
 good("gpu-sharing-none", "valid", {"gpu": {**G, "sharing": "none"}})
 good("two-gpus-per-node", "valid", {"gpu": {**G, "count": 2}})
 good("k3s", "valid", {"cluster": {"kubeContext": "default", "distribution": "k3s"}})

@@ -73,9 +73,9 @@ def monitors(monkeypatch: pytest.MonkeyPatch) -> list[_CountingMonitor]:
 
 
 def assert_names_key(message: str, key: str, fragment: str) -> None:
-    # One problem per line, each `key: message`: the key must start one of them, exactly.
+    # Problems are `key: message`, one a line: the key must start one of the lines, exactly.
     lines = message.splitlines()
-    assert all(line.startswith("catwatcher:") for line in lines), f"a line without its key path: {message!r}"
+    assert all(line.startswith("catwatcher:") for line in lines), f"a line names no key: {message!r}"
     assert any(line.startswith(f"{key}: ") for line in lines), f"{key} not named in: {message}"
     assert fragment in message, f"{fragment!r} not in: {message}"
 

@@ -62,11 +62,12 @@ def test_an_invalid_stack_exits_1_naming_its_key(case, tmp_path, monkeypatch, ca
     assert code == 1, err
     assert "Traceback" not in err
     assert not out.exists(), "nothing is written for a refused stack"
+    # One problem a line, each `<stack>: <key>: <what is wrong and what would be valid>`.
     lines = err.splitlines()
-    assert lines and all(line.startswith("error: ") for line in lines), err
+    assert lines and all(line.startswith(f"{STACK}: ") for line in lines), err
     key = case["key"]
     if case["class"] != "file" and not key.startswith("'"):
-        assert any(line.startswith(f"error: {key}: ") for line in lines), f"{key} does not start a line of:\n{err}"
+        assert any(line.startswith(f"{STACK}: {key}: ") for line in lines), f"{key} does not start a line of:\n{err}"
     else:
         assert key in err, err
     assert case["fragment"] in err, err

@@ -113,5 +113,5 @@ def test_random_yaml_documents_never_end_in_a_traceback(project, monkeypatch, ca
     assert code in (0, 1)
     assert "Traceback" not in err
     if code == 1:
-        assert err.startswith("error: ") and not out.exists()
+        assert err.startswith("fuzz: ") and not out.exists()
     shutil.rmtree(out, ignore_errors=True)
