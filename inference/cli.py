@@ -35,6 +35,7 @@ def serve() -> int:
     import uvicorn
 
     from inference.app import create_app
+    from inference.server import UVICORN_PER_REQUEST_WARNINGS, IntervalFilter, head_deadline_protocol
 
     server: uvicorn.Server | None = None
 
@@ -44,6 +45,14 @@ def serve() -> int:
         server.should_exit = True
 
     app = create_app(settings, on_fatal=stop_serving)
+    state = app.state.service
+
+    def head_timed_out() -> None:
+        state.refuse("header_timeout", f"closed a connection that sent no complete request head within {settings.server.header_timeout:g} s (CAT_WATCHER__SERVER__HEADER_TIMEOUT)")
+
+    # No limit_concurrency: it counted idle connections and answered even the probes with a
+    # plain-text 503. Idle connections are closed by the head deadline; admission is per request
+    # (inference.app.RequestGuard).
     config = uvicorn.Config(
         app,
         host=settings.server.host,
@@ -52,8 +61,10 @@ def serve() -> int:
         access_log=settings.server.access_log,
         server_header=False,
         lifespan="on",
-        limit_concurrency=settings.server.max_connections,
+        http=head_deadline_protocol(settings.server.header_timeout, head_timed_out),
+        h11_max_incomplete_event_size=settings.server.max_header_bytes,
     )
+    logging.getLogger("uvicorn.error").addFilter(IntervalFilter(UVICORN_PER_REQUEST_WARNINGS, settings.server.log_interval))
     server = uvicorn.Server(config)
     server.run()
     return 1 if app.state.service.load_error else 0
