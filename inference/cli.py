@@ -7,16 +7,40 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 from inference.settings import SettingsError, load_settings
 
 PROGRAM = "catwatcher-inference"
 
 
+def settings_help() -> str:
+    """Every setting as `VARIABLE  default` (choices for enumerations), for `serve --help`."""
+    from typing import get_args, get_origin
+
+    from inference.settings import Settings, env_name
+
+    lines = ["settings (environment variables; an empty value means unset):"]
+    for section, section_info in Settings.model_fields.items():
+        for name, info in section_info.annotation.model_fields.items():  # type: ignore[union-attr]
+            default = info.get_default(call_default_factory=True)
+            shown = "unset" if default in (None, ()) else str(default).lower() if isinstance(default, bool) else str(default)
+            choices = get_args(info.annotation) if get_origin(info.annotation) is Literal else ()
+            suffix = f" (one of {', '.join(choices)})" if choices else ""
+            lines.append(f"  {env_name((section, name)):<50} default {shown}{suffix}")
+    return "\n".join(lines)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROGRAM, description="Cat Watcher inference service")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("serve", help="serve the HTTP API, configured from CAT_WATCHER__* variables")
+    commands.add_parser(
+        "serve",
+        help="serve the HTTP API, configured from CAT_WATCHER__* variables",
+        description="Serve the HTTP API (/healthz, /readyz, /metrics, POST /v1/detect), configured from environment variables.",
+        epilog=settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     make = commands.add_parser("make-models", help="write placeholder detector.onnx, identifier.onnx and cat_names.json")
     make.add_argument("--out", type=Path, required=True, help="directory to write the models into")
     make.add_argument("--cat-names", default=None, help="comma-separated cat names (identifier classes)")
