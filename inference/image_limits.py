@@ -12,6 +12,7 @@ the decoder, which refuses them.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 import struct
@@ -24,6 +25,9 @@ from inference.settings import InferenceSettings, env_name
 # Pillow's in-memory bytes per pixel (RGB is stored as RGBX) and one row pointer per line.
 PILLOW_RGB_PIXEL_BYTES = 4
 ROW_POINTER_BYTES = 8
+# Letterboxing resizes in two passes; the intermediate image is the longer source side by the
+# detector input side (up to 1024) in RGBX.
+RESIZE_PASS_BYTES_PER_SOURCE_LINE = 1024 * PILLOW_RGB_PIXEL_BYTES
 
 _JPEG_PROGRESSIVE_SOF = frozenset({0xC2, 0xC6, 0xCA, 0xCE})
 _JPEG_SOF = frozenset({0xC0, 0xC1, 0xC3, 0xC5, 0xC7, 0xC9, 0xCB, 0xCD, 0xCF}) | _JPEG_PROGRESSIVE_SOF
@@ -34,6 +38,7 @@ _JPEG_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 # PNG colour type -> channels.
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
 _WEBP_ANIMATION_FLAG = 0x02
+_WEBP_ALPHA_FLAG = 0x10
 # Bytes handed to a decoder per call while a deadline applies: libjpeg decodes progressive scans
 # as their data arrives, so the deadline is checked every few scans, not once per file.
 ABANDONABLE_DECODE_BLOCK = 512
@@ -188,7 +193,7 @@ def inspect_webp(data: bytes) -> ImageHeader:
         chunks += 1
         if kind == b"VP8X" and body + 10 <= end:
             flags = data[body]
-            animated, alpha = bool(flags & _WEBP_ANIMATION_FLAG), bool(flags & 0x10)
+            animated, alpha = bool(flags & _WEBP_ANIMATION_FLAG), bool(flags & _WEBP_ALPHA_FLAG)
             width = 1 + int.from_bytes(data[body + 4 : body + 7], "little")
             height = 1 + int.from_bytes(data[body + 7 : body + 10], "little")
             size = size or (width, height)
@@ -205,21 +210,25 @@ def inspect_webp(data: bytes) -> ImageHeader:
     width, height = size
     if width < 1 or height < 1:
         raise _invalid(f"WebP frame is {width}x{height}")
-    # libwebp decodes into its own RGBA canvas (two more for animation), copied into Pillow's image.
-    canvases = 3 if animated else 1
-    decoded = canvases * width * height * 4 + _converted_bytes(width, height, PILLOW_RGB_PIXEL_BYTES, not (alpha or animated))
+    # Pillow opens every WebP with libwebp's animation decoder, still images too: its two RGBA
+    # canvases plus the frame's decode buffer (measured: 16 bytes a pixel for a still RGB image,
+    # lossy or lossless), then Pillow's copy and, with alpha, the RGB conversion.
+    decoded = 3 * width * height * 4 + _converted_bytes(width, height, PILLOW_RGB_PIXEL_BYTES, not (alpha or animated))
     return ImageHeader("WEBP", width, height, 4 if alpha else 3, decoded, chunks)
 
 
 def inspect_image(data: bytes) -> ImageHeader | None:
     """The header of a JPEG, PNG or WebP image; None for anything else (the decoder refuses it)."""
     if data.startswith(b"\xff\xd8"):
-        return inspect_jpeg(data)
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return inspect_png(data)
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return inspect_webp(data)
-    return None
+        header = inspect_jpeg(data)
+    elif data.startswith(b"\x89PNG\r\n\x1a\n"):
+        header = inspect_png(data)
+    elif data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        header = inspect_webp(data)
+    else:
+        return None
+    resize_pass = max(header.width, header.height) * RESIZE_PASS_BYTES_PER_SOURCE_LINE
+    return dataclasses.replace(header, decoded_bytes=header.decoded_bytes + resize_pass)
 
 
 def _variable(field: str) -> str:

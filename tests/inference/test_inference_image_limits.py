@@ -147,3 +147,24 @@ def test_deadline_does_not_change_what_is_decoded() -> None:
         plain, _ = decode_image(data, 40_000_000)
         bounded, _ = decode_image(data, 40_000_000, max_seconds=30)
         assert plain.tobytes() == bounded.tobytes()
+
+
+def test_header_estimate_is_not_below_the_measured_decode_peak() -> None:
+    """Short run of tests/bench/decode_memory.py: the biggest and the tightest estimates."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "decode_memory.py"
+    cases = ["webp lossless 6324x6324 (34 bytes)", "png rgb 5000x5000", "png grey 3000x9999", "jpeg progressive 6000x4000"]
+    arguments = [sys.executable, str(script), "--json"] + [f"--case={case}" for case in cases]
+    completed = subprocess.run(arguments, capture_output=True, text=True, timeout=300, check=False)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    results = json.loads(completed.stdout)
+    assert set(results) == set(cases)
+    slack = 8 * 1024 * 1024  # interpreter noise between two /proc reads
+    for name, result in results.items():
+        assert result["measured_bytes"] <= result["estimated_bytes"] + slack, (name, result)
+    # The point of the limit: a 34-byte file would take over half a GiB.
+    assert results["webp lossless 6324x6324 (34 bytes)"]["measured_bytes"] > 400 * 1024 * 1024
