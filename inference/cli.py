@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from inference.settings import SettingsError, load_settings
+from inference.settings import Settings, SettingsError, load_settings
 
 PROGRAM = "catwatcher-inference"
 
@@ -46,6 +46,18 @@ def _parser() -> argparse.ArgumentParser:
     make.add_argument("--cat-names", default=None, help="comma-separated cat names (identifier classes)")
     make.add_argument("--seed", type=int, default=0, help="seed for the fixed random weights")
     return parser
+
+
+def report_memory_budget(settings: Settings) -> None:
+    """Logs the worst case; warns when it does not fit 3/4 of this container's memory limit."""
+    from inference.memory_budget import MAX_SHARE_OF_POD_LIMIT, MiB, cgroup_memory_limit, worst_case
+
+    budget, limit = worst_case(settings), cgroup_memory_limit()
+    log = logging.getLogger("inference.memory")
+    if limit is not None and budget.total > limit * MAX_SHARE_OF_POD_LIMIT:
+        log.warning("memory: %s exceeds %d%% of the container limit of %d MiB; lower CAT_WATCHER__SERVER__MAX_PENDING_REQUESTS, CAT_WATCHER__INFERENCE__MAX_REQUEST_BYTES or CAT_WATCHER__INFERENCE__MAX_DECODED_IMAGE_BYTES", budget.describe(), MAX_SHARE_OF_POD_LIMIT * 100, limit // MiB)
+    else:
+        log.info("memory: %s; container limit %s", budget.describe(), f"{limit // MiB} MiB" if limit else "none")
 
 
 def serve() -> int:
@@ -88,6 +100,7 @@ def serve() -> int:
         http=head_deadline_protocol(settings.server.header_timeout, head_timed_out),
         h11_max_incomplete_event_size=settings.server.max_header_bytes,
     )
+    report_memory_budget(settings)
     logging.getLogger("uvicorn.error").addFilter(IntervalFilter(UVICORN_PER_REQUEST_WARNINGS, settings.server.log_interval))
     server = uvicorn.Server(config)
     server.run()
