@@ -17,6 +17,7 @@ import io
 import re
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from inference.errors import ClientError
@@ -260,19 +261,22 @@ def check_image_limits(data: bytes, limits: ImageLimits) -> ImageHeader | None:
 
 
 class AbandonableSource(io.BytesIO):
-    """Image bytes for Pillow that refuse to be read past a deadline.
+    """Image bytes for Pillow that refuse to be read once decoding has used up its CPU time.
 
     Pillow reads the file block by block while decoding (set `image.decodermaxblock` to
     ABANDONABLE_DECODE_BLOCK), so a decode that overruns stops at the next block with a 422
-    naming the limit, and the worker thread is free again.
+    naming the limit, and the worker thread is free again. The budget is the decoding thread's
+    CPU time, not wall-clock time: a legitimate image must not be refused because other
+    requests or pods compete for the CPU. Create and read it in the decoding thread.
     """
 
-    def __init__(self, data: bytes, seconds: float) -> None:
+    def __init__(self, data: bytes, seconds: float, clock: Callable[[], float] = time.thread_time) -> None:
         super().__init__(data)
         self.seconds = seconds
-        self.deadline = time.monotonic() + seconds
+        self.clock = clock
+        self.deadline = clock() + seconds
 
     def read(self, size: int | None = -1) -> bytes:
-        if time.monotonic() > self.deadline:
-            raise ClientError(422, "image_too_slow", f"decoding took longer than {_variable('max_decode_seconds')}={self.seconds:g} s")
+        if self.clock() > self.deadline:
+            raise ClientError(422, "image_too_slow", f"decoding used more than {_variable('max_decode_seconds')}={self.seconds:g} s of CPU time")
         return super().read(size)

@@ -73,7 +73,8 @@ class InferenceSettings(_Section):
     # Progressive JPEGs from cameras and encoders have about 10 scans; each scan re-reads every
     # coefficient of the image.
     max_jpeg_scans: int = Field(default=32, gt=0)
-    # Wall-clock seconds one decode may take; checked every few KiB of input, then abandoned.
+    # CPU seconds one decode may use (the decoding thread's, so load does not count); checked
+    # every 512 bytes of input, then the decode is abandoned.
     max_decode_seconds: float = Field(default=3.0, gt=0)
     # JPEG marker segments, PNG chunks (IDAT split into 8 KiB chunks included) or WebP RIFF
     # chunks (animation frames included): Pillow handles each in Python.
