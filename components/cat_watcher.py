@@ -96,7 +96,9 @@ def gpu_env(group: NodeGroupPlan) -> list[dict[str, str]]:
     """The slice the service must stay in, told to ONNX Runtime (and to the MPS client)."""
     env = [
         {"name": contract.GPU_MEMORY_LIMIT_ENV, "value": str(group.memory_per_pod_mb)},
-        {"name": contract.DEVICE_ENV, "value": "auto"},
+        # `cuda`, not `auto`: a pod given a GPU slice that ends up on CPU must report itself
+        # degraded (and alert); `auto` treats a machine without usable CUDA as normal.
+        {"name": contract.DEVICE_ENV, "value": "cuda"},
     ]
     if group.sharing == "mps":
         # The MPS daemon already splits memory evenly (total / replicas); this caps the
