@@ -210,6 +210,19 @@ def test_stalled_bodies_are_dropped_after_the_body_timeout(server: Server) -> No
     assert server.metric("catwatcher_refused_total", 'reason="body_timeout"') >= 2
 
 
+def test_a_stalled_body_sent_to_an_endpoint_that_reads_none_is_dropped_too(server: Server) -> None:
+    # Answered at once (405: /healthz takes GET); the unread rest keeps the connection in the
+    # middle of a request, so the head deadline, not the body timeout, closes it.
+    stalled = open_socket(server.port, b"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000)
+    began = time.monotonic()
+    try:
+        closed, received = closed_by_server(stalled, HEADER_TIMEOUT + 5)
+    finally:
+        stalled.close()
+    assert closed and time.monotonic() - began < HEADER_TIMEOUT + 5
+    assert json_body(received)[0] == 405
+
+
 def test_overload_is_a_counted_json_503_and_probes_still_answer(server: Server) -> None:
     errors_before = server.metric("catwatcher_requests_total", 'outcome="server_error"')
     stalled = [
