@@ -210,7 +210,7 @@ def alert_rules(
             "CatWatcherGpuFramebufferNearlyFull",
             f"max by ({device}) ({DCGM_FB_USED} / ({DCGM_FB_USED} + {DCGM_FB_FREE})) > {FB_FULL_RATIO}",
             "5m", "warning",
-            "GPU {{ $labels.gpu }} on {{ $labels.Hostname }} has {{ $value | humanizePercentage }} of its memory in use",
+            "GPU {{ $labels.gpu }} on {{ $labels.Hostname }} has " "{{ $value | humanizePercentage }} of its memory in use",
             "Every pod sharing this GPU allocates from the same framebuffer: the next allocation "
             "of any of them may fail with CUDA out-of-memory. Lower replicas or memoryPerPodMb.",
         ),

@@ -195,7 +195,7 @@ while :; do
   fi
   sleep 10
 done
-""".replace("GPU_PRESENT_LABEL", GPU_PRESENT_LABEL).replace("EXIT_CODE", str(VERIFY_FAILED_EXIT_CODE))
+""".replace("GPU_PRESENT_LABEL", GPU_PRESENT_LABEL).replace("EXIT_CODE", str(VERIFY_FAILED_EXIT_CODE))  # noqa: E501 - the Job runs these lines as they are
 
 
 def restart_job_timeout(readers: int, verify_timeout_seconds: int) -> str:

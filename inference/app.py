@@ -56,7 +56,7 @@ CLOSE_AFTER = frozenset({408, 413, 503})
 EngineLoader = Callable[[Callable[[DeviceStatus], None]], CatWatcherEngine]
 
 
-class NotReady(Exception):
+class NotReadyError(Exception):
     pass
 
 
@@ -117,14 +117,14 @@ class RequestGuard:
         server = self.state.settings.server
         size = head_bytes(scope)
         if size > server.max_header_bytes:
-            self.state.refuse("header_too_large", f"request head of {size} bytes refused (CAT_WATCHER__SERVER__MAX_HEADER_BYTES={server.max_header_bytes})")
+            self.state.refuse("header_too_large", f"request head of {size} bytes refused " f"(CAT_WATCHER__SERVER__MAX_HEADER_BYTES={server.max_header_bytes})")
             await error_response(431, "header_too_large", f"request line and headers are {size} bytes; the limit is {server.max_header_bytes}")(scope, receive, send)
             return
         if scope["path"] in UNGUARDED_PATHS:
             await self.app(scope, receive, send)
             return
         if self.pending >= server.max_pending_requests:
-            self.state.refuse("overloaded", f"overloaded: {self.pending} detect requests in progress (CAT_WATCHER__SERVER__MAX_PENDING_REQUESTS={server.max_pending_requests}); answering 503")
+            self.state.refuse("overloaded", f"overloaded: {self.pending} detect requests in progress " f"(CAT_WATCHER__SERVER__MAX_PENDING_REQUESTS={server.max_pending_requests}); answering 503")
             self.state.metrics.observe_request("server_error", 0.0)
             await error_response(503, "overloaded", f"{self.pending} requests are in progress, the limit is {server.max_pending_requests}; retry later")(scope, receive, send)
             return
@@ -168,11 +168,11 @@ async def read_body(request: Request, limit: int, timeout: float | None = None) 
     except ClientDisconnect:
         raise ClientError(400, "client_disconnected", "the client closed the connection mid-body") from None
     except TimeoutError:
-        raise BodyTimeout(408, "body_timeout", f"the body did not arrive within {timeout:g} s (CAT_WATCHER__SERVER__BODY_TIMEOUT); {received} bytes received") from None
+        raise BodyTimeoutError(408, "body_timeout", f"the body did not arrive within {timeout:g} s " f"(CAT_WATCHER__SERVER__BODY_TIMEOUT); {received} bytes received") from None
     return b"".join(chunks)
 
 
-class BodyTimeout(ClientError):
+class BodyTimeoutError(ClientError):
     """The body did not arrive in time (counted as a refusal as well as a client error)."""
 
 
@@ -225,7 +225,7 @@ async def image_bytes(request: Request, settings: Settings) -> bytes:
         return await anyio.to_thread.run_sync(image_from_multipart, request.headers["content-type"], body, settings.inference.max_multipart_parts)
     if media_type.startswith("image/") or media_type in RAW_MEDIA_TYPES:
         return await read_body(request, limit, timeout)
-    raise ClientError(415, "unsupported_media_type", f"send image/* or application/octet-stream bytes, or multipart/form-data with an {IMAGE_FIELD!r} file; got {media_type or 'no Content-Type'}")
+    raise ClientError(415, "unsupported_media_type", "send image/* or application/octet-stream bytes, or multipart/form-data " f"with an {IMAGE_FIELD!r} file; got {media_type or 'no Content-Type'}")
 
 
 def create_app(settings: Settings, load_engine: EngineLoader | None = None, on_fatal: Callable[[BaseException], None] | None = None) -> Starlette:
@@ -239,7 +239,7 @@ def create_app(settings: Settings, load_engine: EngineLoader | None = None, on_f
     async def load_models() -> None:
         try:
             state.engine = await anyio.to_thread.run_sync(loader, state.metrics.set_status, abandon_on_cancel=True)
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - any load failure is reported and stops the server
             state.load_error = str(error)
             log.error("model loading failed: %s", error)
             if on_fatal is not None:
@@ -282,10 +282,10 @@ def create_app(settings: Settings, load_engine: EngineLoader | None = None, on_f
             outcome = "ok"
         except ClientError as error:
             outcome = "client_error"
-            if isinstance(error, BodyTimeout):
+            if isinstance(error, BodyTimeoutError):
                 state.refuse("body_timeout", f"dropped a request whose body stalled: {error.detail}")
             response = error_response(error.status, error.error, error.detail)
-        except NotReady:
+        except NotReadyError:
             response = error_response(503, "not_ready", "models are not loaded yet")
         except Exception:
             log.exception("detection failed")
@@ -296,7 +296,7 @@ def create_app(settings: Settings, load_engine: EngineLoader | None = None, on_f
     async def run_detection(request: Request, start: float) -> JSONResponse:
         engine = state.engine
         if engine is None:
-            raise NotReady
+            raise NotReadyError
         data = await image_bytes(request, settings)
         async with state.admission:
             prepared = await anyio.to_thread.run_sync(engine.prepare, data)

@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "serve",
         help="serve the HTTP API, configured from CAT_WATCHER__* variables",
-        description="Serve the HTTP API (/healthz, /readyz, /metrics, POST /v1/detect), configured from environment variables.",
+        description="Serve the HTTP API (/healthz, /readyz, /metrics, POST " "/v1/detect), configured from environment variables.",
         epilog=settings_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -55,7 +55,7 @@ def report_memory_budget(settings: Settings) -> None:
     budget, limit = worst_case(settings), cgroup_memory_limit()
     log = logging.getLogger("inference.memory")
     if limit is not None and budget.total > limit * MAX_SHARE_OF_POD_LIMIT:
-        log.warning("memory: %s exceeds %d%% of the container limit of %d MiB; lower CAT_WATCHER__SERVER__MAX_PENDING_REQUESTS, CAT_WATCHER__INFERENCE__MAX_REQUEST_BYTES or CAT_WATCHER__INFERENCE__MAX_DECODED_IMAGE_BYTES", budget.describe(), MAX_SHARE_OF_POD_LIMIT * 100, limit // MiB)
+        log.warning("memory: %s exceeds %d%% of the container limit of %d MiB; lower " "CAT_WATCHER__SERVER__MAX_PENDING_REQUESTS, CAT_WATCHER__INFERENCE__MAX_REQUEST_BYTES " "or CAT_WATCHER__INFERENCE__MAX_DECODED_IMAGE_BYTES", budget.describe(), MAX_SHARE_OF_POD_LIMIT * 100, limit // MiB)
     else:
         log.info("memory: %s; container limit %s", budget.describe(), f"{limit // MiB} MiB" if limit else "none")
 
@@ -84,7 +84,7 @@ def serve() -> int:
     state = app.state.service
 
     def head_timed_out() -> None:
-        state.refuse("header_timeout", f"closed a connection that sent no complete request head within {settings.server.header_timeout:g} s (CAT_WATCHER__SERVER__HEADER_TIMEOUT)")
+        state.refuse("header_timeout", "closed a connection that sent no complete request head within " f"{settings.server.header_timeout:g} s (CAT_WATCHER__SERVER__HEADER_TIMEOUT)")
 
     # No limit_concurrency: it counted idle connections and answered even the probes with a
     # plain-text 503. Idle connections are closed by the head deadline; admission is per request

@@ -121,16 +121,16 @@ class CatWatcherEngine:
     def _warm_up(self) -> None:
         detector_output = self._run(DETECTOR, DETECTOR_VARIABLE, {self.detector.name: np.zeros((1, 3, self.detector.size, self.detector.size), np.float32)})
         if detector_output.ndim != 3 or detector_output.shape[1] != 4 + len(BEHAVIOURS):
-            raise ModelLoadError(f"{DETECTOR_VARIABLE}: expected output [1, {4 + len(BEHAVIOURS)}, anchors] (box + {', '.join(BEHAVIOURS)}), got {list(detector_output.shape)}")
+            raise ModelLoadError(f"{DETECTOR_VARIABLE}: expected output [1, {4 + len(BEHAVIOURS)}, anchors] " f"(box + {', '.join(BEHAVIOURS)}), got {list(detector_output.shape)}")
         if self.identifier is not None:
             logits = self._run(IDENTIFIER, IDENTIFIER_VARIABLE, {self.identifier.name: np.zeros((2, 3, self.identifier.size, self.identifier.size), np.float32)})
             if logits.shape != (2, len(self.cat_names)):
-                raise ModelLoadError(f"{IDENTIFIER_VARIABLE}: expected logits [N, {len(self.cat_names)}] for cats {', '.join(self.cat_names)}, got {list(logits.shape)} for a batch of 2")
+                raise ModelLoadError(f"{IDENTIFIER_VARIABLE}: expected logits [N, {len(self.cat_names)}] for " f"cats {', '.join(self.cat_names)}, got {list(logits.shape)} for a batch of 2")
 
     def _run(self, name: str, variable: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
         try:
             return self.runtime.run(name, feeds)[0]
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - onnxruntime's pybind errors share no base below Exception
             raise ModelLoadError(f"{variable}: model fails on a blank input: {first_line(error)}") from None
 
     @property
@@ -194,6 +194,6 @@ def _load(runtime: ModelRuntime, name: str, path: Path, variable: str) -> Sessio
     model = read_model(path, variable)
     try:
         return runtime.load(name, model)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - onnxruntime's pybind errors share no base below Exception
         raise ModelLoadError(f"{variable}: {path} is not a usable ONNX model: {first_line(error)}") from None
 

@@ -246,8 +246,8 @@ def check_image_limits(data: bytes, limits: ImageLimits) -> ImageHeader | None:
         (width > limits.max_width, f"{name} width {width} exceeds {_variable('max_image_width')}={limits.max_width}"),
         (height > limits.max_height, f"{name} height {height} exceeds {_variable('max_image_height')}={limits.max_height}"),
         (width * height > limits.max_pixels, f"{width}x{height} is {width * height} pixels; {_variable('max_image_pixels')}={limits.max_pixels}"),
-        (header.bytes_per_pixel > limits.max_bytes_per_pixel, f"{name} has {header.bytes_per_pixel:g} bytes per pixel; {_variable('max_image_bytes_per_pixel')}={limits.max_bytes_per_pixel}"),
-        (header.decoded_bytes > limits.max_decoded_bytes, f"decoding this {width}x{height} {name} takes about {header.decoded_bytes} bytes; {_variable('max_decoded_image_bytes')}={limits.max_decoded_bytes}"),
+        (header.bytes_per_pixel > limits.max_bytes_per_pixel, f"{name} has {header.bytes_per_pixel:g} bytes per pixel; " f"{_variable('max_image_bytes_per_pixel')}={limits.max_bytes_per_pixel}"),
+        (header.decoded_bytes > limits.max_decoded_bytes, f"decoding this {width}x{height} {name} takes about {header.decoded_bytes} " f"bytes; {_variable('max_decoded_image_bytes')}={limits.max_decoded_bytes}"),
     )
     for exceeded, detail in size_checks:
         if exceeded:

@@ -43,7 +43,7 @@ class MemoryBudget:
         return self.baseline + self.bodies + self.decoding
 
     def describe(self) -> str:
-        return f"worst case {self.total // MiB} MiB = baseline {self.baseline // MiB} + request bodies {self.bodies // MiB} + decoding {self.decoding // MiB}"
+        return f"worst case {self.total // MiB} MiB = baseline {self.baseline // MiB} " f"+ request bodies {self.bodies // MiB} + decoding {self.decoding // MiB}"
 
 
 def worst_case(settings: Settings, baseline: int = BASELINE_BYTES) -> MemoryBudget:

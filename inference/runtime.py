@@ -125,7 +125,7 @@ def cuda_unavailable_reason() -> str | None:
         return "no CUDA device is visible"
     needed = _built_cuda_major()
     if needed and driver.cuDriverGetVersion(ctypes.byref(version)) == 0 and version.value // 1000 < needed:
-        return f"the NVIDIA driver supports CUDA {version.value // 1000}.{version.value % 1000 // 10}, this onnxruntime needs CUDA {needed}"
+        return f"the NVIDIA driver supports CUDA {version.value // 1000}.{version.value % 1000 // 10}, " f"this onnxruntime needs CUDA {needed}"
     preload_cuda_libraries()
     try:
         ctypes.CDLL(str(Path(ort.__file__).parent / "capi" / "libonnxruntime_providers_cuda.so"))
@@ -226,7 +226,7 @@ class ModelRuntime:
                 self._fall_back(f"CUDA session could not be created: {first_line(error)}")
                 return self._sessions[name][0]
             if CUDA_PROVIDER not in session.get_providers():
-                self._fall_back("CUDA provider failed to start (missing CUDA/cuDNN libraries or no GPU); see the onnxruntime error above")
+                self._fall_back("CUDA provider failed to start (missing CUDA/cuDNN " "libraries or no GPU); see the onnxruntime error above")
                 return self._sessions[name][0]
             self._sessions[name] = (session, "cuda")
             return session

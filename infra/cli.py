@@ -34,7 +34,7 @@ class CommandError(Exception):
         super().__init__("\n".join(self.lines))
 
 
-class StackFailures(CommandError):
+class FailedStacksError(CommandError):
     """Lines that already start with the name of the stack they are about."""
 
 
@@ -113,7 +113,7 @@ def _render(args: argparse.Namespace) -> int:
     # Run every stack first: one bad stack writes nothing at all, and every bad one is named.
     recordings, failures = run_stacks(root, stacks)
     if failures:
-        raise StackFailures(failures)
+        raise FailedStacksError(failures)
     for recording in recordings:
         try:
             target = write_outputs(recording, out)
@@ -168,14 +168,14 @@ def _diff(args: argparse.Namespace) -> int:
                 stacks = named or available_stacks(root)
                 recordings, failures = run_stacks(root, stacks)
                 if failures:
-                    raise StackFailures(failures)
+                    raise FailedStacksError(failures)
                 head = {recording.stack: render_of(recording) for recording in recordings}
             if args.git_base:
                 render_revision(root, args.git_base, base_dir, named)
                 based = rendered_stacks(base_dir)
                 unknown = [stack for stack in named if stack not in head and stack not in based]
                 if unknown:
-                    raise StackFailures([f"{stack}: no such stack at {args.git_head or 'the working tree'} "
+                    raise FailedStacksError([f"{stack}: no such stack at {args.git_head or 'the working tree'} "
                                         f"or at {args.git_base}" for stack in unknown])
                 # Without names, stacks the base had and the head dropped show as removed.
                 names = named if named else sorted(set(stacks) | set(based))
@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG} {args.command}: {error}", file=sys.stderr)
         return 2
     except CommandError as error:
-        prefix = "" if isinstance(error, StackFailures) else "error: "
+        prefix = "" if isinstance(error, FailedStacksError) else "error: "
         for line in error.lines:
             print(f"{prefix}{line}", file=sys.stderr)
         return 1

@@ -130,7 +130,7 @@ def release_problems(config: StackConfig, standalone_release: str = "dcgm-export
     monitoring = config.monitoring
     if monitoring.enabled and monitoring.exporter == "standalone" and config.operator.release_name == standalone_release:
         return [(key_path("operator", "releaseName"),
-                 f"'{standalone_release}' is the standalone DCGM exporter's release in the same namespace; pick another name")]
+                 f"'{standalone_release}' is the standalone DCGM exporter's " "release in the same namespace; pick another name")]
     return []
 
 

@@ -80,7 +80,7 @@ def _keyed(items: list[Any]) -> dict[str, Any] | None:
     if items and all(isinstance(i, Mapping) and "name" in i for i in items):
         names = [str(i["name"]) for i in items]
         if len(set(names)) == len(names):
-            return dict(zip(names, items))
+            return dict(zip(names, items, strict=True))
     return None
 
 

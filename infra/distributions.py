@@ -113,7 +113,7 @@ PROFILES: Mapping[Distribution, Profile] = {
         runtime_class=NVIDIA_RUNTIME_CLASS,
         install_driver=True,
         install_toolkit=True,
-        host_steps="no containerd template of your own; the toolkit's SIGHUP restarts k3s once, which then detects the `nvidia` runtime",
+        host_steps="no containerd template of your own; the toolkit's SIGHUP " "restarts k3s once, which then detects the `nvidia` runtime",
     ),
     "rke2": Profile(
         title="RKE2",
@@ -121,7 +121,7 @@ PROFILES: Mapping[Distribution, Profile] = {
         runtime_class=NVIDIA_RUNTIME_CLASS,
         install_driver=True,
         install_toolkit=True,
-        host_steps="no `config.toml.tmpl` of your own; the toolkit's SIGHUP restarts RKE2 once, which then detects the `nvidia` runtime",
+        host_steps="no `config.toml.tmpl` of your own; the toolkit's SIGHUP " "restarts RKE2 once, which then detects the `nvidia` runtime",
     ),
     "microk8s": Profile(
         title="MicroK8s",
@@ -158,7 +158,7 @@ PROFILES: Mapping[Distribution, Profile] = {
         host_steps=(
             "build the image with the `nonfree-kmod-nvidia` (or `nvidia-open-gpu-kernel-modules`) and "
             "`nvidia-container-toolkit` extensions of the same driver version; load the modules "
-            "`nvidia`, `nvidia_uvm`, `nvidia_drm`, `nvidia_modeset` and set `net.core.bpf_jit_harden: 1` in the machine config"
+            "`nvidia`, `nvidia_uvm`, `nvidia_drm`, `nvidia_modeset` " "and set `net.core.bpf_jit_harden: 1` in the machine config"
         ),
     ),
 }
@@ -226,7 +226,7 @@ def _env_cell(env: Env) -> str:
 def markdown_table() -> str:
     """The README's distribution table: what the project sets and what is left to the host."""
     lines = [
-        "| `cluster.distribution` | toolkit `env` set | driver / toolkit by the operator | pods' `runtimeClassName` | on the host, you |",
+        "| `cluster.distribution` | toolkit `env` set | driver / toolkit " "by the operator | pods' `runtimeClassName` | on the host, you |",
         "| --- | --- | --- | --- | --- |",
     ]
     for key, row in PROFILES.items():

@@ -62,7 +62,7 @@ class _Loader(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, yaml
         yaml.composer.Composer.__init__(self)
         yaml.resolver.BaseResolver.__init__(self)
 
-    def resolve(self, kind, value, implicit):  # noqa: D102 - PyYAML hook
+    def resolve(self, kind, value, implicit):  # PyYAML's resolver hook
         if kind is yaml.ScalarNode:
             return _PLAIN if implicit[0] else _STR
         return _SEQ if kind is yaml.SequenceNode else _MAP
@@ -139,7 +139,7 @@ class _Builder:
             if tag not in (_SEQ, "!"):
                 raise YamlError(f"{_where(self.source, node)}: a sequence cannot be tagged {tag}")
             return [self.build(item, inner, depth + 1) for item in node.value]
-        if tag not in (_MAP, "!"):
+        if tag not in (_MAP, "!") or not isinstance(node, yaml.MappingNode):
             raise YamlError(f"{_where(self.source, node)}: a mapping cannot be tagged {tag}")
         return self._mapping(node, inner, depth)
 
@@ -149,11 +149,14 @@ class _Builder:
         if node.tag in (_STR, "!"):
             return node.value
         value = resolve_plain_scalar(node.value)
-        expected = {_INT: int, _FLOAT: (int, float), _BOOL: bool, _NULL: type(None)}[node.tag]
+        kinds: dict[str, type | tuple[type, ...]] = {_INT: int, _FLOAT: (int, float), _BOOL: bool, _NULL: type(None)}
+        expected = kinds[node.tag]
         if isinstance(value, bool) and node.tag != _BOOL or not isinstance(value, expected):
             shown = node.tag.replace("tag:yaml.org,2002:", "!!")
             raise YamlError(f"{_where(self.source, node)}: cannot decode `{node.value}` as a {shown}")
-        return float(value) if node.tag == _FLOAT else value
+        if node.tag == _FLOAT and isinstance(value, int | float):
+            return float(value)
+        return value
 
     def _mapping(self, node: yaml.MappingNode, active: frozenset[int], depth: int) -> dict[str, Any]:
         result: dict[str, Any] = {}
@@ -445,7 +448,7 @@ def validate_project(project: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
                 raise EngineError(f"Configuration key '{key}' is not namespaced by the project and should not define a type")
             if default is not None:
                 raise EngineError(
-                    f"Configuration key '{key}' is not namespaced by the project and should not define a default value. "
+                    f"Configuration key '{key}' is not namespaced by " "the project and should not define a default value. "
                     "Did you mean to use the 'value' attribute instead of 'default'?"
                 )
             if value is None:
@@ -502,7 +505,7 @@ def merge_config(stack: str, project: Mapping[str, Any], stack_config: Mapping[s
             continue  # ciphertext: the engine checks the decrypted value, which we cannot see offline
         if not value_has_type(type_, declaration.get("items"), value.content()):
             raise EngineError(
-                f"Stack '{stack}' with configuration key '{key}' must be of type '{type_name(type_, declaration.get('items'))}'"
+                f"Stack '{stack}' with configuration key '{key}' must be " f"of type '{type_name(type_, declaration.get('items'))}'"
             )
     if missing:
         raise _missing_error(stack, missing)

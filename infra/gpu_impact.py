@@ -59,9 +59,12 @@ _RESTART_VERBS = {"patch", "restart", "delete", "annotate"}
 
 
 class RenderLike(Protocol):
-    objects: Mapping[tuple[str, str, str], Mapping[str, Any]]
-    releases: Mapping[str, Mapping[str, Any]]
-    outputs: Mapping[str, Any]
+    @property
+    def objects(self) -> Mapping[tuple[str, str, str], Mapping[str, Any]]: ...
+    @property
+    def releases(self) -> Mapping[str, Mapping[str, Any]]: ...
+    @property
+    def outputs(self) -> Mapping[str, Any]: ...
 
 
 # --- facts of one render ---------------------------------------------------------------------
@@ -95,9 +98,10 @@ class GroupFacts:
     @property
     def headroom_mb(self) -> int | None:
         """Device memory left when its fullest share of pods each use their limit."""
-        if None in (self.device_memory_mb, self.reserve_mb, self.memory_per_pod_mb, self.pods_per_device):
+        device, reserve, per_pod, pods = self.device_memory_mb, self.reserve_mb, self.memory_per_pod_mb, self.pods_per_device
+        if device is None or reserve is None or per_pod is None or pods is None:
             return None
-        return self.device_memory_mb - self.reserve_mb - self.pods_per_device * self.memory_per_pod_mb
+        return device - reserve - pods * per_pod
 
 
 @dataclass(frozen=True)
@@ -355,21 +359,23 @@ def _changed(before: GroupFacts, after: GroupFacts) -> bool:
     return any(getattr(before, name) != getattr(after, name) for name in _COMPARED)
 
 
-def _nodes(group: GroupFacts) -> str:
-    return ", ".join(group.nodes) or "no node (no node is labelled for it)"
+def _nodes(group: GroupFacts | None) -> str:
+    return ", ".join(group.nodes if group else ()) or "no node (no node is labelled for it)"
 
 
 def _deployment_restarts(base: StackFacts, head: StackFacts) -> Iterator[str]:
     for name in sorted(set(base.deployments) | set(head.deployments)):
         old, new = base.deployments.get(name), head.deployments.get(name)
-        if old is None:
+        if old is None and new is not None:
             yield f"Deployment {name} is created: {new.get('replicas', 1)} pods start"
-        elif new is None:
+        elif old is not None and new is None:
             yield f"Deployment {name} is deleted: its {old.get('replicas', 1)} pods stop"
+        elif old is None or new is None:  # the name came from one of the two
+            continue
         elif old.get("template") != new.get("template"):
             before, after = old.get("replicas", 1), new.get("replicas", 1)
             replaced = f"all {after} pods replaced" if before == after else f"its {before} pods replaced by {after}"
-            yield f"Deployment {name} rolls: {replaced}, {new.get('strategy', {}).get('rollingUpdate', {}).get('maxUnavailable', 1)} at a time"
+            yield f"Deployment {name} rolls: {replaced}, " f"{new.get('strategy', {}).get('rollingUpdate', {}).get('maxUnavailable', 1)} at a time"
         elif old.get("replicas") != new.get("replicas"):
             yield f"Deployment {name} scales {change(old.get('replicas'), new.get('replicas'))} pods (no pod replaced)"
 

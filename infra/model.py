@@ -107,7 +107,8 @@ KUBECTL_WAIT_FOR_CREATE = (1, 31)
 
 def _kubectl_image(text: str) -> str:
     """The restart Job runs `kubectl wait --for=create` (kubectl 1.31 or newer): the tag says which."""
-    tag = IMAGE_REFERENCE.fullmatch(text).group("tag") or ""
+    reference = IMAGE_REFERENCE.fullmatch(text)  # ImageRef's own check has refused anything else
+    tag = (reference.group("tag") if reference else None) or ""
     version = re.match(r"^v?([0-9]+)\.([0-9]+)(?:\.[0-9]+)?(?:[-+][A-Za-z0-9_.-]*)?$", tag)
     if version is None:
         raise ValueError(
@@ -186,7 +187,10 @@ def _host(text: str) -> str:
 
 Host = Annotated[str, StringConstraints(min_length=1, max_length=253), AfterValidator(_host)]
 # Kubernetes label keys and values (the ServiceMonitor carries these labels for Prometheus to select).
-LABEL_KEY = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+LABEL_KEY = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"  # optional DNS subdomain prefix
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"  # name
+)
 LabelKey = Annotated[str, StringConstraints(max_length=317, pattern=LABEL_KEY)]
 LabelValue = Annotated[str, StringConstraints(pattern=r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")]
 UserName = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[!-~]+$")]
@@ -278,7 +282,7 @@ class GpuSpec(StrictModel):
     """A GPU preset plus a sharing mode; every preset value may be overridden here."""
 
     preset: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
-        description="A name `catwatcher-infra presets` lists, or custom (then set displayName, vramMb, computeCapability)"
+        description="A name `catwatcher-infra presets` lists, or custom " "(then set displayName, vramMb, computeCapability)"
     )
     count: int = Field(default=1, gt=0, le=16, description="GPUs per node")
     sharing: SharingMode | None = None

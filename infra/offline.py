@@ -97,7 +97,7 @@ def with_auto_name(type_: str, logical_name: str, properties: dict[str, Any]) ->
     return properties
 
 
-class _EchoMocks(Mocks):  # type: ignore[misc,valid-type]
+class _EchoMocks(Mocks):
     """Every resource's state is its inputs, plus the auto-name the provider would assign."""
 
     def new_resource(self, args: Any) -> tuple[str, dict]:

@@ -243,7 +243,7 @@ def _check_groups(config: StackConfig, problems: _Problems) -> None:
         if group.name in seen_names:
             problems.add(
                 ("nodeGroups", index, "name"),
-                f"duplicate node group '{group.name}' (also nodeGroups[{seen_names[group.name]}]); names must be unique",
+                f"duplicate node group '{group.name}' (also " f"nodeGroups[{seen_names[group.name]}]); names must be unique",
             )
         seen_names.setdefault(group.name, index)
         if duplicates := sorted({node for node in group.nodes if group.nodes.count(node) > 1}):
@@ -271,7 +271,7 @@ def _check_one_mig_strategy(config: StackConfig, groups: list[NodeGroupPlan], pr
         if group.mig and group.mig.strategy != strategy:
             problems.add(
                 (*_group_path(config, group), "mig", "strategy"),
-                f"the operator has one MIG strategy per cluster: {mig_groups[0].name} uses {strategy}, {group.name} uses {group.mig.strategy}",
+                f"the operator has one MIG strategy per cluster: {mig_groups[0].name} " f"uses {strategy}, {group.name} uses {group.mig.strategy}",
             )
     for group in groups:
         if not group.backend.works_with_mig_strategy(strategy):
@@ -376,8 +376,8 @@ def _plan_group(
     slices = gpus * per_gpu
     pods = inference_replicas if inference_replicas is not None else slices
     if pods > slices:
-        key = ("app", "replicas") if not nodes else (*path[:-1], "inferenceReplicas")
-        problems.add(key, f"{pods} inference pods need {pods} GPU slices but {name} has {slices} ({gpus} GPU x {per_gpu} slices); at most {slices}")
+        replicas_key = ("app", "replicas") if not nodes else (*path[:-1], "inferenceReplicas")
+        problems.add(replicas_key, f"{pods} inference pods need {pods} GPU slices but {name} has " f"{slices} ({gpus} GPU x {per_gpu} slices); at most {slices}")
 
     if len(problems.items) > before:
         return None

@@ -57,7 +57,7 @@ def markdown_table(presets: dict[str, GpuPreset] | None = None) -> str:
         mig = ", ".join(preset.mig.profiles) if preset.mig else "-"
         mps = "yes" if preset.mps_capable else "no"
         rows.append(
-            f"| `{key}` | {preset.display_name} | {preset.vram_mb} | {preset.compute_capability} | {mps} | {mig} | {advice} |"
+            f"| `{key}` | {preset.display_name} | {preset.vram_mb} | " f"{preset.compute_capability} | {mps} | {mig} | {advice} |"
         )
     return "\n".join(rows) + "\n"
 
@@ -100,12 +100,12 @@ def catalogue_text(presets: dict[str, GpuPreset] | None = None) -> str:
             backend_for(preset.recommended.sharing).describe_recommendation(preset),
         ))
     widths = [max(len(row[column]) for row in rows) for column in range(len(header) - 1)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1] for row in rows]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)) + "  " + row[-1] for row in rows]
     lines += [
         "",
         "Every value may be overridden under catwatcher:gpu (vramMb, reserveMb, computeCapability, sharing,",
         "replicas, memoryPerPodMb): start from the nearest preset and override what differs.",
         f"A GPU not listed: preset: {CUSTOM} with displayName, vramMb and computeCapability",
-        f"(optional: architecture, reserveMb, default {DEFAULT_RESERVE_MB}); MPS follows from computeCapability, no MIG.",
+        "(optional: architecture, reserveMb, default " f"{DEFAULT_RESERVE_MB}); MPS follows from computeCapability, no MIG.",
     ]
     return "\n".join(line.rstrip() for line in lines) + "\n"

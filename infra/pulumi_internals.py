@@ -89,7 +89,7 @@ class RegisteredResource:
     inputs: dict[str, Any]
 
 
-class ObservingMockMonitor(MockMonitor):  # type: ignore[misc,valid-type]
+class ObservingMockMonitor(MockMonitor):
     """A mock monitor that hands each registration to `observe` as plain data, and closes the
     event loops it gives the SDK's executor threads (`close_thread_loops`, after the run)."""
 

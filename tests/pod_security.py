@@ -252,7 +252,7 @@ def _restricted_only(spec: Mapping[str, Any], version: tuple[int, int]) -> list[
         seccomp = (_sc(c).get("seccompProfile") or {}).get("type")
         if seccomp is None:
             if pod_seccomp not in SECCOMP_ALLOWED:
-                found.append(f"seccompProfile: {where} must set seccompProfile.type to RuntimeDefault or Localhost (the pod does not)")
+                found.append(f"seccompProfile: {where} must set seccompProfile.type " "to RuntimeDefault or Localhost (the pod does not)")
         elif seccomp not in SECCOMP_ALLOWED:
             found.append(f"seccompProfile: {where} sets seccompProfile.type={seccomp}")
 

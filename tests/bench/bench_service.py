@@ -180,10 +180,10 @@ def main() -> None:
     detect = float(np.mean([t["detect"] for t in server_timings]))
     handled = float(np.mean([t["total"] for t in server_timings]))
     client_latency = float(np.mean(service_latencies)) * 1000
-    print(f"cpu cores: {os.cpu_count()}, onnxruntime {ort.__version__}, image 1280x720 JPEG {len(body) / 1024:.0f} KiB, {total} requests per side, {arguments.clients} clients")
+    print(f"cpu cores: {os.cpu_count()}, onnxruntime {ort.__version__}, image 1280x720 JPEG " f"{len(body) / 1024:.0f} KiB, {total} requests per side, {arguments.clients} clients")
     print(f"raw session.run: {raw_throughput:.2f} runs/s, {percentiles(raw_latencies)}")
     print(f"service POST {DETECT_PATH}: {service_throughput:.2f} req/s, {percentiles(service_latencies)}")
-    print(f"server-side per request: decode {decode:.1f} ms, preprocess {preprocess:.1f} ms, detect {detect:.1f} ms; {handled:.1f} ms handled, {client_latency:.1f} ms at the client")
+    print(f"server-side per request: decode {decode:.1f} ms, preprocess {preprocess:.1f} ms, " f"detect {detect:.1f} ms; {handled:.1f} ms handled, {client_latency:.1f} ms at the client")
     print(f"decode+preprocess share of request time: {100 * (decode + preprocess) / handled:.1f}%")
     print(f"service/raw throughput ratio: {service_throughput / raw_throughput:.2f}")
 

@@ -80,7 +80,7 @@ def main() -> int:
         return 0
     print(f"{'image':38} {'file':>10} {'measured peak':>14} {'estimate':>10}")
     for name, result in results.items():
-        print(f"{name:38} {result['file_bytes']:>10} {result['measured_bytes'] / 2**20:>10.0f} MiB {result['estimated_bytes'] / 2**20:>6.0f} MiB")
+        print(f"{name:38} {result['file_bytes']:>10} {result['measured_bytes'] / 2**20:>10.0f} " f"MiB {result['estimated_bytes'] / 2**20:>6.0f} MiB")
     return 0
 
 

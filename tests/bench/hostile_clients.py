@@ -25,10 +25,10 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "inference"))
-from inference_support import encode, free_port, photo_like, serve_process, wait_until  # noqa: E402
+from inference_support import encode, free_port, photo_like, serve_process, wait_until
 
-from inference.contract import DETECT_PATH, ENV_PREFIX, HEALTH_PATH  # noqa: E402
-from inference.modelgen import write_models  # noqa: E402
+from inference.contract import DETECT_PATH, ENV_PREFIX, HEALTH_PATH
+from inference.modelgen import write_models
 
 MAX_PENDING = 32
 
@@ -111,7 +111,7 @@ def main() -> int:
             scenarios += [(f"{n} half-sent heads", n, b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-") for n in counts]
             stalled = b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 10000000\r\n\r\n" + b"\xff" * 65536
             scenarios.append((f"{MAX_PENDING} stalled bodies (admission full)", MAX_PENDING, stalled))
-            print(f"{'scenario':40} {'healthz p50':>12} {'healthz max':>12} {'detect p50':>11} {'detect statuses':>16} {'RSS':>8}")
+            print(f"{'scenario':40} {'healthz p50':>12} {'healthz max':>12} " f"{'detect p50':>11} {'detect statuses':>16} {'RSS':>8}")
             for name, count, payload in scenarios:
                 with sockets(port, count, payload):
                     time.sleep(0.5)
@@ -120,7 +120,7 @@ def main() -> int:
                     rss = rss_mib(process.pid)
                 print(
                     f"{name:40} {statistics.median(health) * 1000:>9.1f} ms {max(health) * 1000:>9.1f} ms"
-                    f" {statistics.median(detects) * 1000:>8.0f} ms {','.join(map(str, sorted(detect_statuses, key=str))):>16} {rss:>5.0f} MiB"
+                    f" {statistics.median(detects) * 1000:>8.0f} ms " f"{','.join(map(str, sorted(detect_statuses, key=str))):>16} {rss:>5.0f} MiB"
                     + ("" if health_statuses == {200} else f"  healthz statuses {health_statuses}")
                 )
                 time.sleep(0.5)

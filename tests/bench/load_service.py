@@ -110,9 +110,9 @@ def main() -> None:
     if arguments.json:
         print(json.dumps(report))
         return
-    print(f"{report['requests']} requests from {arguments.clients} clients in {arguments.seconds:.0f} s, statuses {report['statuses']}")
+    print(f"{report['requests']} requests from {arguments.clients} clients " f"in {arguments.seconds:.0f} s, statuses {report['statuses']}")
     print(f"latency p50 {report['p50_ms']} ms, p99 {report['p99_ms']} ms")
-    print(f"server RSS: {report['rss_after_warmup_mib']} MiB after warm-up, {report['rss_at_end_mib']} MiB at end ({report['rss_growth_percent']:+.2f}%)")
+    print(f"server RSS: {report['rss_after_warmup_mib']} MiB after warm-up, " f"{report['rss_at_end_mib']} MiB at end ({report['rss_growth_percent']:+.2f}%)")
     print(f"5xx responses: {report['server_errors']}")
 
 

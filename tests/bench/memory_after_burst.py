@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "inference"))
-from inference_support import ENV_PREFIX, free_port, photo_like, wait_until  # noqa: E402
+from inference_support import ENV_PREFIX, free_port, photo_like, wait_until
 
-from inference.contract import DETECT_PATH, READY_PATH  # noqa: E402
-from inference.modelgen import write_models  # noqa: E402
+from inference.contract import DETECT_PATH, READY_PATH
+from inference.modelgen import write_models
 
 NO_TRIM = "import inference.app as app; app.release_free_memory = lambda: False; "
 SERVE = "import sys; from inference.cli import main; sys.exit(main(['serve']))"
@@ -103,7 +103,7 @@ def main() -> int:
         for trim in (True, False):
             result = run(models, trim, bodies)
             label = "malloc_trim when idle" if trim else "without malloc_trim"
-            print(f"{label:28} {result['baseline']:>5} MiB {result['peak']:>5} MiB {result['after']:>10} MiB {result['statuses']!s:>9}")
+            print(f"{label:28} {result['baseline']:>5} MiB {result['peak']:>5} " f"MiB {result['after']:>10} MiB {result['statuses']!s:>9}")
     return 0
 
 

@@ -130,7 +130,7 @@ def png_header_only_for_api(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
 
 
-OOM_MESSAGE = "[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : CUDA failure 2: out of memory ; GPU=0 ; expr=cudaMalloc((void**)&p, size);"
+OOM_MESSAGE = "[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : CUDA failure " "2: out of memory ; GPU=0 ; expr=cudaMalloc((void**)&p, size);"
 
 
 class FakeCudaSession:

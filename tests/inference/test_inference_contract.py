@@ -12,7 +12,7 @@ from inference.settings import ServerSettings, env_name
 
 
 def test_contract_imports_nothing_heavy() -> None:
-    probe = "import sys, inference.contract; print(sorted(m for m in ('onnxruntime', 'numpy', 'onnx', 'starlette', 'uvicorn', 'pydantic', 'PIL') if m in sys.modules))"
+    probe = "import sys, inference.contract; print(sorted(m for m in ('onnxruntime', " "'numpy', 'onnx', 'starlette', 'uvicorn', 'pydantic', 'PIL') if m in sys.modules))"
     completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert completed.stdout.strip() == "[]"
 

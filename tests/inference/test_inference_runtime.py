@@ -70,7 +70,7 @@ def test_execution_providers_follow_the_device_setting(device: Device, available
          "Name:'/model.0/conv/Conv' Status Message: /onnxruntime_src/onnxruntime/core/framework/bfc_arena.cc:376 "
          "void* onnxruntime::BFCArena::AllocateRawInternal(size_t, bool, onnxruntime::Stream*, bool, "
          "onnxruntime::WaitNotificationFn) Available memory of 0 is smaller than requested bytes of 2359296", True),
-        ("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Failed to allocate memory for requested buffer of size 8388608000", True),
+        ("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Failed to " "allocate memory for requested buffer of size 8388608000", True),
         ("[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Got invalid dimensions for input: images", False),
         ("[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Load model failed: Protobuf parsing failed.", False),
     ],

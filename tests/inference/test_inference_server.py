@@ -53,7 +53,10 @@ def test_interval_filter_only_limits_the_named_messages() -> None:
 
 
 def test_multipart_parts_are_counted_by_their_delimiters() -> None:
-    body = b"--b\r\nContent-Disposition: form-data; name=\"image\"\r\n\r\nxx\r\n--b\r\nContent-Disposition: form-data; name=\"y\"\r\n\r\nz\r\n--b--\r\n"
+    body = (
+        b"--b\r\nContent-Disposition: form-data; name=\"image\"\r\n\r\nxx\r\n"
+        b"--b\r\nContent-Disposition: form-data; name=\"y\"\r\n\r\nz\r\n--b--\r\n"
+    )
     assert count_multipart_parts("multipart/form-data; boundary=b", body) == 2
     with pytest.raises(ClientError, match="no boundary"):
         count_multipart_parts("multipart/form-data", body)
