@@ -1,10 +1,11 @@
 """Writes tests/config_corpus.yaml (run once; the YAML is the reviewed artefact)."""
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 H64 = "a" * 64
-cases = []
+cases: list[dict[str, Any]] = []
 def bad(name, cls, key, fragment, config=None, text=None):
     c = {"name": name, "class": cls}
     if text is not None: c["text"] = text

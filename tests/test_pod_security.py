@@ -57,7 +57,7 @@ def good_pod() -> dict[str, Any]:
     }
 
 
-Mutation = Callable[[dict[str, Any]], None]
+Mutation = Callable[[dict[str, Any]], object]  # mutates the pod; any result is ignored
 
 
 def _set(path: str, value: Any) -> Mutation:

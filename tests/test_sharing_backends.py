@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 import inspect
 from pathlib import Path
-from typing import get_args
+from typing import Any, get_args
 
 import pytest
 
@@ -23,7 +23,7 @@ MODES = list(get_args(SharingMode))
 
 def group(gpu: dict):
     if gpu.get("sharing") == "mig":
-        config = {"nodeGroups": [{"name": "mig", "nodes": ["gpu-node-1"], "gpu": gpu}]}
+        config: dict[str, Any] = {"nodeGroups": [{"name": "mig", "nodes": ["gpu-node-1"], "gpu": gpu}]}
     else:
         config = {"gpu": gpu}
     return plan_rollout(parse_stack_config(with_cluster(config)), catalogue()).groups[0]
@@ -54,7 +54,8 @@ def is_mode_comparison(node: ast.Compare, modes: set[str]) -> bool:
 
 def test_is_mode_comparison_sees_what_it_must():
     def check(source: str) -> bool:
-        return is_mode_comparison(ast.parse(source, mode="eval").body, set(MODES))
+        node = ast.parse(source, mode="eval").body
+        return isinstance(node, ast.Compare) and is_mode_comparison(node, set(MODES))
 
     assert check('sharing == "mps"') and check('"mig" != x') and check('s in ("time-slicing", "mps")')
     assert not check('"mig" in fields') and not check('x == "other"')

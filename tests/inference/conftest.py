@@ -61,7 +61,9 @@ def served(model_dir: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
             return process.poll() is not None
 
     try:
-        assert wait_until(ready, timeout=30) and process.poll() is None, process.stderr.read().decode() if process.poll() is not None else "not ready"
+        assert wait_until(ready, timeout=30) and process.poll() is None, (
+            process.stderr.read().decode() if process.poll() is not None and process.stderr else "not ready"
+        )
         yield process, port
     finally:
         if process.poll() is None:
