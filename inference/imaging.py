@@ -14,6 +14,11 @@ from PIL import Image, UnidentifiedImageError
 
 from inference.errors import ClientError
 
+try:  # libjpeg-turbo with DCT scaling, about twice as fast as Pillow on camera frames
+    import simplejpeg
+except ImportError:  # pragma: no cover - the inference extra installs it
+    simplejpeg = None
+
 # Formats cameras and Frigate produce; anything else is refused before a decoder runs.
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP")
 LETTERBOX_FILL = 114
@@ -49,13 +54,8 @@ def letterbox_geometry(width: int, height: int, size: int) -> Letterbox:
     return Letterbox(width, height, resized_width, resized_height, (size - resized_width) // 2, (size - resized_height) // 2)
 
 
-def decode_image(data: bytes, max_pixels: int, target_size: Callable[[int, int], tuple[int, int]] | None = None) -> tuple[Image.Image, tuple[int, int]]:
-    """Decodes to RGB, refusing oversized dimensions from the header before any pixel is decoded.
-
-    Returns the image and its size as sent. `target_size(width, height)` lets the JPEG decoder
-    scale down by 1/2, 1/4 or 1/8 in the DCT domain while keeping at least that size: much
-    cheaper than decoding at full size and resizing afterwards.
-    """
+def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
+    """Opens the image header only, refusing empty, unknown or oversized input."""
     if not data:
         raise ClientError(400, "empty_body", "the request body is empty; send the image bytes")
     try:
@@ -69,26 +69,69 @@ def decode_image(data: bytes, max_pixels: int, target_size: Callable[[int, int],
         raise ClientError(422, "invalid_image", f"image has no pixels ({width}x{height})")
     if width * height > max_pixels:
         raise ClientError(413, "image_too_large", f"{width}x{height} is {width * height} pixels; the limit is {max_pixels}")
+    return image
+
+
+def _load_rgb(image: Image.Image, target_size: Callable[[int, int], tuple[int, int]] | None) -> Image.Image:
     if target_size is not None:
-        image.draft("RGB", target_size(width, height))
+        image.draft("RGB", target_size(*image.size))
     try:
         image.load()
-        return (image if image.mode == "RGB" else image.convert("RGB")), (width, height)
+        return image if image.mode == "RGB" else image.convert("RGB")
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as error:
         raise ClientError(422, "invalid_image", f"image data is truncated or corrupt ({error})") from None
 
 
-def letterbox_tensor(image: Image.Image, box: Letterbox, size: int) -> np.ndarray:
+def decode_image(data: bytes, max_pixels: int, target_size: Callable[[int, int], tuple[int, int]] | None = None) -> tuple[Image.Image, tuple[int, int]]:
+    """Decodes to RGB, refusing oversized dimensions from the header before any pixel is decoded.
+
+    Returns the image and its size as sent. `target_size(width, height)` lets the JPEG decoder
+    scale down by 1/2, 1/4 or 1/8 in the DCT domain while keeping at least that size: much
+    cheaper than decoding at full size and resizing afterwards.
+    """
+    image = _open_checked(data, max_pixels)
+    size = image.size
+    return _load_rgb(image, target_size), size
+
+
+def decode_pixels(data: bytes, max_pixels: int, target_size: Callable[[int, int], tuple[int, int]] | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+    """Like `decode_image`, as an [H, W, 3] uint8 array; the service's decoder.
+
+    Baseline YCbCr and greyscale JPEGs (what cameras send) go through simplejpeg, which scales in
+    the DCT domain like Pillow's draft but decodes in about half the time. Anything it refuses,
+    including JPEGs with recoverable corruption, is decoded by Pillow, which stays the authority
+    on what is a valid image.
+    """
+    image = _open_checked(data, max_pixels)
+    size = image.size
+    if simplejpeg is not None and image.format == "JPEG" and image.mode in ("RGB", "L"):
+        min_width, min_height = target_size(*size) if target_size is not None else size
+        try:
+            return simplejpeg.decode_jpeg(data, colorspace="RGB", min_width=min_width, min_height=min_height), size
+        except ValueError:
+            pass
+    return np.asarray(_load_rgb(image, target_size)), size
+
+
+def letterbox_tensor(image: Image.Image | np.ndarray, box: Letterbox, size: int) -> np.ndarray:
     """[1, 3, size, size] float32 RGB in 0..1, padded with grey 114 as YOLOv8 was trained.
 
-    Writes the image straight into the padded tensor (no intermediate uint8 canvas).
+    Writes the pixels straight into the padded tensor (no intermediate uint8 canvas) and fills
+    only the padding bands.
     """
-    if image.size != (box.resized_width, box.resized_height):
-        image = image.resize((box.resized_width, box.resized_height), Image.Resampling.BILINEAR)
+    pixels = np.asarray(image)
+    if pixels.shape[:2] != (box.resized_height, box.resized_width):
+        pixels = np.asarray(Image.fromarray(pixels).resize((box.resized_width, box.resized_height), Image.Resampling.BILINEAR))
     to_unit = np.float32(1 / 255)
-    tensor = np.full((1, 3, size, size), np.float32(LETTERBOX_FILL) * to_unit, dtype=np.float32)
-    region = tensor[0, :, box.pad_y : box.pad_y + box.resized_height, box.pad_x : box.pad_x + box.resized_width]
-    np.multiply(np.asarray(image).transpose(2, 0, 1), to_unit, out=region, casting="unsafe")
+    tensor = np.empty((1, 3, size, size), dtype=np.float32)
+    fill = np.float32(LETTERBOX_FILL) * to_unit
+    top, left = box.pad_y, box.pad_x
+    bottom, right = top + box.resized_height, left + box.resized_width
+    tensor[0, :, :top, :] = fill
+    tensor[0, :, bottom:, :] = fill
+    tensor[0, :, top:bottom, :left] = fill
+    tensor[0, :, top:bottom, right:] = fill
+    np.multiply(pixels.transpose(2, 0, 1), to_unit, out=tensor[0, :, top:bottom, left:right], casting="unsafe")
     return tensor
 
 
