@@ -170,6 +170,8 @@ class CatWatcherEngine:
     def infer_batch(self, batch: Sequence[PreparedImage]) -> list[dict[str, Any]]:
         """Runs up to `max_batch` frames through the detector at once, then identifies every cat
         they contain in one identifier run. Results are those of each frame on its own."""
+        if len(batch) > self.max_batch:
+            return [result for start in range(0, len(batch), self.max_batch) for result in self.infer_batch(batch[start : start + self.max_batch])]
         start = time.perf_counter()
         tensor = batch[0].tensor if len(batch) == 1 else np.concatenate([prepared.tensor for prepared in batch])
         output = self.runtime.run(DETECTOR, {self.detector.name: tensor})[0]
