@@ -15,6 +15,7 @@ import numpy as np
 from inference.errors import ModelLoadError
 from inference.imaging import Letterbox, boxes_to_source, crop_batch, decode_pixels, imagenet_batch, letterbox_geometry, letterbox_tensor
 from inference.labels import BEHAVIOURS
+from inference.modelprep import uint8_image_input
 from inference.postprocess import decode_detections, identities
 from inference.runtime import DeviceStatus, ModelRuntime, Session, SessionFactory, create_session, first_line
 from inference.settings import InferenceSettings, env_name
@@ -53,6 +54,8 @@ class ModelInput:
     size: int
     # Whether the first axis is dynamic, so several frames can run as one batch.
     batchable: bool = False
+    # uint8 when the model scales 0..255 itself (modelprep), else float32 in 0..1.
+    dtype: type[np.generic] = np.float32
 
 
 def _elapsed_ms(start: float) -> float:
@@ -75,7 +78,8 @@ def square_input(session: Session, default_size: int, variable: str) -> ModelInp
     sizes = {dim for dim in shape[2:] if isinstance(dim, int)}
     if len(sizes) > 1:
         raise ModelLoadError(f"{variable}: expected a square input, got {model_input.name} {shape}")
-    return ModelInput(model_input.name, sizes.pop() if sizes else default_size, batchable=not isinstance(shape[0], int))
+    dtype = np.uint8 if model_input.type == "tensor(uint8)" else np.float32
+    return ModelInput(model_input.name, sizes.pop() if sizes else default_size, batchable=not isinstance(shape[0], int), dtype=dtype)
 
 
 def resolve_cat_names(settings: InferenceSettings, identifier_path: Path) -> tuple[str, ...]:
@@ -115,7 +119,7 @@ class CatWatcherEngine:
         """Loads both models, checks their shapes and warms them up (which also surfaces CUDA OOM)."""
         shares = ARENA_SHARES_WITH_IDENTIFIER if settings.identifier_model_path is not None else {DETECTOR: 1.0}
         runtime = ModelRuntime(settings, session_factory, available_providers, on_status_change, shares)
-        detector_session = _load(runtime, DETECTOR, settings.detector_model_path, DETECTOR_VARIABLE, settings.cpu_detector_model_path, CPU_DETECTOR_VARIABLE)
+        detector_session = _load(runtime, DETECTOR, settings.detector_model_path, DETECTOR_VARIABLE, settings.cpu_detector_model_path, CPU_DETECTOR_VARIABLE, uint8_image_input)
         detector = square_input(detector_session, DEFAULT_DETECTOR_SIZE, DETECTOR_VARIABLE)
         identifier: ModelInput | None = None
         cat_names: tuple[str, ...] = ()
@@ -132,7 +136,7 @@ class CatWatcherEngine:
     def _warm_up(self) -> None:
         # At the largest batch the service will run, so the GPU arena is sized (or fails) now.
         batch = self.max_batch
-        detector_output = self._run(DETECTOR, DETECTOR_VARIABLE, {self.detector.name: np.zeros((batch, 3, self.detector.size, self.detector.size), np.float32)})
+        detector_output = self._run(DETECTOR, DETECTOR_VARIABLE, {self.detector.name: np.zeros((batch, 3, self.detector.size, self.detector.size), self.detector.dtype)})
         if detector_output.ndim != 3 or detector_output.shape[0] != batch or detector_output.shape[1] != 4 + len(BEHAVIOURS):
             raise ModelLoadError(f"{DETECTOR_VARIABLE}: expected output [{batch}, {4 + len(BEHAVIOURS)}, anchors] (box + {', '.join(BEHAVIOURS)}), got {list(detector_output.shape)}")
         if self.identifier is not None:
@@ -156,7 +160,7 @@ class CatWatcherEngine:
         pixels, source_size = decode_pixels(data, self.settings.max_image_pixels, target_size=self._resized_size)
         decoded = time.perf_counter()
         box = letterbox_geometry(*source_size, self.detector.size)
-        tensor = letterbox_tensor(pixels, box, self.detector.size)
+        tensor = letterbox_tensor(pixels, box, self.detector.size, self.detector.dtype)
         return PreparedImage(pixels, box, tensor, {"decode": (decoded - start) * 1000, "preprocess": _elapsed_ms(decoded)})
 
     def _resized_size(self, width: int, height: int) -> tuple[int, int]:
@@ -223,11 +227,14 @@ def _rounded(values: np.ndarray, decimals: int) -> list[Any]:
     return np.round(values.astype(np.float64), decimals).tolist()
 
 
-def _load(runtime: ModelRuntime, name: str, path: Path, variable: str, cpu_path: Path | None, cpu_variable: str) -> Session:
-    model = read_model(path, variable)
+def _load(
+    runtime: ModelRuntime, name: str, path: Path, variable: str, cpu_path: Path | None, cpu_variable: str, prepare: Callable[[bytes], bytes | None] | None = None
+) -> Session:
+    """Loads `path` (and `cpu_path` for CPU), each rewritten by `prepare` where it applies."""
+    model = _prepared(read_model(path, variable), prepare)
     if cpu_path is None:
         return _session(lambda: runtime.load(name, model), variable, path)
-    cpu_model = read_model(cpu_path, cpu_variable)
+    cpu_model = _prepared(read_model(cpu_path, cpu_variable), prepare)
     if runtime.status.device == "cpu":
         # The CPU model is what runs; the model it replaces must still be usable.
         reference = _session(lambda: runtime.cpu_session(model), variable, path)
@@ -239,6 +246,11 @@ def _load(runtime: ModelRuntime, name: str, path: Path, variable: str, cpu_path:
     if _signature(cpu_session) != _signature(reference):
         raise ModelLoadError(f"{cpu_variable}: {cpu_path} must have the inputs and outputs of {path}: {_signature(cpu_session)} vs {_signature(reference)}")
     return session
+
+
+def _prepared(model: bytes, prepare: Callable[[bytes], bytes | None] | None) -> bytes:
+    rewritten = prepare(model) if prepare is not None else None
+    return model if rewritten is None else rewritten
 
 
 def _session(create: Callable[[], Session], variable: str, path: Path) -> Session:

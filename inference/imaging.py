@@ -113,25 +113,30 @@ def decode_pixels(data: bytes, max_pixels: int, target_size: Callable[[int, int]
     return np.asarray(_load_rgb(image, target_size)), size
 
 
-def letterbox_tensor(image: Image.Image | np.ndarray, box: Letterbox, size: int) -> np.ndarray:
-    """[1, 3, size, size] float32 RGB in 0..1, padded with grey 114 as YOLOv8 was trained.
+def letterbox_tensor(image: Image.Image | np.ndarray, box: Letterbox, size: int, dtype: type[np.generic] = np.float32) -> np.ndarray:
+    """[1, 3, size, size] RGB padded with grey 114 as YOLOv8 was trained: float32 in 0..1, or
+    uint8 in 0..255 for a model that scales its input itself (inference/modelprep.py).
 
-    Writes the pixels straight into the padded tensor (no intermediate uint8 canvas) and fills
-    only the padding bands.
+    Writes the pixels straight into the padded tensor (no intermediate canvas) and fills only the
+    padding bands.
     """
     pixels = np.asarray(image)
     if pixels.shape[:2] != (box.resized_height, box.resized_width):
         pixels = np.asarray(Image.fromarray(pixels).resize((box.resized_width, box.resized_height), Image.Resampling.BILINEAR))
     to_unit = np.float32(1 / 255)
-    tensor = np.empty((1, 3, size, size), dtype=np.float32)
-    fill = np.float32(LETTERBOX_FILL) * to_unit
+    tensor = np.empty((1, 3, size, size), dtype=dtype)
+    fill = LETTERBOX_FILL if dtype == np.uint8 else np.float32(LETTERBOX_FILL) * to_unit
     top, left = box.pad_y, box.pad_x
     bottom, right = top + box.resized_height, left + box.resized_width
     tensor[0, :, :top, :] = fill
     tensor[0, :, bottom:, :] = fill
     tensor[0, :, top:bottom, :left] = fill
     tensor[0, :, top:bottom, right:] = fill
-    np.multiply(pixels.transpose(2, 0, 1), to_unit, out=tensor[0, :, top:bottom, left:right], casting="unsafe")
+    region = tensor[0, :, top:bottom, left:right]
+    if dtype == np.uint8:
+        region[...] = pixels.transpose(2, 0, 1)
+    else:
+        np.multiply(pixels.transpose(2, 0, 1), to_unit, out=region, casting="unsafe")
     return tensor
 
 

@@ -18,6 +18,7 @@ from inference.app import create_app
 from inference.cli import main as cli_main
 from inference.engine import CatWatcherEngine
 from inference.errors import ModelLoadError
+from inference.modelprep import uint8_image_input
 from inference.quantize import calibration_tensor, float_tail, model_kind
 from inference.runtime import CPU_PROVIDER, CUDA_PROVIDER, Provider, Session, create_session
 
@@ -128,8 +129,12 @@ def test_cpu_device_serves_with_the_int8_detector(model_dir: Path, int8_detector
     settings = make_settings(model_dir, identifier=None, cpu_detector_model_path=int8_detector)
     engine = CatWatcherEngine.load(settings.inference)
     frame = engine.prepare(jpeg_720p).tensor
-    int8 = ort.InferenceSession(str(int8_detector), providers=[CPU_PROVIDER]).run(None, {"images": frame})[0]
-    np.testing.assert_array_equal(engine.runtime.run("detector", {"images": frame})[0], int8)
+    assert frame.dtype == np.uint8  # the 1/255 scaling is folded into the served model
+    int8 = ort.InferenceSession(str(int8_detector), providers=[CPU_PROVIDER]).run(None, {"images": frame * np.float32(1 / 255)})[0]
+    fp32 = ort.InferenceSession(str(model_dir / "detector.onnx"), providers=[CPU_PROVIDER]).run(None, {"images": frame * np.float32(1 / 255)})[0]
+    served = engine.runtime.run("detector", {"images": frame})[0]
+    np.testing.assert_allclose(served, int8, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(served, fp32, rtol=1e-5, atol=1e-5)
     with TestClient(create_app(settings)) as client:
         assert wait_until(lambda: client.get(contract.READY_PATH).status_code == 200, timeout=30)
         response = client.post(contract.DETECT_PATH, content=jpeg_720p, headers={"content-type": "image/jpeg"})
@@ -156,10 +161,12 @@ def test_the_fallback_after_a_gpu_failure_runs_the_int8_detector(model_dir: Path
     settings = make_settings(model_dir, identifier=None, device="cuda", cpu_detector_model_path=int8_detector).inference
     engine = CatWatcherEngine.load(settings, session_factory=factory, available_providers=[CUDA_PROVIDER, CPU_PROVIDER])
     assert engine.status.device == "cuda"
+    # The int8 model as served (input scaling folded in, see modelprep).
+    served_int8 = uint8_image_input(int8_detector.read_bytes())
     # At start the int8 model was only checked on CPU (loads, same inputs and outputs).
-    assert factory.cpu_models == [int8_detector.read_bytes()]
+    assert factory.cpu_models == [served_int8]
     engine.infer(engine.prepare(jpeg_720p))  # OOM on "CUDA" -> every model rebuilt on CPU
-    assert engine.status.degraded and factory.cpu_models[-1] == int8_detector.read_bytes()
+    assert engine.status.degraded and factory.cpu_models[-1] == served_int8
 
 
 def test_a_cpu_model_with_other_outputs_is_refused_at_start(model_dir: Path) -> None:
