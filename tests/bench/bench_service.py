@@ -222,11 +222,11 @@ def anchor_agreement(reference: np.ndarray, candidate: np.ndarray, top: int = 10
     anchors = np.argsort(-scores)[:top]
 
     def corners(output: np.ndarray) -> np.ndarray:
-        cx, cy, w, h = output[0, :4, anchors]
+        cx, cy, w, h = output[0][:4][:, anchors]
         return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
 
     ious = np.diag(pairwise_iou(corners(reference), corners(candidate)))
-    return ious.tolist(), np.abs(scores[anchors] - candidate[0, 4:, anchors].max(axis=1)).tolist()
+    return ious.tolist(), np.abs(scores[anchors] - candidate[0][4:][:, anchors].max(axis=0)).tolist()
 
 
 def detections_kept(reference: np.ndarray, candidate: np.ndarray, top: int = 20) -> tuple[int, int]:
