@@ -26,6 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     quantize.add_argument("--calibration", type=Path, required=True, help="directory of typical camera frames (.jpg, .png, .webp)")
     quantize.add_argument("--out", type=Path, required=True, help="int8 model file to write")
     quantize.add_argument("--max-frames", type=int, default=64, help="calibration frames to use (sorted by name)")
+    quantize.add_argument("--reduce-range", action="store_true", help="7-bit weights, for x86 CPUs without VNNI (avoids int8 saturation there)")
     return parser
 
 
@@ -73,11 +74,11 @@ def make_models(out: Path, cat_names: str | None, seed: int) -> int:
     return 0
 
 
-def quantize(model: Path, calibration: Path, out: Path, max_frames: int) -> int:
+def quantize(model: Path, calibration: Path, out: Path, max_frames: int, reduce_range: bool = False) -> int:
     from inference.quantize import QuantizeError, quantize_model
 
     try:
-        report = quantize_model(model, calibration, out, max_frames)
+        report = quantize_model(model, calibration, out, max_frames, reduce_range)
     except QuantizeError as error:
         print(f"{PROGRAM} quantize: {error}", file=sys.stderr)
         return 2
@@ -92,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments.command == "serve":
         return serve()
     if arguments.command == "quantize":
-        return quantize(arguments.model, arguments.calibration, arguments.out, arguments.max_frames)
+        return quantize(arguments.model, arguments.calibration, arguments.out, arguments.max_frames, arguments.reduce_range)
     return make_models(arguments.out, arguments.cat_names, arguments.seed)
 
 

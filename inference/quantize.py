@@ -124,8 +124,12 @@ class _FrameReader:
         return next(self._feeds, None)
 
 
-def quantize_model(model_path: Path, calibration_dir: Path, output_path: Path, max_frames: int = 64) -> QuantizeReport:
-    """Writes the int8 model to `output_path`. Raises QuantizeError naming the bad input."""
+def quantize_model(model_path: Path, calibration_dir: Path, output_path: Path, max_frames: int = 64, reduce_range: bool = False) -> QuantizeReport:
+    """Writes the int8 model to `output_path`. Raises QuantizeError naming the bad input.
+
+    `reduce_range` quantises weights to 7 bits, for x86 CPUs without VNNI: their u8 x s8
+    instruction (VPMADDUBSW) can saturate with full 8-bit weights (onnxruntime's guidance).
+    """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
 
     if max_frames < 1:
@@ -173,6 +177,7 @@ def quantize_model(model_path: Path, calibration_dir: Path, output_path: Path, m
                 weight_type=QuantType.QInt8,
                 calibrate_method=CalibrationMethod.MinMax,
                 nodes_to_exclude=tail,
+                reduce_range=reduce_range,
             )
         except Exception as error:
             raise QuantizeError(f"{model_path}: quantisation failed ({str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__})") from None

@@ -179,3 +179,18 @@ def test_a_missing_cpu_model_is_refused_at_start_even_on_a_gpu(model_dir: Path) 
     settings = make_settings(model_dir, identifier=None, device="cuda", cpu_detector_model_path=model_dir / "nope.onnx").inference
     with pytest.raises(ModelLoadError, match="CAT_WATCHER__INFERENCE__CPU_DETECTOR_MODEL_PATH: cannot read model"):
         CatWatcherEngine.load(settings, session_factory=RecordingFactory(), available_providers=[CUDA_PROVIDER, CPU_PROVIDER])
+
+
+@pytest.mark.parametrize(("flag", "expected"), [([], False), (["--reduce-range"], True)])
+def test_reduce_range_reaches_onnxruntime(monkeypatch: pytest.MonkeyPatch, model_dir: Path, calibration_dir: Path, tmp_path: Path, flag: list[str], expected: bool) -> None:
+    import onnxruntime.quantization as quantization
+
+    seen: dict[str, object] = {}
+
+    def record(model: object, output: Path, reader: object, **options: object) -> None:
+        seen.update(options)
+        onnx.save(onnx.load(model_dir / "detector.onnx"), output)
+
+    monkeypatch.setattr(quantization, "quantize_static", record)
+    assert cli_main(["quantize", str(model_dir / "detector.onnx"), "--calibration", str(calibration_dir), "--out", str(tmp_path / "q.onnx"), "--max-frames", "2", *flag]) == 0
+    assert seen["reduce_range"] is expected and seen["per_channel"] is True
