@@ -229,10 +229,10 @@ def anchor_agreement(reference: np.ndarray, candidate: np.ndarray, top: int = 10
     return ious.tolist(), np.abs(scores[anchors] - candidate[0][4:][:, anchors].max(axis=0)).tolist()
 
 
-def detections_kept(reference: np.ndarray, candidate: np.ndarray, top: int = 20) -> tuple[int, int]:
+def detections_kept(reference: np.ndarray, candidate: np.ndarray, presence: float, confidence: float, top: int = 20) -> tuple[int, int]:
     """How many of the reference's detections (service NMS, `top` best) the candidate reports
     with IoU >= 0.5, and how many there were."""
-    decode = lambda output: decode_detections(output, FAINT_PRESENCE, FAINT_CONFIDENCE, 0.45, top)  # noqa: E731
+    decode = lambda output: decode_detections(output, presence, confidence, 0.45, top)  # noqa: E731
     wanted, found = decode(reference), decode(candidate)
     if not len(wanted.boxes) or not len(found.boxes):
         return 0, len(wanted.boxes)
@@ -373,12 +373,14 @@ def int8(arguments: argparse.Namespace, detector: Path, model_dir: Path, setting
     ious: list[float] = []
     score_errors: list[float] = []
     kept = total = 0
+    # The placeholder's scores are all faint and nearly tied; a trained model uses the service's.
+    thresholds = (FAINT_PRESENCE, FAINT_CONFIDENCE) if arguments.model_dir is None else (settings.presence_threshold, settings.confidence_threshold)
     for tensor in tensors:
         reference, candidate = (sessions[name].run(None, {"images": tensor})[0] for name in ("fp32", "int8"))
         frame_ious, frame_errors = anchor_agreement(reference, candidate)
         ious += frame_ious
         score_errors += frame_errors
-        frame_kept, frame_total = detections_kept(reference, candidate)
+        frame_kept, frame_total = detections_kept(reference, candidate, *thresholds)
         kept, total = kept + frame_kept, total + frame_total
 
     feeds = {"images": tensors[0]}
