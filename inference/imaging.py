@@ -97,14 +97,16 @@ def decode_image(data: bytes, max_pixels: int, target_size: Callable[[int, int],
 def decode_pixels(data: bytes, max_pixels: int, target_size: Callable[[int, int], tuple[int, int]] | None = None) -> tuple[np.ndarray, tuple[int, int]]:
     """Like `decode_image`, as an [H, W, 3] uint8 array; the service's decoder.
 
-    Baseline YCbCr and greyscale JPEGs (what cameras send) go through simplejpeg: DCT scaling in
-    eighths (Pillow's draft only halves), no Image object, slightly less CPU. Anything it refuses,
+    Baseline (sequential) YCbCr and greyscale JPEGs, what cameras send, go through simplejpeg: DCT
+    scaling in eighths (Pillow's draft only halves), no Image object, slightly less CPU. Their
+    decoding time is bounded by the pixel and body limits. Progressive JPEGs, whose scan count an
+    attacker controls, stay with Pillow and its safeguards. Anything simplejpeg refuses,
     including JPEGs with recoverable corruption, is decoded by Pillow, which stays the authority
     on what is a valid image.
     """
     image = _open_checked(data, max_pixels)
     size = image.size
-    if simplejpeg is not None and image.format == "JPEG" and image.mode in ("RGB", "L"):
+    if simplejpeg is not None and image.format == "JPEG" and image.mode in ("RGB", "L") and not image.info.get("progressive"):
         min_width, min_height = target_size(*size) if target_size is not None else size
         try:
             return simplejpeg.decode_jpeg(data, colorspace="RGB", min_width=min_width, min_height=min_height), size

@@ -175,3 +175,18 @@ def test_fast_decode_falls_back_to_pillow_for_what_it_refuses() -> None:
     with pytest.raises(ClientError) as raised:
         decode_pixels(encode(photo_like(640, 480))[:3000], 40_000_000)
     assert (raised.value.status, raised.value.error) == (422, "invalid_image")
+
+
+def test_only_baseline_jpegs_take_the_fast_decoder(monkeypatch: pytest.MonkeyPatch) -> None:
+    from inference import imaging
+
+    calls: list[int] = []
+    real = imaging.simplejpeg.decode_jpeg
+    monkeypatch.setattr(imaging.simplejpeg, "decode_jpeg", lambda data, **options: calls.append(len(data)) or real(data, **options))
+    frame = photo_like(320, 240)
+    progressive = io.BytesIO()
+    frame.save(progressive, "JPEG", progressive=True)
+    pixels, _ = imaging.decode_pixels(progressive.getvalue(), 1_000_000)
+    assert pixels.shape == (240, 320, 3) and calls == []
+    imaging.decode_pixels(encode(frame), 1_000_000)
+    assert len(calls) == 1
