@@ -132,7 +132,7 @@ def quantize(model: Path, calibration: Path, out: Path, max_frames: int, reduce_
         return 2
     for skipped in report.skipped:
         print(f"{PROGRAM} quantize: skipped {skipped}", file=sys.stderr)
-    print(f"{report.output}: int8 {report.kind}, calibrated on {report.frames} frames, {report.float_nodes} post-processing nodes kept in float")
+    print(f"{report.output}: int8 {report.kind}, calibrated on {report.frames} " f"frames, {report.float_nodes} post-processing nodes kept in float")
     return 0
 
 

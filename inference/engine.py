@@ -150,7 +150,7 @@ class CatWatcherEngine:
         batch = self.max_batch
         detector_output = self._run(DETECTOR, DETECTOR_VARIABLE, {self.detector.name: np.zeros((batch, 3, self.detector.size, self.detector.size), self.detector.dtype)})
         if detector_output.ndim != 3 or detector_output.shape[0] != batch or detector_output.shape[1] != 4 + len(BEHAVIOURS):
-            raise ModelLoadError(f"{DETECTOR_VARIABLE}: expected output [{batch}, {4 + len(BEHAVIOURS)}, anchors] (box + {', '.join(BEHAVIOURS)}), got {list(detector_output.shape)}")
+            raise ModelLoadError(f"{DETECTOR_VARIABLE}: expected output [{batch}, {4 + len(BEHAVIOURS)}, " f"anchors] (box + {', '.join(BEHAVIOURS)}), got {list(detector_output.shape)}")
         if self.identifier is not None:
             logits = self._run(IDENTIFIER, IDENTIFIER_VARIABLE, {self.identifier.name: np.zeros((2, 3, self.identifier.size, self.identifier.size), np.float32)})
             if logits.shape != (2, len(self.cat_names)):
@@ -262,7 +262,7 @@ def _load(
         # Checked now: a fallback must not be the first to find a broken CPU model.
         cpu_session = session if runtime.status.device == "cpu" else _session(lambda: runtime.cpu_session(cpu_model), cpu_variable, cpu_path)
     if _signature(cpu_session) != _signature(reference):
-        raise ModelLoadError(f"{cpu_variable}: {cpu_path} must have the inputs and outputs of {path}: {_signature(cpu_session)} vs {_signature(reference)}")
+        raise ModelLoadError(f"{cpu_variable}: {cpu_path} must have the inputs and outputs " f"of {path}: {_signature(cpu_session)} vs {_signature(reference)}")
     return session
 
 

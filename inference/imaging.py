@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from inference.errors import ClientError
 from inference.image_limits import ABANDONABLE_DECODE_BLOCK, AbandonableSource
@@ -55,7 +55,7 @@ def letterbox_geometry(width: int, height: int, size: int) -> Letterbox:
     return Letterbox(width, height, resized_width, resized_height, (size - resized_width) // 2, (size - resized_height) // 2)
 
 
-def _open_checked(data: bytes, max_pixels: int, max_seconds: float | None = None) -> Image.Image:
+def _open_checked(data: bytes, max_pixels: int, max_seconds: float | None = None) -> ImageFile.ImageFile:
     """Opens the image header only, refusing empty, unknown or oversized input. With
     `max_seconds` the later decode reads through an AbandonableSource (see _load_rgb)."""
     if not data:
@@ -76,7 +76,7 @@ def _open_checked(data: bytes, max_pixels: int, max_seconds: float | None = None
 
 
 def _load_rgb(
-    image: Image.Image, target_size: Callable[[int, int], tuple[int, int]] | None, max_seconds: float | None = None
+    image: ImageFile.ImageFile, target_size: Callable[[int, int], tuple[int, int]] | None, max_seconds: float | None = None
 ) -> Image.Image:
     if target_size is not None:
         image.draft("RGB", target_size(*image.size))

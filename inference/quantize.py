@@ -46,7 +46,7 @@ def model_kind(model: onnx.ModelProto, path: Path) -> tuple[str, str, int]:
     """("detector" | "identifier", input name, input size) from the model's shapes."""
     inputs = [value for value in model.graph.input if value.name not in {init.name for init in model.graph.initializer}]
     if len(inputs) != 1 or len(model.graph.output) != 1:
-        raise QuantizeError(f"{path}: expected one image input and one output, got {len(inputs)} inputs and {len(model.graph.output)} outputs")
+        raise QuantizeError(f"{path}: expected one image input and one output, got " f"{len(inputs)} inputs and {len(model.graph.output)} outputs")
     shape = [dim.dim_value if dim.HasField("dim_value") else None for dim in inputs[0].type.tensor_type.shape.dim]
     if len(shape) != 4 or shape[1] != 3 or shape[2] is None or shape[2] != shape[3]:
         raise QuantizeError(f"{path}: expected a square [N, 3, S, S] image input with a fixed S, got {inputs[0].name} {shape}")
@@ -55,7 +55,7 @@ def model_kind(model: onnx.ModelProto, path: Path) -> tuple[str, str, int]:
         return "detector", inputs[0].name, shape[2]
     if len(output) == 2:
         return "identifier", inputs[0].name, shape[2]
-    raise QuantizeError(f"{path}: output {output} is neither a detector's [N, {4 + len(BEHAVIOURS)}, anchors] nor an identifier's [N, cats]")
+    raise QuantizeError(f"{path}: output {output} is neither a detector's [N, " f"{4 + len(BEHAVIOURS)}, anchors] nor an identifier's [N, cats]")
 
 
 def calibration_files(directory: Path) -> list[Path]:
@@ -144,8 +144,8 @@ def quantize_model(model_path: Path, calibration_dir: Path, output_path: Path, m
     try:
         model = onnx.load(model_path)
         onnx.checker.check_model(model)
-    except Exception as error:
-        raise QuantizeError(f"{model_path}: not a valid ONNX model ({str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__})") from None
+    except Exception as error:  # noqa: BLE001 - onnx's loader and checker raise many types; all mean not valid
+        raise QuantizeError(f"{model_path}: not a valid ONNX model " f"({str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__})") from None
     kind, input_name, size = model_kind(model, model_path)
 
     tensors, skipped = [], []
@@ -163,8 +163,8 @@ def quantize_model(model_path: Path, calibration_dir: Path, output_path: Path, m
             # Shape inference and graph optimisation, as ONNX Runtime recommends before quantising.
             quant_pre_process(model_path, prepared, skip_symbolic_shape=True)
             model = onnx.load(prepared)
-        except Exception:
-            pass  # quantise the model as it is
+        except Exception:  # noqa: BLE001 - pre-processing is optional: quantise the model as it is
+            pass
         model = _named(model)
         tail = float_tail(model)
         try:
@@ -180,6 +180,6 @@ def quantize_model(model_path: Path, calibration_dir: Path, output_path: Path, m
                 nodes_to_exclude=tail,
                 reduce_range=reduce_range,
             )
-        except Exception as error:
-            raise QuantizeError(f"{model_path}: quantisation failed ({str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__})") from None
+        except Exception as error:  # noqa: BLE001 - whatever onnxruntime's quantiser raises is reported
+            raise QuantizeError(f"{model_path}: quantisation failed " f"({str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__})") from None
     return QuantizeReport(kind, len(tensors), skipped, len(tail), output_path)

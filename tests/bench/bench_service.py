@@ -185,7 +185,7 @@ def cpu_flags() -> str:
 
 def thread_settings(settings: InferenceSettings) -> str:
     intra = settings.intra_op_threads or f"0 (onnxruntime: one per physical core, {physical_cores()} here)"
-    return f"intra_op_threads {intra}, inter_op_threads {settings.inter_op_threads}, spinning off, max_concurrent_runs {settings.max_concurrent_runs}"
+    return f"intra_op_threads {intra}, inter_op_threads {settings.inter_op_threads}, " f"spinning off, max_concurrent_runs {settings.max_concurrent_runs}"
 
 
 def physical_cores() -> int:
@@ -259,10 +259,10 @@ def main() -> None:
         threads = {"INTRA_OP_THREADS": str(arguments.intra_op_threads)}
         settings = InferenceSettings(device="cpu", detector_model_path=detector, intra_op_threads=arguments.intra_op_threads)
 
-        print(f"cpu: {os.cpu_count()} logical / {physical_cores()} physical cores, {platform.processor() or platform.machine()}; int8 features: {cpu_flags()}")
-        print(f"onnxruntime {ort.__version__} (CPU provider), numpy {np.__version__}, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        print(f"cpu: {os.cpu_count()} logical / {physical_cores()} physical cores, " f"{platform.processor() or platform.machine()}; int8 features: {cpu_flags()}")
+        print(f"onnxruntime {ort.__version__} (CPU provider), numpy {np.__version__}, " f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print(f"threads: {thread_settings(settings)}")
-        print(f"detector: {detector.name}, {conv_gflops(detector):.2f} GFLOPs per 640x640 frame; image 1280x720 JPEG {len(body) / 1024:.0f} KiB")
+        print(f"detector: {detector.name}, {conv_gflops(detector):.2f} GFLOPs " f"per 640x640 frame; image 1280x720 JPEG {len(body) / 1024:.0f} KiB")
 
         # Same preprocessing code and session options as the service.
         engine = CatWatcherEngine.load(settings)
@@ -300,16 +300,16 @@ def main() -> None:
             server.wait(timeout=30)
 
         total = arguments.requests * arguments.rounds
-        print(f"\n== service vs raw session.run: {arguments.rounds} interleaved rounds of {arguments.requests} (raw, 1 client, 2 clients); {total} a side")
-        print(f"raw session.run: {np.median(throughput['raw']):.2f} runs/s (median of rounds), {percentiles(raw_latencies)}")
+        print(f"\n== service vs raw session.run: {arguments.rounds} interleaved rounds " f"of {arguments.requests} (raw, 1 client, 2 clients); {total} a side")
+        print(f"raw session.run: {np.median(throughput['raw']):.2f} " f"runs/s (median of rounds), {percentiles(raw_latencies)}")
         ratios: dict[int, list[float]] = {}
         for clients in (1, 2):
             name = f"{clients} client" + ("s" if clients > 1 else "")
             ratios[clients] = [service_rate / raw_rate for service_rate, raw_rate in zip(throughput[name], throughput["raw"], strict=True)]
             timings = server_timings[clients]
             decode, preprocess, detect, handled = (float(np.mean([t[key] for t in timings])) for key in ("decode", "preprocess", "detect", "total"))
-            print(f"service, {name}: {np.median(throughput[name]):.2f} req/s, {percentiles(latencies[clients])}; ratio {spread(ratios[clients])}")
-            print(f"  server-side per request: decode {decode:.2f} ms, preprocess {preprocess:.2f} ms, detect {detect:.1f} ms, other {handled - decode - preprocess - detect:.1f} ms; {handled:.1f} ms handled")
+            print(f"service, {name}: {np.median(throughput[name]):.2f} req/s, " f"{percentiles(latencies[clients])}; ratio {spread(ratios[clients])}")
+            print(f"  server-side per request: decode {decode:.2f} ms, preprocess " f"{preprocess:.2f} ms, detect {detect:.1f} ms, other " f"{handled - decode - preprocess - detect:.1f} ms; {handled:.1f} ms handled")
 
         if not arguments.skip_batching:
             batching(arguments, detector, model_dir, settings, tensor, body)
@@ -331,7 +331,7 @@ def batching(arguments: argparse.Namespace, detector: Path, model_dir: Path, set
         return lambda: runs * batch / raw_block(session, feeds, runs)[0]
 
     rates = interleaved(arguments.rounds, {f"batch {batch}": raw(batch) for batch in (1, 2, 4)})
-    print(f"\n== micro-batching: session.run frames/s by batch size ({arguments.rounds} interleaved rounds of {frames} frames)")
+    print("\n== micro-batching: session.run frames/s by batch size " f"({arguments.rounds} interleaved rounds of {frames} frames)")
     for batch in (1, 2, 4):
         per_round = [rate / base for rate, base in zip(rates[f"batch {batch}"], rates["batch 1"], strict=True)]
         print(f"batch {batch}: {np.median(rates[f'batch {batch}']):.2f} frames/s; vs batch 1 {spread(per_round)}")
@@ -352,7 +352,7 @@ def batching(arguments: argparse.Namespace, detector: Path, model_dir: Path, set
             server.terminate()
             server.wait(timeout=30)
     per_round = [rate / base for rate, base in zip(rates["max_batch 4"], rates["max_batch 1"], strict=True)]
-    print(f"service, {clients} clients: max_batch 1 {np.median(rates['max_batch 1']):.2f} req/s, max_batch 4 (wait 2 ms) {np.median(rates['max_batch 4']):.2f} req/s; ratio {spread(per_round)}")
+    print(f"service, {clients} clients: max_batch 1 {np.median(rates['max_batch 1']):.2f} req/s, " f"max_batch 4 (wait 2 ms) {np.median(rates['max_batch 4']):.2f} req/s; ratio {spread(per_round)}")
 
 
 def int8(arguments: argparse.Namespace, detector: Path, model_dir: Path, settings: InferenceSettings) -> None:
@@ -392,10 +392,10 @@ def int8(arguments: argparse.Namespace, detector: Path, model_dir: Path, setting
 
     rates = interleaved(arguments.rounds, {name: block(name) for name in sessions})
     per_round = [rate / base for rate, base in zip(rates["int8"], rates["fp32"], strict=True)]
-    print(f"\n== int8 ({report.frames} calibration frames, {quantize_seconds:.0f} s to quantise; {report.float_nodes} post-processing nodes in float), {arguments.rounds} interleaved rounds of {arguments.frames} frames")
-    print(f"fp32: {np.median(rates['fp32']):.2f} frames/s, int8: {np.median(rates['int8']):.2f} frames/s; int8/fp32 {spread(per_round)}")
+    print(f"\n== int8 ({report.frames} calibration frames, {quantize_seconds:.0f} " f"s to quantise; {report.float_nodes} post-processing nodes in float), " f"{arguments.rounds} interleaved rounds of {arguments.frames} frames")
+    print(f"fp32: {np.median(rates['fp32']):.2f} frames/s, int8: " f"{np.median(rates['int8']):.2f} frames/s; int8/fp32 {spread(per_round)}")
     print(
-        f"agreement on {len(tensors)} unseen frames, fp32's 100 best anchors each: box IoU median {np.median(ious):.3f}, min {min(ious):.3f}; "
+        f"agreement on {len(tensors)} unseen frames, fp32's 100 best anchors " f"each: box IoU median {np.median(ious):.3f}, min {min(ious):.3f}; "
         f"score error median {np.median(score_errors):.5f}, max {max(score_errors):.5f}; "
         f"fp32 detections (NMS, top 20) found by int8 at IoU >= 0.5: {kept}/{total}"
     )

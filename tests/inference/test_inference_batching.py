@@ -6,8 +6,9 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -21,7 +22,7 @@ from inference.engine import CatWatcherEngine
 
 # Thresholds low enough that the placeholder detector's faint scores become dozens of detections
 # (and identifier crops) per frame, so the comparison covers NMS, box mapping and identification.
-FAINT = {"presence_threshold": 0.001, "confidence_threshold": 0.0025}
+FAINT: dict[str, Any] = {"presence_threshold": 0.001, "confidence_threshold": 0.0025}
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,12 @@ def test_a_batch_larger_than_max_batch_runs_in_chunks(model_dir: Path, frames: l
     engine = CatWatcherEngine.load(make_settings(model_dir, identifier=None, max_batch=2, **FAINT).inference)
     sizes: list[int] = []
     real_run = engine.runtime.run
-    engine.runtime.run = lambda name, feeds: sizes.append(next(iter(feeds.values())).shape[0]) or real_run(name, feeds)  # type: ignore[method-assign]
+
+    def recording_run(name: str, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        sizes.append(next(iter(feeds.values())).shape[0])
+        return real_run(name, feeds)
+
+    engine.runtime.run = recording_run  # type: ignore[method-assign]
     results = engine.infer_batch([engine.prepare(frame) for frame in frames[:3]])
     assert sizes == [2, 1]
     assert results == [engine.infer(engine.prepare(frame)) for frame in frames[:3]]
@@ -127,7 +133,7 @@ def test_a_failed_run_fails_its_frames_only() -> None:
 def test_a_cancelled_request_leaves_the_queue() -> None:
     recorder = Recorder(delay=0.2)
 
-    async def scenario() -> list[object]:
+    async def scenario() -> tuple[int | BaseException, ...]:
         batcher: MicroBatcher[int, int] = MicroBatcher(recorder, max_batch=1, max_batch_wait=0.0, max_concurrent_runs=1)
         first = asyncio.ensure_future(batcher.submit(1))
         await asyncio.sleep(0.05)  # 1 is running; 2 waits for the slot
@@ -148,7 +154,12 @@ def test_the_service_batches_concurrent_requests(model_dir: Path, frames: list[b
     alone = {frame: engine.infer(engine.prepare(frame))["detections"] for frame in frames}
     sizes: list[int] = []
     real_infer_batch = engine.infer_batch
-    engine.infer_batch = lambda batch: sizes.append(len(batch)) or real_infer_batch(batch)  # type: ignore[method-assign]
+
+    def recording_infer_batch(batch: Sequence[Any]) -> list[dict[str, Any]]:
+        sizes.append(len(batch))
+        return real_infer_batch(batch)
+
+    engine.infer_batch = recording_infer_batch  # type: ignore[method-assign]
     app = create_app(settings, load_engine=lambda on_status: engine)
 
     async def burst() -> list[httpx.Response]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from typing import Any
 
 import numpy as np
 import pytest
@@ -155,6 +156,7 @@ def test_fast_jpeg_decode_scales_like_pillow_draft(width: int, height: int) -> N
     target = lambda w, h: (box.resized_width, box.resized_height)  # noqa: E731
     pixels, size = decode_pixels(data, 40_000_000, target_size=target)
     reference, _ = decode_image(data, 40_000_000, target_size=target)
+    assert isinstance(pixels, np.ndarray), "a baseline JPEG takes the fast decoder"
     assert size == (width, height) and pixels.dtype == np.uint8
     # libjpeg-turbo scales by any n/8 (Pillow's draft by 1/2, 1/4, 1/8): never below the target, never above Pillow.
     assert box.resized_height <= pixels.shape[0] <= reference.size[1] and box.resized_width <= pixels.shape[1] <= reference.size[0]
@@ -182,7 +184,12 @@ def test_only_baseline_jpegs_take_the_fast_decoder(monkeypatch: pytest.MonkeyPat
 
     calls: list[int] = []
     real = imaging.simplejpeg.decode_jpeg
-    monkeypatch.setattr(imaging.simplejpeg, "decode_jpeg", lambda data, **options: calls.append(len(data)) or real(data, **options))
+
+    def recording(data: bytes, **options: Any) -> Any:
+        calls.append(len(data))
+        return real(data, **options)
+
+    monkeypatch.setattr(imaging.simplejpeg, "decode_jpeg", recording)
     frame = photo_like(320, 240)
     progressive = io.BytesIO()
     frame.save(progressive, "JPEG", progressive=True)
