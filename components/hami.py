@@ -1,0 +1,321 @@
+"""Hami: HAMi (Project-HAMi, chart `hami`) as the device plugin and scheduler of some or all GPU
+nodes, with hard per-pod GPU memory caps (`nvidia.com/gpumem`).
+
+The GPU Operator keeps the driver, the toolkit and DCGM; its own device plugin must not run
+where HAMi's does (both register `nvidia.com/gpu` with the kubelet). The caller turns it off
+cluster-wide (operator value `devicePlugin.enabled: false`) or this component labels each HAMi
+node `nvidia.com/gpu.deploy.device-plugin=false`, which the operator keeps (it only fills in
+absent or empty deploy labels: NVIDIA/gpu-operator controllers/state_manager.go,
+addGPUStateLabels).
+
+Facts about the chart (version, value paths, labels, metric names) are data:
+components/data/hami_chart.yaml and hami_value_paths.txt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+import yaml
+
+DEPLOY_DEVICE_PLUGIN_LABEL = "nvidia.com/gpu.deploy.device-plugin"
+# Set by the GPU Operator on every node with an NVIDIA GPU (controllers/state_manager.go).
+GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
+# Where the GPU Operator's validator marks the toolkit ready; the chart's init container waits on it.
+TOOLKIT_READY_DIR = "/run/nvidia/validations"
+# kube-scheduler from the Kubernetes project's registry. The chart's default mirror
+# (registry.cn-hangzhou.aliyuncs.com) is slow or unreachable outside China; the tag stays the
+# chart's choice: the cluster's own version without a `+k3s1`-style suffix (strippedKubeVersion).
+KUBE_SCHEDULER_IMAGE = {"registry": "registry.k8s.io", "repository": "kube-scheduler"}
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+
+# Alert threshold: share of the pod's gpumem cap in use.
+CAP_RATIO = 0.9
+
+
+@dataclass(frozen=True)
+class HamiFacts:
+    chart: str
+    version: str
+    repository: str
+    gpu_resource: str
+    memory_resource: str
+    cores_resource: str
+    scheduler_name: str
+    device_split_count: int
+    node_selector: Mapping[str, str]
+    minimum_compute_capability: tuple[int, int]
+    value_paths: frozenset[str]
+    free_form_maps: tuple[str, ...]
+    components: Mapping[str, str]
+    metrics_ports: Mapping[str, str]
+    device_plugin_metrics: Mapping[str, frozenset[str]]
+    scheduler_metrics: Mapping[str, frozenset[str]]
+
+
+@cache
+def facts() -> HamiFacts:
+    data_dir = resources.files("components.data")
+    data = yaml.safe_load(data_dir.joinpath("hami_chart.yaml").read_text())
+    paths_text = data_dir.joinpath("hami_value_paths.txt").read_text()
+    value_paths = {line for line in paths_text.splitlines() if line and not line.startswith("#")}
+    major, minor = data["minimumComputeCapability"].split(".")
+    return HamiFacts(
+        chart=data["chart"],
+        version=data["version"],
+        repository=data["repository"],
+        gpu_resource=data["resources"]["gpu"],
+        memory_resource=data["resources"]["memory"],
+        cores_resource=data["resources"]["cores"],
+        scheduler_name=data["schedulerName"],
+        device_split_count=data["deviceSplitCount"],
+        node_selector=dict(data["nodeSelector"]),
+        minimum_compute_capability=(int(major), int(minor)),
+        value_paths=frozenset(value_paths | set(data["templateOnlyPaths"])),
+        free_form_maps=tuple(data["freeFormMaps"]),
+        components=dict(data["components"]),
+        metrics_ports=dict(data["metricsPorts"]),
+        device_plugin_metrics={k: frozenset(v) for k, v in data["devicePluginMetrics"].items()},
+        scheduler_metrics={k: frozenset(v) for k, v in data["schedulerMetrics"].items()},
+    )
+
+
+def node_labels() -> dict[str, str]:
+    """Labels of a HAMi node: the chart's device-plugin selector, and the operator's own device
+    plugin kept off it."""
+    return {**facts().node_selector, DEPLOY_DEVICE_PLUGIN_LABEL: "false"}
+
+
+@dataclass(frozen=True)
+class HamiArgs:
+    namespace: str
+    runtime_class: str | None
+    # Nodes to label for HAMi (mixed stacks). Empty: HAMi runs on every GPU node, and the
+    # caller has turned the operator's device plugin off cluster-wide.
+    nodes: Sequence[str] = ()
+    release_name: str = "hami"
+    chart_version: str = field(default_factory=lambda: facts().version)
+    repository: str = field(default_factory=lambda: facts().repository)
+    device_split_count: int = field(default_factory=lambda: facts().device_split_count)
+    timeout_seconds: int = 600
+    service_monitor: bool = True
+    prometheus_labels: Mapping[str, str] = field(default_factory=dict)
+    app_namespace: pulumi.Input[str] = "cat-watcher"  # whose pods the gpumem-cap alert watches
+    # The GPU Operator's release (and its device plugin's removal) comes first.
+    depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
+
+
+def hami_values(args: HamiArgs) -> dict[str, Any]:
+    """The chart values we set; every key path exists in the chart (unknown_value_paths)."""
+    if args.nodes:
+        selector: dict[str, Any] = dict(facts().node_selector)
+    else:
+        # Every GPU node; null removes the chart's default `gpu: "on"` key in Helm's merge.
+        selector = {key: None for key in facts().node_selector} | {GPU_PRESENT_LABEL: "true"}
+    device_plugin: dict[str, Any] = {
+        "deviceSplitCount": args.device_split_count,
+        "nvidiaNodeSelector": selector,
+        "tolerations": [dict(GPU_TOLERATION)],
+        # Start only once the operator's toolkit works on the node (the validator's marker).
+        "gpuOperatorToolkitReady": {"enabled": True, "hostPath": TOOLKIT_READY_DIR},
+        # Metrics stay inside the cluster: our ServiceMonitor scrapes the Service.
+        "service": {"type": "ClusterIP"},
+        # The operator owns the `nvidia` RuntimeClass.
+        "createRuntimeClass": False,
+    }
+    if args.runtime_class:
+        # HAMi hands a GPU over as NVIDIA_VISIBLE_DEVICES; the nvidia runtime turns that into
+        # devices. Under the operator's CDI default that takes the `nvidia` RuntimeClass, for the
+        # plugin itself and (added by HAMi's webhook) for every GPU pod.
+        device_plugin["runtimeClassName"] = args.runtime_class
+    return {
+        "devicePlugin": device_plugin,
+        "scheduler": {
+            "kubeScheduler": {"image": dict(KUBE_SCHEDULER_IMAGE)},
+            # The webhook is reached through the Service; nothing needs the default NodePorts.
+            "service": {"type": "ClusterIP"},
+        },
+    }
+
+
+def value_paths(values: Mapping[str, Any], prefix: str = "") -> Iterator[str]:
+    """Leaf key paths of a values tree (`devicePlugin.service.type`); lists are leaves."""
+    for key, value in values.items():
+        path = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, Mapping) and value:
+            yield from value_paths(value, path)
+        else:
+            yield path
+
+
+def unknown_value_paths(values: Mapping[str, Any]) -> list[str]:
+    """Keys the chart neither lists nor reads: Helm would ignore them silently."""
+    known = facts()
+    return sorted(
+        path
+        for path in value_paths(values)
+        if path not in known.value_paths and not any(path.startswith(f"{m}.") for m in known.free_form_maps)
+    )
+
+
+def selector_labels(release_name: str, component: str) -> dict[str, str]:
+    """The chart's Service selector labels of one component (templates/_helpers.tpl)."""
+    return {
+        "app.kubernetes.io/component": facts().components[component],
+        "app.kubernetes.io/name": facts().chart,
+        "app.kubernetes.io/instance": release_name,
+    }
+
+
+def service_monitor_spec(namespace: str, release_name: str, component: str) -> dict[str, Any]:
+    """Scrape one HAMi component. honorLabels: the device plugin's series name the workload's
+    `namespace`, `pod` and `container`; without it Prometheus renames them `exported_*`."""
+    return {
+        "selector": {"matchLabels": selector_labels(release_name, component)},
+        "namespaceSelector": {"matchNames": [namespace]},
+        "endpoints": [{"port": facts().metrics_ports[component], "path": "/metrics", "interval": "15s",
+                       "honorLabels": True}],
+    }
+
+
+def monitor_job(release_name: str) -> str:
+    """The Prometheus job of the device plugin's metrics: its Service's name."""
+    fullname = release_name if facts().chart in release_name else f"{release_name}-{facts().chart}"
+    return f"{fullname}-device-plugin-monitor"
+
+
+def alert_rules(app_namespace: str, release_name: str) -> list[dict[str, Any]]:
+    app = f'namespace="{app_namespace}"'
+    used, limit = "hami_vgpu_memory_used_bytes", "hami_vgpu_memory_limit_bytes"
+    job = monitor_job(release_name)
+    return [
+        {
+            "alert": "CatWatcherPodNearGpuMemCap",
+            # A zero limit means uncapped (HAMi-core reads 0 as no limit): leave those out.
+            "expr": f"max by (namespace, pod, container) ({used}{{{app}}} / ({limit}{{{app}}} > 0)) > {CAP_RATIO}",
+            "for": "5m",
+            "labels": {"severity": "warning"},
+            "annotations": {
+                "summary": "Cat Watcher pod {{ $labels.pod }} uses over "
+                f"{CAP_RATIO:.0%} of its HAMi GPU memory cap",
+                "description": "HAMi refuses any allocation past the pod's nvidia.com/gpumem: the CUDA "
+                "context, cuDNN workspaces and the ONNX Runtime arena all count. The next one may fail "
+                "and degrade the pod to CPU. Raise memoryPerPodMb or lower the load.",
+            },
+        },
+        {
+            "alert": "CatWatcherHamiMetricsAbsent",
+            "expr": f'absent(up{{job="{job}"}} == 1)',
+            "for": "10m",
+            "labels": {"severity": "warning"},
+            "annotations": {
+                "summary": "No HAMi device-plugin metrics target is up",
+                "description": f"Prometheus scrapes no `{job}` target: the gpumem-cap alert is blind. "
+                "Check the hami-device-plugin DaemonSet and the ServiceMonitor's labels.",
+            },
+        },
+    ]
+
+
+def prometheus_rule_spec(app_namespace: str, release_name: str) -> dict[str, Any]:
+    return {"groups": [{"name": "cat-watcher-hami", "rules": alert_rules(app_namespace, release_name)}]}
+
+
+class Hami(pulumi.ComponentResource):
+    """Creates HAMi's namespace (Pod Security privileged: its device plugin is privileged with
+    hostPID), the pinned `hami` Helm release, a label patch on every named HAMi node (`gpu=on`,
+    `nvidia.com/gpu.deploy.device-plugin=false`) and, with `service_monitor`, ServiceMonitors for
+    the device plugin's and the scheduler's metrics plus a PrometheusRule alerting when a pod
+    nears its gpumem cap.
+
+    Outputs: `release_name`, `scheduler_name` (pods name it so the webhook cannot be bypassed),
+    `namespace`. `ready` lists what GPU workloads must wait for.
+    """
+
+    def __init__(self, name: str, args: HamiArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("catwatcher:index:Hami", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        if args.chart_version != facts().version:
+            raise ValueError(f"hami chart {args.chart_version}: only {facts().version} has known values")
+        values = hami_values(args)
+        if unknown := unknown_value_paths(values):
+            raise ValueError(f"hami {args.chart_version} has no values {', '.join(unknown)}")
+
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata={
+                "name": args.namespace,
+                "labels": {
+                    "pod-security.kubernetes.io/enforce": "privileged",
+                    # HAMi's own pods are not GPU workloads for its webhook.
+                    "hami.io/webhook": "ignore",
+                },
+            },
+            opts=child,
+        )
+        node_patches = [
+            k8s.core.v1.NodePatch(
+                f"{name}-node-{node}",
+                metadata={
+                    "name": node,
+                    "labels": node_labels(),
+                    # Node objects belong to the kubelet: only take over these label fields.
+                    "annotations": {"pulumi.com/patchForce": "true"},
+                },
+                opts=child,
+            )
+            for node in args.nodes
+        ]
+        release = k8s.helm.v3.Release(
+            name,
+            name=args.release_name,
+            chart=facts().chart,
+            version=args.chart_version,
+            repository_opts={"repo": args.repository},
+            namespace=namespace.metadata["name"],
+            values=values,
+            timeout=args.timeout_seconds,
+            # The operator's plugin must be gone from HAMi nodes before HAMi's registers there.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*args.depends_on, *node_patches]),
+        )
+
+        monitors: list[str] = []
+        if args.service_monitor:
+            release_name = args.release_name
+            # (logical suffix, kind, name, namespace, spec from the resolved namespace)
+            objects: list[tuple[str, str, str, pulumi.Input[str], Any]] = [
+                (f"{component}-monitor", "ServiceMonitor", facts().components[component], namespace.metadata["name"],
+                 lambda ns, component=component: service_monitor_spec(ns, release_name, component))
+                for component in ("devicePlugin", "scheduler")
+            ]
+            objects.append(("rules", "PrometheusRule", "cat-watcher-hami", args.app_namespace,
+                            lambda ns: prometheus_rule_spec(ns, release_name)))
+            for suffix, kind, object_name, object_namespace, spec in objects:
+                k8s.apiextensions.CustomResource(
+                    f"{name}-{suffix}",
+                    api_version="monitoring.coreos.com/v1",
+                    kind=kind,
+                    metadata={"name": object_name, "namespace": object_namespace,
+                              "labels": dict(args.prometheus_labels)},
+                    spec=pulumi.Output.from_input(object_namespace).apply(spec),
+                    opts=child,
+                )
+                if kind == "ServiceMonitor":
+                    monitors.append(object_name)
+
+        self.release_name: pulumi.Output[str] = release.name
+        self.scheduler_name: str = facts().scheduler_name
+        self.namespace: pulumi.Output[str] = namespace.metadata["name"]
+        self.service_monitors: list[str] = monitors
+        self.ready: list[pulumi.Resource] = [release]
+        self.register_outputs(
+            {"release_name": self.release_name, "scheduler_name": self.scheduler_name,
+             "namespace": self.namespace, "service_monitors": monitors}
+        )
