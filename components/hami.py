@@ -8,21 +8,18 @@ node `nvidia.com/gpu.deploy.device-plugin=false`, which the operator keeps (it o
 absent or empty deploy labels: NVIDIA/gpu-operator controllers/state_manager.go,
 addGPUStateLabels).
 
-Facts about the chart (version, value paths, labels, metric names) are data:
-components/data/hami_chart.yaml and hami_value_paths.txt.
+The chart's facts (version, value paths, resource names) are data the planner checks against
+(infra/data/hami_chart.yaml); tests check this module's constants against the same data.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
-from importlib import resources
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
-import yaml
 
 DEPLOY_DEVICE_PLUGIN_LABEL = "nvidia.com/gpu.deploy.device-plugin"
 # Set by the GPU Operator on every node with an NVIDIA GPU (controllers/state_manager.go).
@@ -39,70 +36,36 @@ GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSc
 CAP_RATIO = 0.9
 
 
-@dataclass(frozen=True)
-class HamiFacts:
-    chart: str
-    version: str
-    repository: str
-    gpu_resource: str
-    memory_resource: str
-    cores_resource: str
-    scheduler_name: str
-    device_split_count: int
-    node_selector: Mapping[str, str]
-    minimum_compute_capability: tuple[int, int]
-    value_paths: frozenset[str]
-    free_form_maps: tuple[str, ...]
-    components: Mapping[str, str]
-    metrics_ports: Mapping[str, str]
-    device_plugin_metrics: Mapping[str, frozenset[str]]
-    scheduler_metrics: Mapping[str, frozenset[str]]
-
-
-@cache
-def facts() -> HamiFacts:
-    data_dir = resources.files("components.data")
-    data = yaml.safe_load(data_dir.joinpath("hami_chart.yaml").read_text())
-    paths_text = data_dir.joinpath("hami_value_paths.txt").read_text()
-    value_paths = {line for line in paths_text.splitlines() if line and not line.startswith("#")}
-    major, minor = data["minimumComputeCapability"].split(".")
-    return HamiFacts(
-        chart=data["chart"],
-        version=data["version"],
-        repository=data["repository"],
-        gpu_resource=data["resources"]["gpu"],
-        memory_resource=data["resources"]["memory"],
-        cores_resource=data["resources"]["cores"],
-        scheduler_name=data["schedulerName"],
-        device_split_count=data["deviceSplitCount"],
-        node_selector=dict(data["nodeSelector"]),
-        minimum_compute_capability=(int(major), int(minor)),
-        value_paths=frozenset(value_paths | set(data["templateOnlyPaths"])),
-        free_form_maps=tuple(data["freeFormMaps"]),
-        components=dict(data["components"]),
-        metrics_ports=dict(data["metricsPorts"]),
-        device_plugin_metrics={k: frozenset(v) for k, v in data["devicePluginMetrics"].items()},
-        scheduler_metrics={k: frozenset(v) for k, v in data["schedulerMetrics"].items()},
-    )
+CHART = "hami"
+SCHEDULER_NAME = "hami-scheduler"
+# The chart's device-plugin node selector (values.yaml devicePlugin.nvidiaNodeSelector).
+NODE_SELECTOR = {"gpu": "on"}
+# The chart's component labels and metrics ports (templates/device-plugin/monitorservice.yaml,
+# templates/scheduler/service.yaml); selector labels add app.kubernetes.io/name and /instance.
+COMPONENT_LABELS = {"devicePlugin": "hami-device-plugin", "scheduler": "hami-scheduler"}
+METRICS_PORTS = {"devicePlugin": "monitorport", "scheduler": "monitor"}
+# vGPUmonitor's per-container series (cmd/vGPUmonitor/metrics.go), bytes.
+VGPU_MEMORY_USED = "hami_vgpu_memory_used_bytes"
+VGPU_MEMORY_LIMIT = "hami_vgpu_memory_limit_bytes"
 
 
 def node_labels() -> dict[str, str]:
     """Labels of a HAMi node: the chart's device-plugin selector, and the operator's own device
     plugin kept off it."""
-    return {**facts().node_selector, DEPLOY_DEVICE_PLUGIN_LABEL: "false"}
+    return {**NODE_SELECTOR, DEPLOY_DEVICE_PLUGIN_LABEL: "false"}
 
 
 @dataclass(frozen=True)
 class HamiArgs:
     namespace: str
+    chart_version: str
+    repository: str
+    device_split_count: int  # the most pods HAMi places on one GPU
     runtime_class: str | None
     # Nodes to label for HAMi (mixed stacks). Empty: HAMi runs on every GPU node, and the
     # caller has turned the operator's device plugin off cluster-wide.
     nodes: Sequence[str] = ()
     release_name: str = "hami"
-    chart_version: str = field(default_factory=lambda: facts().version)
-    repository: str = field(default_factory=lambda: facts().repository)
-    device_split_count: int = field(default_factory=lambda: facts().device_split_count)
     timeout_seconds: int = 600
     service_monitor: bool = True
     prometheus_labels: Mapping[str, str] = field(default_factory=dict)
@@ -112,12 +75,13 @@ class HamiArgs:
 
 
 def hami_values(args: HamiArgs) -> dict[str, Any]:
-    """The chart values we set; every key path exists in the chart (unknown_value_paths)."""
+    """The chart values we set (validation checks every key path against the chart's:
+    infra/hami_chart.py)."""
     if args.nodes:
-        selector: dict[str, Any] = dict(facts().node_selector)
+        selector: dict[str, Any] = dict(NODE_SELECTOR)
     else:
         # Every GPU node; null removes the chart's default `gpu: "on"` key in Helm's merge.
-        selector = {key: None for key in facts().node_selector} | {GPU_PRESENT_LABEL: "true"}
+        selector = {key: None for key in NODE_SELECTOR} | {GPU_PRESENT_LABEL: "true"}
     device_plugin: dict[str, Any] = {
         "deviceSplitCount": args.device_split_count,
         "nvidiaNodeSelector": selector,
@@ -144,31 +108,11 @@ def hami_values(args: HamiArgs) -> dict[str, Any]:
     }
 
 
-def value_paths(values: Mapping[str, Any], prefix: str = "") -> Iterator[str]:
-    """Leaf key paths of a values tree (`devicePlugin.service.type`); lists are leaves."""
-    for key, value in values.items():
-        path = f"{prefix}.{key}" if prefix else key
-        if isinstance(value, Mapping) and value:
-            yield from value_paths(value, path)
-        else:
-            yield path
-
-
-def unknown_value_paths(values: Mapping[str, Any]) -> list[str]:
-    """Keys the chart neither lists nor reads: Helm would ignore them silently."""
-    known = facts()
-    return sorted(
-        path
-        for path in value_paths(values)
-        if path not in known.value_paths and not any(path.startswith(f"{m}.") for m in known.free_form_maps)
-    )
-
-
 def selector_labels(release_name: str, component: str) -> dict[str, str]:
     """The chart's Service selector labels of one component (templates/_helpers.tpl)."""
     return {
-        "app.kubernetes.io/component": facts().components[component],
-        "app.kubernetes.io/name": facts().chart,
+        "app.kubernetes.io/component": COMPONENT_LABELS[component],
+        "app.kubernetes.io/name": CHART,
         "app.kubernetes.io/instance": release_name,
     }
 
@@ -179,20 +123,20 @@ def service_monitor_spec(namespace: str, release_name: str, component: str) -> d
     return {
         "selector": {"matchLabels": selector_labels(release_name, component)},
         "namespaceSelector": {"matchNames": [namespace]},
-        "endpoints": [{"port": facts().metrics_ports[component], "path": "/metrics", "interval": "15s",
+        "endpoints": [{"port": METRICS_PORTS[component], "path": "/metrics", "interval": "15s",
                        "honorLabels": True}],
     }
 
 
 def monitor_job(release_name: str) -> str:
     """The Prometheus job of the device plugin's metrics: its Service's name."""
-    fullname = release_name if facts().chart in release_name else f"{release_name}-{facts().chart}"
+    fullname = release_name if CHART in release_name else f"{release_name}-{CHART}"
     return f"{fullname}-device-plugin-monitor"
 
 
 def alert_rules(app_namespace: str, release_name: str) -> list[dict[str, Any]]:
     app = f'namespace="{app_namespace}"'
-    used, limit = "hami_vgpu_memory_used_bytes", "hami_vgpu_memory_limit_bytes"
+    used, limit = VGPU_MEMORY_USED, VGPU_MEMORY_LIMIT
     job = monitor_job(release_name)
     return [
         {
@@ -242,11 +186,7 @@ class Hami(pulumi.ComponentResource):
         super().__init__("catwatcher:index:Hami", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
-        if args.chart_version != facts().version:
-            raise ValueError(f"hami chart {args.chart_version}: only {facts().version} has known values")
         values = hami_values(args)
-        if unknown := unknown_value_paths(values):
-            raise ValueError(f"hami {args.chart_version} has no values {', '.join(unknown)}")
 
         namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",
@@ -276,7 +216,7 @@ class Hami(pulumi.ComponentResource):
         release = k8s.helm.v3.Release(
             name,
             name=args.release_name,
-            chart=facts().chart,
+            chart=CHART,
             version=args.chart_version,
             repository_opts={"repo": args.repository},
             namespace=namespace.metadata["name"],
@@ -291,7 +231,7 @@ class Hami(pulumi.ComponentResource):
             release_name = args.release_name
             # (logical suffix, kind, name, namespace, spec from the resolved namespace)
             objects: list[tuple[str, str, str, pulumi.Input[str], Any]] = [
-                (f"{component}-monitor", "ServiceMonitor", facts().components[component], namespace.metadata["name"],
+                (f"{component}-monitor", "ServiceMonitor", COMPONENT_LABELS[component], namespace.metadata["name"],
                  lambda ns, component=component: service_monitor_spec(ns, release_name, component))
                 for component in ("devicePlugin", "scheduler")
             ]
@@ -311,7 +251,7 @@ class Hami(pulumi.ComponentResource):
                     monitors.append(object_name)
 
         self.release_name: pulumi.Output[str] = release.name
-        self.scheduler_name: str = facts().scheduler_name
+        self.scheduler_name: str = SCHEDULER_NAME
         self.namespace: pulumi.Output[str] = namespace.metadata["name"]
         self.service_monitors: list[str] = monitors
         self.ready: list[pulumi.Resource] = [release]

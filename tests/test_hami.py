@@ -15,21 +15,20 @@ import pulumi
 import pytest
 import yaml
 
+from components import hami as component
 from components.hami import (
     DEPLOY_DEVICE_PLUGIN_LABEL,
     GPU_PRESENT_LABEL,
     Hami,
     HamiArgs,
     alert_rules,
-    facts,
     hami_values,
     monitor_job,
     node_labels,
     prometheus_rule_spec,
     selector_labels,
-    unknown_value_paths,
-    value_paths,
 )
+from infra.hami_chart import facts, unknown_value_paths, value_paths
 from tests.monitoring_schema import SCHEMAS
 from tests.promql_check import violations
 
@@ -45,11 +44,11 @@ def reference_values(reference) -> dict[str, Any]:
 
 def test_value_paths_are_the_charts(reference):
     listed = frozenset(value_paths(reference_values(reference)))
-    template_only = facts().value_paths - listed
-    assert listed <= facts().value_paths
+    assert facts().value_paths - facts().template_only_paths == listed
     # What values.yaml does not list, the templates read (charts/hami/templates at v2.10.0).
-    assert template_only == {"scheduler.nodeLabelSelector", "scheduler.nodeSelector",
-                             "scheduler.admissionWebhook.objectSelector.matchLabels"}
+    assert facts().template_only_paths == {"scheduler.nodeLabelSelector", "scheduler.nodeSelector",
+                                           "scheduler.admissionWebhook.objectSelector.matchLabels"}
+    assert not facts().template_only_paths & listed
 
 
 def test_chart_identity_is_pinned(reference):
@@ -68,6 +67,14 @@ def test_resource_names_and_defaults_are_the_charts(reference):
     assert values["devicePlugin"]["nvidiaNodeSelector"] == dict(facts().node_selector) == {"gpu": "on"}
 
 
+def test_the_components_chart_constants_are_the_facts():
+    assert component.CHART == facts().chart and component.SCHEDULER_NAME == facts().scheduler_name
+    assert component.NODE_SELECTOR == dict(facts().node_selector)
+    assert component.COMPONENT_LABELS == dict(facts().components)
+    assert component.METRICS_PORTS == dict(facts().metrics_ports)
+    assert {component.VGPU_MEMORY_USED, component.VGPU_MEMORY_LIMIT} <= set(facts().device_plugin_metrics)
+
+
 def test_the_examples_ask_only_for_resources_we_know(reference):
     known = {facts().gpu_resource, facts().memory_resource, facts().cores_resource,
              "nvidia.com/gpumem-percentage", "nvidia.com/priority"}
@@ -83,7 +90,8 @@ def test_the_examples_ask_only_for_resources_we_know(reference):
 # --- values ----------------------------------------------------------------------------------
 
 def args(**overrides) -> HamiArgs:
-    return HamiArgs(**{"namespace": "hami-system", "runtime_class": "nvidia", **overrides})
+    return HamiArgs(**{"namespace": "hami-system", "chart_version": "2.10.0", "runtime_class": "nvidia",
+                       "repository": "https://project-hami.github.io/HAMi/", "device_split_count": 10, **overrides})
 
 
 @pytest.mark.parametrize("nodes", [(), ("gpu-1", "gpu-2")], ids=["every-gpu-node", "named-nodes"])
@@ -193,11 +201,6 @@ def test_component_labels_named_nodes():
 def test_component_without_prometheus_operator_makes_no_crd_objects():
     resources = build(lambda: Hami("hami", args(service_monitor=False)))
     assert [r for r in resources if r.typ.startswith("kubernetes:monitoring.coreos.com")] == []
-
-
-def test_component_refuses_a_chart_version_without_facts():
-    with pytest.raises(Exception, match="only 2.10.0"):
-        build(lambda: Hami("hami", args(chart_version="2.9.0")))
 
 
 def test_service_monitors_select_the_charts_services_with_workload_labels():
