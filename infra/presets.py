@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from infra.model import GpuPreset
+from infra.sharing import backend_for
 
 PRESETS_FILE = "gpu_presets.yaml"
 
@@ -51,12 +52,7 @@ def markdown_table(presets: dict[str, GpuPreset] | None = None) -> str:
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for key, preset in (presets or catalogue()).items():
-        recommended = preset.recommended
-        if recommended.sharing == "mig" and preset.mig:
-            layout = ", ".join(f"{count} x {profile}" for profile, count in preset.mig.recommended_layout.items())
-            advice = f"mig ({layout})"
-        else:
-            advice = f"{recommended.sharing} x{recommended.replicas}, {recommended.memory_per_pod_mb} MiB per pod"
+        advice = backend_for(preset.recommended.sharing).describe_recommendation(preset)
         mig = ", ".join(preset.mig.profiles) if preset.mig else "-"
         mps = "yes" if preset.mps_capable else "no"
         rows.append(
