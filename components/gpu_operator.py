@@ -51,6 +51,9 @@ class GpuOperatorArgs:
     dcgm_exporter_env: Sequence[Mapping[str, str]] = field(default_factory=tuple)
     timeout_seconds: int = 900
     restart_image: str = "registry.k8s.io/kubectl:v1.33.4"
+    # False when no operator device plugin reads the sharing config (every GPU is HAMi's):
+    # the restart Job would wait for a DaemonSet the operator never creates.
+    restart_device_plugin: bool = True
 
 
 def operator_values(args: GpuOperatorArgs) -> dict[str, Any]:
@@ -155,10 +158,10 @@ def restart_job_spec(content_hash: str, image: str, service_account: str) -> dic
 
 class GpuOperator(pulumi.ComponentResource):
     """Creates the `gpu-operator` Helm release wired to the sharing (and MIG) ConfigMaps, and the
-    device-plugin restart: a ServiceAccount, Role and RoleBinding, and a Job keyed by the sharing
-    config's content hash.
+    device-plugin restart (unless no operator device plugin runs): a ServiceAccount, Role and
+    RoleBinding, and a Job keyed by the sharing config's content hash.
 
-    Outputs: `release_name`, `restart_job_name`. `ready` lists what workloads must wait for.
+    Outputs: `release_name`, `restart_job_name` (None without the restart). `ready` lists what workloads must wait for.
     """
 
     def __init__(self, name: str, args: GpuOperatorArgs, opts: pulumi.ResourceOptions | None = None):
@@ -179,41 +182,44 @@ class GpuOperator(pulumi.ComponentResource):
             opts=child,
         )
 
-        service_account = k8s.core.v1.ServiceAccount(
-            f"{name}-{RESTART_NAME}",
-            metadata={"name": RESTART_NAME, "namespace": args.namespace},
-            opts=child,
-        )
-        role = k8s.rbac.v1.Role(
-            f"{name}-{RESTART_NAME}",
-            metadata={"name": RESTART_NAME, "namespace": args.namespace},
-            rules=restart_rbac_rules(),
-            opts=child,
-        )
-        binding = k8s.rbac.v1.RoleBinding(
-            f"{name}-{RESTART_NAME}",
-            metadata={"name": RESTART_NAME, "namespace": args.namespace},
-            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": RESTART_NAME},
-            subjects=[{"kind": "ServiceAccount", "name": RESTART_NAME, "namespace": args.namespace}],
-            opts=child,
-        )
-        job_name = restart_job_name(args.sharing_content_hash)
-        restart = k8s.batch.v1.Job(
-            f"{name}-{RESTART_NAME}",
-            metadata={
-                "name": job_name,
-                "namespace": args.namespace,
-            },
-            spec=restart_job_spec(args.sharing_content_hash, args.restart_image, RESTART_NAME),
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                depends_on=[release, service_account, role, binding],
-                # Waiting for the operator to create the DaemonSet (driver builds included).
-                custom_timeouts=pulumi.CustomTimeouts(create="40m", update="40m"),
-            ),
-        )
+        job_name: str | None = None
+        self.ready: list[pulumi.Resource] = [release]
+        if args.restart_device_plugin:
+            service_account = k8s.core.v1.ServiceAccount(
+                f"{name}-{RESTART_NAME}",
+                metadata={"name": RESTART_NAME, "namespace": args.namespace},
+                opts=child,
+            )
+            role = k8s.rbac.v1.Role(
+                f"{name}-{RESTART_NAME}",
+                metadata={"name": RESTART_NAME, "namespace": args.namespace},
+                rules=restart_rbac_rules(),
+                opts=child,
+            )
+            binding = k8s.rbac.v1.RoleBinding(
+                f"{name}-{RESTART_NAME}",
+                metadata={"name": RESTART_NAME, "namespace": args.namespace},
+                role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": RESTART_NAME},
+                subjects=[{"kind": "ServiceAccount", "name": RESTART_NAME, "namespace": args.namespace}],
+                opts=child,
+            )
+            job_name = restart_job_name(args.sharing_content_hash)
+            restart = k8s.batch.v1.Job(
+                f"{name}-{RESTART_NAME}",
+                metadata={
+                    "name": job_name,
+                    "namespace": args.namespace,
+                },
+                spec=restart_job_spec(args.sharing_content_hash, args.restart_image, RESTART_NAME),
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    depends_on=[release, service_account, role, binding],
+                    # Waiting for the operator to create the DaemonSet (driver builds included).
+                    custom_timeouts=pulumi.CustomTimeouts(create="40m", update="40m"),
+                ),
+            )
+            self.ready.append(restart)
 
         self.release_name: pulumi.Output[str] = release.name
-        self.restart_job_name: str = job_name
-        self.ready: list[pulumi.Resource] = [release, restart]
+        self.restart_job_name: str | None = job_name
         self.register_outputs({"release_name": self.release_name, "restart_job_name": job_name})

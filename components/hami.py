@@ -69,7 +69,7 @@ class HamiArgs:
     timeout_seconds: int = 600
     service_monitor: bool = True
     prometheus_labels: Mapping[str, str] = field(default_factory=dict)
-    app_namespace: pulumi.Input[str] = "cat-watcher"  # whose pods the gpumem-cap alert watches
+    app_namespace: str = "cat-watcher"  # whose pods the gpumem-cap alert watches
     # The GPU Operator's release (and its device plugin's removal) comes first.
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
 
@@ -175,8 +175,8 @@ class Hami(pulumi.ComponentResource):
     """Creates HAMi's namespace (Pod Security privileged: its device plugin is privileged with
     hostPID), the pinned `hami` Helm release, a label patch on every named HAMi node (`gpu=on`,
     `nvidia.com/gpu.deploy.device-plugin=false`) and, with `service_monitor`, ServiceMonitors for
-    the device plugin's and the scheduler's metrics plus a PrometheusRule alerting when a pod
-    nears its gpumem cap.
+    the device plugin's and the scheduler's metrics plus a PrometheusRule (in HAMi's namespace)
+    alerting when a pod of the app's namespace nears its gpumem cap.
 
     Outputs: `release_name`, `scheduler_name` (pods name it so the webhook cannot be bypassed),
     `namespace`. `ready` lists what GPU workloads must wait for.
@@ -235,8 +235,10 @@ class Hami(pulumi.ComponentResource):
                  lambda ns, component=component: service_monitor_spec(ns, release_name, component))
                 for component in ("devicePlugin", "scheduler")
             ]
-            objects.append(("rules", "PrometheusRule", "cat-watcher-hami", args.app_namespace,
-                            lambda ns: prometheus_rule_spec(ns, release_name)))
+            # The rule lives beside HAMi (the app's namespace may not exist yet); Prometheus
+            # operator's default ruleNamespaceSelector ({}) reads every namespace.
+            objects.append(("rules", "PrometheusRule", "cat-watcher-hami", namespace.metadata["name"],
+                            lambda _: prometheus_rule_spec(args.app_namespace, release_name)))
             for suffix, kind, object_name, object_namespace, spec in objects:
                 k8s.apiextensions.CustomResource(
                     f"{name}-{suffix}",

@@ -6,15 +6,24 @@ anything is registered.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import pulumi
 import yaml
 
+from components.hami import HamiArgs, hami_values
+from infra.errors import key_path
+
+if TYPE_CHECKING:
+    from infra.plan import RolloutPlan
+
 DATA_PACKAGE = "infra.data"
+NAMESPACE = "hami-system"
+RELEASE_NAME = "hami"
 
 
 @dataclass(frozen=True)
@@ -85,3 +94,35 @@ def unknown_value_paths(values: Mapping[str, Any]) -> list[str]:
         for path in value_paths(values)
         if path not in known.value_paths and not any(path.startswith(f"{m}.") for m in known.free_form_maps)
     )
+
+
+def hami_args(plan: RolloutPlan, depends_on: Sequence[pulumi.Resource] = ()) -> HamiArgs:
+    """The plan mapped onto the Hami component's args (the program and validation share it)."""
+    config, known = plan.config, facts()
+    groups = plan.hami_groups
+    return HamiArgs(
+        namespace=NAMESPACE,
+        chart_version=known.version,
+        repository=known.repository,
+        device_split_count=known.device_split_count,
+        runtime_class=plan.runtime_class(groups[0]),
+        nodes=tuple(node for group in groups for node in group.nodes),
+        release_name=RELEASE_NAME,
+        service_monitor=config.monitoring.enabled and config.monitoring.service_monitor,
+        prometheus_labels=dict(config.monitoring.prometheus_labels),
+        app_namespace=config.app.namespace,
+        depends_on=tuple(depends_on),
+    )
+
+
+def hami_value_problems(plan: RolloutPlan) -> list[tuple[str, str]]:
+    """The HAMi chart values this plan would set, checked against the chart's keys."""
+    if not plan.hami_groups:
+        return []
+    if unknown := unknown_value_paths(hami_values(hami_args(plan))):
+        path = plan.hami_groups[0]
+        return [(
+            key_path("gpu", "sharing") if not path.nodes else key_path("nodeGroups"),
+            f"hami {facts().version} has no values {', '.join(unknown)}; this stack needs them",
+        )]
+    return []

@@ -112,6 +112,7 @@ def gpu_operator_args(
         dcgm_exporter_env=exporter_env(plan.gpu_resources, shared_gpus=plan.shared_gpus),
         timeout_seconds=config.operator.timeout_seconds,
         restart_image=config.operator.restart_image,
+        restart_device_plugin=plan.restarts_device_plugin,
     )
 
 

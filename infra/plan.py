@@ -17,6 +17,8 @@ from infra.distributions import NodeRuntime
 from infra.distributions import resolve as resolve_node_runtime
 from infra.errors import ConfigError
 from infra.model import CredentialsSpec, GpuPreset, GpuSpec, MigStrategy, StackConfig, is_image_pinned
+from infra.hami_chart import hami_value_problems
+from infra.sharing.hami import Hami
 from infra.operator_chart import chart_version_problem, operator_value_problems
 from infra.sharing import backend_for
 from infra.sharing.base import GroupRequest, MigPlan, NodeGroupPlan, Problems
@@ -77,6 +79,21 @@ class RolloutPlan:
         return values
 
     @cached_property
+    def restarts_device_plugin(self) -> bool:
+        """Whether the operator's device plugin reads a sharing config here (and must restart on
+        its change); not when every GPU is HAMi's and the operator's plugin is off."""
+        return any(group.backend.config_readers(group) for group in self.groups)
+
+    @cached_property
+    def hami_groups(self) -> tuple[NodeGroupPlan, ...]:
+        """Groups whose GPUs HAMi's device plugin and scheduler own."""
+        return tuple(group for group in self.groups if isinstance(group.backend, Hami))
+
+    def runtime_class(self, group: NodeGroupPlan) -> str | None:
+        """The RuntimeClass a group's pods name."""
+        return group.backend.runtime_class(group, self.node_runtime.runtime_class)
+
+    @cached_property
     def credential_variables(self) -> dict[str, str]:
         return credential_variables(self.config.credentials)
 
@@ -133,12 +150,28 @@ def plan_rollout(config: StackConfig, catalogue: Mapping[str, GpuPreset]) -> Rol
             node_runtime = resolve_node_runtime(config.cluster, config.operator)
         except ConfigError as error:
             problems.items.extend(error.problems)
+    if node_runtime is not None:
+        _check_runtime_class(config, groups, node_runtime, problems)
     problems.raise_if_any()
     assert node_runtime is not None
     plan = RolloutPlan(config=config, groups=tuple(groups), node_runtime=node_runtime)
     problems.items.extend(operator_value_problems(plan))
+    problems.items.extend(hami_value_problems(plan))
     problems.raise_if_any()
     return plan
+
+
+def _check_runtime_class(config: StackConfig, groups: list[NodeGroupPlan], runtime: NodeRuntime, problems: _Problems) -> None:
+    if not runtime.cdi_nri_plugin:
+        return
+    for group in groups:
+        if group.backend.needs_runtime_class:
+            problems.add(
+                ("cluster", "useNriPlugin"),
+                f"sharing: {group.sharing} (node group {group.name}) hands GPUs over as NVIDIA_VISIBLE_DEVICES, "
+                "which needs the nvidia RuntimeClass the NRI plugin setup does not create; set useNriPlugin: false",
+            )
+            return
 
 
 def _group_specs(
@@ -269,6 +302,8 @@ def _plan_group(
     before = len(problems.items)
 
     backend.check_spec(request, problems)
+    if spec.gpu_cores_per_pod is not None and not backend.limits_gpu_cores:
+        problems.add((*path, "gpuCoresPerPod"), f"only valid with sharing: hami (sharing is {sharing})")
     devices = backend.plan_devices(request, problems)
     if devices is None:
         return None
@@ -295,4 +330,5 @@ def _plan_group(
         rename_shared=spec.rename_shared,
         mig=devices.mig,
         inference_replicas=pods,
+        gpu_cores_per_pod=spec.gpu_cores_per_pod,
     )

@@ -19,7 +19,9 @@ from components import (
     SharingConfigArgs,
 )
 from components.cat_watcher import InferenceGroup, NetworkPolicy, PodResources, selector_labels
+from components.hami import Hami
 from infra.errors import PROJECT, ConfigError
+from infra.hami_chart import hami_args
 from infra.operator_chart import gpu_operator_args
 from infra.plan import RolloutPlan, plan_rollout
 from infra.presets import catalogue
@@ -91,6 +93,11 @@ def compose(plan: RolloutPlan) -> None:
         ),
         opts=on_cluster,
     )
+    gpu_ready: list[pulumi.Resource] = list(operator.ready)
+    if plan.hami_groups:
+        # After the operator: its driver and toolkit first, and its own plugin off HAMi's nodes.
+        hami = Hami("hami", hami_args(plan, depends_on=operator.ready), opts=on_cluster)
+        gpu_ready += hami.ready
     app_config = config.app
     app = CatWatcher(
         "cat-watcher",
@@ -107,11 +114,13 @@ def compose(plan: RolloutPlan) -> None:
                     node_selector=group.backend.node_selector(group),
                     gpu_resources=group.backend.pod_resources(group),
                     env=group.backend.pod_env(group),
+                    scheduler_name=group.backend.scheduler_name(group),
+                    runtime_class=plan.runtime_class(group),
                 )
                 for group in plan.groups
             ],
             resources=PodResources(**app_config.resources.model_dump()),
-            gpu_ready=operator.ready,
+            gpu_ready=gpu_ready,
             runtime_class=plan.node_runtime.runtime_class,
             credentials=plan.credential_variables,
             network_policy=NetworkPolicy(

@@ -89,6 +89,7 @@ class NodeGroupPlan:
     rename_shared: bool
     mig: MigPlan | None
     inference_replicas: int
+    gpu_cores_per_pod: int | None = None  # SM share per pod, where the mode enforces one
 
     @property
     def backend(self) -> SharingBackend:
@@ -173,6 +174,16 @@ class SharingBackend(Protocol):
     def describe_recommendation(self, preset: GpuPreset) -> str:
         """The preset table's `recommended sharing` cell."""
 
+    # --- what only some modes need ---
+    limits_gpu_cores: ClassVar[bool]  # whether `gpuCoresPerPod` means anything here
+    needs_runtime_class: ClassVar[bool]  # hands GPUs over as NVIDIA_VISIBLE_DEVICES (nvidia runtime)
+
+    def scheduler_name(self, group: NodeGroupPlan) -> str | None:
+        """The scheduler the group's pods name; None: the cluster's default."""
+
+    def runtime_class(self, group: NodeGroupPlan, distribution_default: str | None) -> str | None:
+        """The RuntimeClass the group's pods name, given the distribution's."""
+
 
 GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
 
@@ -181,6 +192,8 @@ class BaseBackend:
     """Behaviour most modes share; a backend overrides what differs."""
 
     mode: ClassVar[SharingMode]
+    limits_gpu_cores: ClassVar[bool] = False
+    needs_runtime_class: ClassVar[bool] = False
 
     def check_spec(self, request: GroupRequest, problems: Problems) -> None:
         if request.spec.mig is not None:
@@ -247,6 +260,12 @@ class BaseBackend:
 
     def shares_devices(self, group: NodeGroupPlan) -> bool:
         return group.replicas_per_device > 1
+
+    def scheduler_name(self, group: NodeGroupPlan) -> str | None:
+        return None
+
+    def runtime_class(self, group: NodeGroupPlan, distribution_default: str | None) -> str | None:
+        return distribution_default
 
     def describe_recommendation(self, preset: GpuPreset) -> str:
         recommended = preset.recommended
