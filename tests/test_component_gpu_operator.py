@@ -46,3 +46,11 @@ def test_restart_job_is_named_by_the_hash_and_waits_for_the_release():
         "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding",
         "kubernetes:batch/v1:Job",
     }
+
+
+def test_no_restart_when_no_operator_device_plugin_reads_the_config():
+    """Every GPU is HAMi's (devicePlugin.enabled: false): the DaemonSet never exists, so a Job
+    waiting for it would only time out."""
+    recording = render(restart_device_plugin=False, sharing_values={"devicePlugin": {"enabled": False}})
+    assert [m for m in manifests(recording) if m["kind"] in ("Job", "ServiceAccount", "Role", "RoleBinding")] == []
+    assert helm_releases(recording)["gpu-operator"]["values"]["devicePlugin"]["enabled"] is False

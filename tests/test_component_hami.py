@@ -1,17 +1,13 @@
-"""HAMi: the chart facts against HAMi's own files, the values we set, and the Hami component
-built alone under Pulumi's mocks with hand-made args."""
+"""Hami alone: the chart facts against HAMi's own files, the values we set, and the component
+built from hand-made args under Pulumi's mocks."""
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import shutil
 import subprocess
-from collections.abc import Callable
 from typing import Any
 
 import jsonschema
-import pulumi
 import pytest
 import yaml
 
@@ -29,6 +25,7 @@ from components.hami import (
     selector_labels,
 )
 from infra.hami_chart import facts, unknown_value_paths, value_paths
+from tests.component_harness import build, children_of
 from tests.monitoring_schema import SCHEMAS
 from tests.promql_check import violations
 
@@ -140,38 +137,8 @@ def test_device_split_count_is_passed_through():
 
 # --- the component alone, under mocks ---------------------------------------------------------
 
-class RecordingMocks(pulumi.runtime.Mocks):
-    def __init__(self) -> None:
-        self.resources: list[pulumi.runtime.MockResourceArgs] = []
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
-        self.resources.append(args)
-        return f"{args.name}-id", dict(args.inputs)
-
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
-        return {}
-
-
-def build(make: Callable[[], Hami]) -> list[pulumi.runtime.MockResourceArgs]:
-    """Run `make` under Pulumi's public mocks in a fresh context; the registered resources."""
-    mocks = RecordingMocks()
-
-    def run() -> None:
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        try:
-            pulumi.runtime.set_mocks(mocks, project="catwatcher", stack="test", preview=False)
-            pulumi.runtime.test(lambda: make().release_name)()
-        finally:
-            asyncio.set_event_loop(None)
-            loop.close()
-
-    contextvars.Context().run(run)
-    return mocks.resources
-
-
-def of_kind(resources, type_: str, kind: str | None = None) -> list[dict]:
-    return [r.inputs for r in resources if r.typ == type_ and (kind is None or r.inputs.get("kind") == kind)]
+def of_kind(recording, type_: str) -> list[dict]:
+    return [dict(r.inputs) for r in recording.of_type(type_)]
 
 
 def test_component_for_every_gpu_node():
@@ -191,16 +158,30 @@ def test_component_for_every_gpu_node():
         assert manifest["metadata"]["labels"] == {"release": "kube-prometheus-stack"}
 
 
-def test_component_labels_named_nodes():
-    resources = build(lambda: Hami("hami", args(nodes=("gpu-1", "gpu-2"))))
-    patches = of_kind(resources, "kubernetes:core/v1:NodePatch")
+def test_component_labels_named_nodes_before_the_release():
+    recording = build(lambda: Hami("hami", args(nodes=("gpu-1", "gpu-2"))))
+    patches = of_kind(recording, "kubernetes:core/v1:NodePatch")
     assert sorted(p["metadata"]["name"] for p in patches) == ["gpu-1", "gpu-2"]
     assert all(p["metadata"]["labels"] == {"gpu": "on", DEPLOY_DEVICE_PLUGIN_LABEL: "false"} for p in patches)
+    (release,) = recording.of_type("kubernetes:helm.sh/v3:Release")
+    # HAMi's plugin registers only after the operator's is told off these nodes.
+    assert {p.urn for p in recording.of_type("kubernetes:core/v1:NodePatch")} <= set(release.dependencies)
+
+
+def test_component_children_and_outputs():
+    recording = build(lambda: Hami("hami", args()))
+    (component,) = recording.of_type("catwatcher:index:Hami")
+    assert {r.type for r in children_of(recording, component)} == {
+        "kubernetes:core/v1:Namespace",
+        "kubernetes:helm.sh/v3:Release",
+        "kubernetes:monitoring.coreos.com/v1:ServiceMonitor",
+        "kubernetes:monitoring.coreos.com/v1:PrometheusRule",
+    }
 
 
 def test_component_without_prometheus_operator_makes_no_crd_objects():
     resources = build(lambda: Hami("hami", args(service_monitor=False)))
-    assert [r for r in resources if r.typ.startswith("kubernetes:monitoring.coreos.com")] == []
+    assert [r for r in resources.resources if r.type.startswith("kubernetes:monitoring.coreos.com")] == []
 
 
 def test_service_monitors_select_the_charts_services_with_workload_labels():
