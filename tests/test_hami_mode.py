@@ -243,3 +243,17 @@ def test_switching_rolls_the_inference_pods():
         spec, _ = inference_container(render_config(with_sharing(STACK, sharing)))
         templates[sharing] = spec
     assert templates["time-slicing"] != templates["hami"] != templates["mps"]
+
+
+@pytest.mark.parametrize("distribution", ["kubeadm", "k3s", "rke2", "talos"])
+def test_every_distribution_uses_the_nvidia_runtime_class_for_hami(distribution):
+    """HAMi hands GPUs over as NVIDIA_VISIBLE_DEVICES: the nvidia runtime must run both its
+    plugin and the GPU pods, also on kubeadm where other modes need no RuntimeClass."""
+    config = stack_config(STACK) | {"cluster": {"distribution": distribution, "kubernetesVersion": "1.33"}}
+    recording = render_config(config)
+    assert helm_releases(recording)["hami"]["values"]["devicePlugin"]["runtimeClassName"] == "nvidia"
+    spec, container = inference_container(recording)
+    assert spec["runtimeClassName"] == "nvidia"
+    # HAMi-core answers an allocation past the cap with CUDA out-of-memory (the service falls
+    # back to CPU) unless ACTIVE_OOM_KILLER asks it to kill the process instead.
+    assert "ACTIVE_OOM_KILLER" not in {item["name"] for item in container["env"]}

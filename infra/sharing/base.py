@@ -8,10 +8,11 @@ labels, pod resources and env, the config readers to restart and the monitoring 
 Nothing outside infra/sharing/ compares mode strings.
 
 Adding a mode (HAMi, DRA) is one module here plus its registration in infra/sharing/__init__.py,
-its value in `SharingMode` (infra/model.py) and its tests. HAMi, for instance, would override
-`node_labels` (its scheduler's `gpu=on`, and `nvidia.com/gpu.deploy.device-plugin=false` so the
-operator's plugin stays off its nodes), `pod_resources` (`nvidia.com/gpumem`), `operator_values`
-and bring its own chart as a component the program adds when a group uses it.
+its value in `SharingMode` (infra/model.py) and its tests. HAMi (infra/sharing/hami.py), for
+instance, overrides `pod_resources` (`nvidia.com/gpumem`), `operator_values` (the operator's
+plugin off), `config_readers` (none), `scheduler_name` and `runtime_class`, and brings its own
+chart as a component (components/hami.py, which also labels its nodes `gpu=on` and
+`nvidia.com/gpu.deploy.device-plugin=false`) that the program adds when a group uses it.
 """
 
 from __future__ import annotations
