@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from infra.custom_gpu import CUSTOM, DEFAULT_RESERVE_MB, REQUIRED_KEYS
 from infra.model import GpuPreset
 from infra.sharing import backend_for
 
@@ -59,3 +60,59 @@ def markdown_table(presets: dict[str, GpuPreset] | None = None) -> str:
             f"| `{key}` | {preset.display_name} | {preset.vram_mb} | {preset.compute_capability} | {mps} | {mig} | {advice} |"
         )
     return "\n".join(rows) + "\n"
+
+
+def _recommendation(preset: GpuPreset) -> str:
+    recommended = preset.recommended
+    if recommended.sharing == "mig" and preset.mig:
+        return "mig " + ", ".join(f"{count} x {profile}" for profile, count in preset.mig.recommended_layout.items())
+    return f"{recommended.sharing} x{recommended.replicas}, {recommended.memory_per_pod_mb} MiB/pod"
+
+
+def catalogue_document(presets: dict[str, GpuPreset] | None = None) -> dict[str, Any]:
+    """Every preset with every value it sets (as a stack file spells the keys), plus what the
+    plan derives from them (MPS client cap, MIG), and what `preset: custom` needs."""
+    listed = {
+        key: {
+            **preset.model_dump(mode="json", by_alias=True, exclude={"key"}, exclude_none=True),
+            "mpsCapable": preset.mps_capable,
+            "mpsMaxClients": preset.mps_max_replicas if preset.mps_capable else 0,
+            "migCapable": preset.mig_capable,
+        }
+        for key, preset in (presets or catalogue()).items()
+    }
+    custom = {
+        "required": [key for _, key, _ in REQUIRED_KEYS],
+        "optional": ["architecture", "reserveMb"],
+        "defaults": {"reserveMb": DEFAULT_RESERVE_MB, "architecture": "from computeCapability"},
+        "migCapable": False,
+    }
+    return {"presets": listed, CUSTOM: custom}
+
+
+def catalogue_text(presets: dict[str, GpuPreset] | None = None) -> str:
+    """The catalogue as an aligned table, with how to override a value or describe another GPU."""
+    header = ("preset", "GPU", "VRAM MiB", "reserve MiB", "compute", "arch", "MPS clients", "MIG profiles", "recommended")
+    rows = [header]
+    for key, preset in (presets or catalogue()).items():
+        rows.append((
+            key,
+            preset.display_name,
+            str(preset.vram_mb),
+            str(preset.reserve_mb),
+            preset.compute_capability,
+            preset.architecture,
+            str(preset.mps_max_replicas) if preset.mps_capable else "no MPS",
+            " ".join(preset.mig.profiles) if preset.mig else "-",
+            _recommendation(preset),
+        ))
+    widths = [max(len(row[column]) for row in rows) for column in range(len(header) - 1)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1] for row in rows]
+    lines += [
+        "",
+        "Every value may be overridden under catwatcher:gpu (vramMb, reserveMb, computeCapability, sharing,",
+        "replicas, memoryPerPodMb): start from the nearest preset and override what differs.",
+        f"A GPU not listed: preset: {CUSTOM} with displayName, vramMb and computeCapability",
+        f"(optional: architecture, reserveMb, default {DEFAULT_RESERVE_MB}); MPS follows from computeCapability, no MIG.",
+    ]
+    return "\n".join(line.rstrip() for line in lines) + "\n"
