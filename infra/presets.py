@@ -11,6 +11,7 @@ import yaml
 from infra.custom_gpu import CUSTOM, DEFAULT_RESERVE_MB, REQUIRED_KEYS
 from infra.model import GpuPreset
 from infra.sharing import backend_for
+from infra.sharing.mig import Mig
 
 PRESETS_FILE = "gpu_presets.yaml"
 
@@ -64,7 +65,7 @@ def markdown_table(presets: dict[str, GpuPreset] | None = None) -> str:
 
 def _recommendation(preset: GpuPreset) -> str:
     recommended = preset.recommended
-    if recommended.sharing == "mig" and preset.mig:
+    if isinstance(backend_for(recommended.sharing), Mig) and preset.mig:
         return "mig " + ", ".join(f"{count} x {profile}" for profile, count in preset.mig.recommended_layout.items())
     return f"{recommended.sharing} x{recommended.replicas}, {recommended.memory_per_pod_mb} MiB/pod"
 
