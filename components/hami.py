@@ -3,10 +3,10 @@ nodes, with hard per-pod GPU memory caps (`nvidia.com/gpumem`).
 
 The GPU Operator keeps the driver, the toolkit and DCGM; its own device plugin must not run
 where HAMi's does (both register `nvidia.com/gpu` with the kubelet). The caller turns it off
-cluster-wide (operator value `devicePlugin.enabled: false`) or this component labels each HAMi
-node `nvidia.com/gpu.deploy.device-plugin=false`, which the operator keeps (it only fills in
-absent or empty deploy labels: NVIDIA/gpu-operator controllers/state_manager.go,
-addGPUStateLabels).
+cluster-wide (operator value `devicePlugin.enabled: false`) or labels each HAMi node with
+`node_labels()`: `gpu=on` for HAMi's plugin and `nvidia.com/gpu.deploy.device-plugin=false`, which
+the operator keeps (it only fills in absent or empty deploy labels: NVIDIA/gpu-operator
+controllers/state_manager.go, addGPUStateLabels).
 
 The chart's facts (version, value paths, resource names) are data the planner checks against
 (infra/data/hami_chart.yaml); tests check this module's constants against the same data.
@@ -62,15 +62,16 @@ class HamiArgs:
     repository: str
     device_split_count: int  # the most pods HAMi places on one GPU
     runtime_class: str | None
-    # Nodes to label for HAMi (mixed stacks). Empty: HAMi runs on every GPU node, and the
-    # caller has turned the operator's device plugin off cluster-wide.
+    # The named HAMi nodes (mixed stacks), which the caller labels with node_labels() and lists
+    # in depends_on. Empty: HAMi runs on every GPU node, and the caller has turned the
+    # operator's device plugin off cluster-wide.
     nodes: Sequence[str] = ()
     release_name: str = "hami"
     timeout_seconds: int = 600
     service_monitor: bool = True
     prometheus_labels: Mapping[str, str] = field(default_factory=dict)
     app_namespace: str = "cat-watcher"  # whose pods the gpumem-cap alert watches
-    # The GPU Operator's release (and its device plugin's removal) comes first.
+    # The GPU Operator's release and the node labels that keep its device plugin off HAMi's nodes.
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
 
 
@@ -173,8 +174,8 @@ def prometheus_rule_spec(app_namespace: str, release_name: str) -> dict[str, Any
 
 class Hami(pulumi.ComponentResource):
     """Creates HAMi's namespace (Pod Security privileged: its device plugin is privileged with
-    hostPID), the pinned `hami` Helm release, a label patch on every named HAMi node (`gpu=on`,
-    `nvidia.com/gpu.deploy.device-plugin=false`) and, with `service_monitor`, ServiceMonitors for
+    hostPID), the pinned `hami` Helm release (its device plugin on the named nodes, which carry
+    `node_labels()`, or on every GPU node) and, with `service_monitor`, ServiceMonitors for
     the device plugin's and the scheduler's metrics plus a PrometheusRule (in HAMi's namespace)
     alerting when a pod of the app's namespace nears its gpumem cap.
 
@@ -200,19 +201,6 @@ class Hami(pulumi.ComponentResource):
             },
             opts=child,
         )
-        node_patches = [
-            k8s.core.v1.NodePatch(
-                f"{name}-node-{node}",
-                metadata={
-                    "name": node,
-                    "labels": node_labels(),
-                    # Node objects belong to the kubelet: only take over these label fields.
-                    "annotations": {"pulumi.com/patchForce": "true"},
-                },
-                opts=child,
-            )
-            for node in args.nodes
-        ]
         release = k8s.helm.v3.Release(
             name,
             name=args.release_name,
@@ -223,7 +211,7 @@ class Hami(pulumi.ComponentResource):
             values=values,
             timeout=args.timeout_seconds,
             # The operator's plugin must be gone from HAMi nodes before HAMi's registers there.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*args.depends_on, *node_patches]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
         )
 
         monitors: list[str] = []

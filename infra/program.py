@@ -95,8 +95,9 @@ def compose(plan: RolloutPlan) -> None:
     )
     gpu_ready: list[pulumi.Resource] = list(operator.ready)
     if plan.hami_groups:
-        # After the operator: its driver and toolkit first, and its own plugin off HAMi's nodes.
-        hami = Hami("hami", hami_args(plan, depends_on=operator.ready), opts=on_cluster)
+        # After the operator (driver and toolkit first) and the node labels that keep its plugin
+        # off HAMi's nodes.
+        hami = Hami("hami", hami_args(plan, depends_on=[*operator.ready, *sharing.node_patches]), opts=on_cluster)
         gpu_ready += hami.ready
     app_config = config.app
     app = CatWatcher(

@@ -158,14 +158,21 @@ def test_component_for_every_gpu_node():
         assert manifest["metadata"]["labels"] == {"release": "kube-prometheus-stack"}
 
 
-def test_component_labels_named_nodes_before_the_release():
-    recording = build(lambda: Hami("hami", args(nodes=("gpu-1", "gpu-2"))))
-    patches = of_kind(recording, "kubernetes:core/v1:NodePatch")
-    assert sorted(p["metadata"]["name"] for p in patches) == ["gpu-1", "gpu-2"]
-    assert all(p["metadata"]["labels"] == {"gpu": "on", DEPLOY_DEVICE_PLUGIN_LABEL: "false"} for p in patches)
+def test_component_for_named_nodes_waits_for_what_it_is_given():
+    import pulumi
+
+    def make():
+        labels = pulumi.CustomResource("test:index:NodeLabels", "labels")
+        return Hami("hami", args(nodes=("gpu-1", "gpu-2"), depends_on=(labels,)))
+
+    recording = build(make)
+    assert of_kind(recording, "kubernetes:core/v1:NodePatch") == []
     (release,) = recording.of_type("kubernetes:helm.sh/v3:Release")
+    (labels,) = recording.of_type("test:index:NodeLabels")
     # HAMi's plugin registers only after the operator's is told off these nodes.
-    assert {p.urn for p in recording.of_type("kubernetes:core/v1:NodePatch")} <= set(release.dependencies)
+    assert labels.urn in release.dependencies
+    assert release.inputs["values"]["devicePlugin"]["nvidiaNodeSelector"] == {"gpu": "on"}
+    assert node_labels() == {"gpu": "on", DEPLOY_DEVICE_PLUGIN_LABEL: "false"}
 
 
 def test_component_children_and_outputs():

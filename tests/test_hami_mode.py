@@ -205,6 +205,9 @@ def test_mixed_stack_keeps_the_operators_plugin_off_hami_nodes_only():
     assert operator_values(recording)["devicePlugin"].get("enabled") is not False
     assert [j for j in objects(recording, "Job") if j["metadata"]["name"].startswith("device-plugin-restart")]
     assert helm_releases(recording)["hami"]["values"]["devicePlugin"]["nvidiaNodeSelector"] == {"gpu": "on"}
+    # HAMi's plugin registers only once the labels keep the operator's off those nodes.
+    (release,) = [r for r in recording.of_type("kubernetes:helm.sh/v3:Release") if r.inputs.get("chart") == "hami"]
+    assert {r.urn for r in recording.of_type("kubernetes:core/v1:NodePatch")} <= set(release.dependencies)
     pods = {d["metadata"]["name"]: d["spec"]["template"]["spec"] for d in objects(recording, "Deployment")}
     assert pods["cat-watcher-capped"]["schedulerName"] == "hami-scheduler"
     assert "schedulerName" not in pods["cat-watcher-sliced"]
@@ -257,3 +260,35 @@ def test_every_distribution_uses_the_nvidia_runtime_class_for_hami(distribution)
     # HAMi-core answers an allocation past the cap with CUDA out-of-memory (the service falls
     # back to CPU) unless ACTIVE_OOM_KILLER asks it to kill the process instead.
     assert "ACTIVE_OOM_KILLER" not in {item["name"] for item in container["env"]}
+
+
+def impact(base_config: dict[str, Any], head_config: dict[str, Any]):
+    from infra.diff import diff_renders, render_of
+
+    base, head = render_of(render_config(base_config, STACK)), render_of(render_config(head_config, STACK))
+    return diff_renders(STACK, base, head).impact
+
+
+def test_the_gpu_impact_preview_reads_a_switch_to_hami():
+    preview = impact(with_sharing(STACK, "time-slicing"), stack_config(STACK))
+    (group,) = preview.groups
+    assert (group.before.mode, group.after.mode) == ("time-slicing", "hami")
+    assert group.after.resource == facts().gpu_resource and group.after.replicas_per_device == facts().device_split_count
+    assert group.after.memory_per_pod_mb == group.before.memory_per_pod_mb
+    assert any("Helm release hami is installed" in line for line in preview.restarts)
+    assert any("devicePlugin.enabled" in line for line in preview.restarts)
+    assert any(line.startswith("Deployment cat-watcher/cat-watcher rolls") for line in preview.restarts)
+    assert not any("restart Job" in line for line in preview.restarts)
+
+
+def test_the_gpu_impact_preview_reads_a_switch_back_from_hami():
+    preview = impact(stack_config(STACK), with_sharing(STACK, "mps"))
+    (group,) = preview.groups
+    assert (group.before.mode, group.after.mode) == ("hami", "mps")
+    assert any("Helm release hami is uninstalled" in line for line in preview.restarts)
+    assert any(line.startswith("restart Job device-plugin-restart-") for line in preview.restarts)
+
+
+def test_the_gpu_impact_preview_of_a_mixed_stack_marks_only_the_hami_group():
+    groups = {g.name: g.after for g in impact(MIXED, MIXED).groups}
+    assert (groups["capped"].mode, groups["sliced"].mode) == ("hami", "time-slicing")

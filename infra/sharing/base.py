@@ -9,10 +9,10 @@ Nothing outside infra/sharing/ compares mode strings.
 
 Adding a mode (HAMi, DRA) is one module here plus its registration in infra/sharing/__init__.py,
 its value in `SharingMode` (infra/model.py) and its tests. HAMi (infra/sharing/hami.py), for
-instance, overrides `pod_resources` (`nvidia.com/gpumem`), `operator_values` (the operator's
-plugin off), `config_readers` (none), `scheduler_name` and `runtime_class`, and brings its own
-chart as a component (components/hami.py, which also labels its nodes `gpu=on` and
-`nvidia.com/gpu.deploy.device-plugin=false`) that the program adds when a group uses it.
+instance, overrides `node_labels` (`gpu=on`, `nvidia.com/gpu.deploy.device-plugin=false`),
+`pod_resources` (`nvidia.com/gpumem`), `operator_values` (the operator's plugin off),
+`config_readers` (none), `scheduler_name` and `runtime_class`, and brings its own chart as a
+component (components/hami.py) that the program adds when a group uses it.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ first, and a cuDNN workspace that outgrows the estimate still fails softly.
 HAMi and the GPU Operator's device plugin cannot share a node (both register nvidia.com/gpu):
 a group that names no nodes is every GPU node, so the operator's plugin is turned off
 cluster-wide; named nodes are labelled `nvidia.com/gpu.deploy.device-plugin=false` (and `gpu=on`
-for HAMi's plugin) by the Hami component, which the operator honours (it only fills in absent or
+for HAMi's plugin) in their node patch, which the operator honours (it only fills in absent or
 empty deploy labels). Facts about HAMi are data:
 infra/data/hami_chart.yaml.
 """
@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from components.hami import node_labels as hami_node_labels
 from infra.distributions import NVIDIA_RUNTIME_CLASS
 from infra.hami_chart import facts as hami_facts
 from infra.model import GpuPreset, SharingMode
@@ -81,6 +82,10 @@ class Hami(BaseBackend):
             # A group without node names is every GPU node: no node keeps the operator's plugin.
             return {"devicePlugin": {"enabled": False}}
         return {}
+
+    def node_labels(self, group: NodeGroupPlan) -> dict[str, str]:
+        # One patch per node (SharingConfig's): HAMi's plugin selector, and the operator's off.
+        return {**super().node_labels(group), **hami_node_labels()}
 
     def pod_resources(self, group: NodeGroupPlan) -> dict[str, str]:
         facts = hami_facts()
