@@ -11,7 +11,6 @@ import yaml
 from infra.custom_gpu import CUSTOM, DEFAULT_RESERVE_MB, REQUIRED_KEYS
 from infra.model import GpuPreset
 from infra.sharing import backend_for
-from infra.sharing.mig import Mig
 
 PRESETS_FILE = "gpu_presets.yaml"
 
@@ -63,13 +62,6 @@ def markdown_table(presets: dict[str, GpuPreset] | None = None) -> str:
     return "\n".join(rows) + "\n"
 
 
-def _recommendation(preset: GpuPreset) -> str:
-    recommended = preset.recommended
-    if isinstance(backend_for(recommended.sharing), Mig) and preset.mig:
-        return "mig " + ", ".join(f"{count} x {profile}" for profile, count in preset.mig.recommended_layout.items())
-    return f"{recommended.sharing} x{recommended.replicas}, {recommended.memory_per_pod_mb} MiB/pod"
-
-
 def catalogue_document(presets: dict[str, GpuPreset] | None = None) -> dict[str, Any]:
     """Every preset with every value it sets (as a stack file spells the keys), plus what the
     plan derives from them (MPS client cap, MIG), and what `preset: custom` needs."""
@@ -105,7 +97,7 @@ def catalogue_text(presets: dict[str, GpuPreset] | None = None) -> str:
             preset.architecture,
             str(preset.mps_max_replicas) if preset.mps_capable else "no MPS",
             " ".join(preset.mig.profiles) if preset.mig else "-",
-            _recommendation(preset),
+            backend_for(preset.recommended.sharing).describe_recommendation(preset),
         ))
     widths = [max(len(row[column]) for row in rows) for column in range(len(header) - 1)]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1] for row in rows]

@@ -4,12 +4,14 @@ groups, Pod Security after HAMi's webhook, and switching modes as a one-value ch
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
 import yaml
 
 from infra.errors import ConfigError
+from infra.gpu_impact import restart_job
 from infra.hami_chart import facts, value_paths
 from infra.offline import load_stack_config
 from infra.plan import plan_rollout
@@ -82,7 +84,8 @@ def test_gpu_cores_total_at_most_100():
 @pytest.mark.parametrize(("capability", "accepted"), [("5.2", False), ("5.3", False), ("6.0", True), ("6.1", True), ("12.0", True)])
 def test_compute_capability_floor_is_pascal(capability, accepted):
     config = {"gpu": {"preset": "gtx-1070", "sharing": "hami", "computeCapability": capability,
-                      "replicas": 2, "memoryPerPodMb": 3072}}
+                      "replicas": 2, "memoryPerPodMb": 3072},
+              "operator": {"installDriver": False}}  # an R580 host driver, as Pascal needs
     if accepted:
         plan(config)
     else:
@@ -92,7 +95,8 @@ def test_compute_capability_floor_is_pascal(capability, accepted):
 def test_every_preset_hami_can_drive_is_accepted():
     for key, preset in catalogue().items():
         if preset.capability >= facts().minimum_compute_capability:
-            plan({"gpu": {"preset": key, "sharing": "hami", "replicas": 2, "memoryPerPodMb": 1024}})
+            plan({"gpu": {"preset": key, "sharing": "hami", "replicas": 2, "memoryPerPodMb": 1024},
+                  "operator": {"installDriver": False}})
 
 
 # --- the shipped stack -----------------------------------------------------------------------
@@ -111,8 +115,14 @@ def test_the_hami_release_is_pinned_and_its_values_exist_upstream(reference):
 def test_no_operator_device_plugin_on_hami_nodes():
     recording = render_stack(STACK)
     assert operator_values(recording)["devicePlugin"]["enabled"] is False
-    # Nothing waits for the DaemonSet the operator no longer creates.
-    assert [j for j in objects(recording, "Job") if j["metadata"]["name"].startswith("device-plugin-restart")] == []
+    # The restart rolls only GPU feature discovery (it still labels HAMi nodes from the sharing
+    # config): nothing waits for the plugin DaemonSet the operator no longer creates, and no
+    # allocatable check holds HAMi's nodes to the operator plugin's count.
+    (job,) = [j for j in objects(recording, "Job") if j["metadata"]["name"].startswith("device-plugin-restart")]
+    assert restart_job(job).rolls == ("gpu-feature-discovery",)
+    assert "nvidia-device-plugin-daemonset" not in json.dumps(job)
+    (verify,) = [c for c in job["spec"]["template"]["spec"]["containers"] if c["name"] == "verify-allocatable"]
+    assert verify["command"][-2:] == ["verify-allocatable", "600"]  # no check after the timeout
     # HAMi's plugin takes every GPU node instead (the label the operator puts on them).
     selector = helm_releases(recording)["hami"]["values"]["devicePlugin"]["nvidiaNodeSelector"]
     assert selector == {"gpu": None, "nvidia.com/gpu.present": "true"}
@@ -278,7 +288,8 @@ def test_the_gpu_impact_preview_reads_a_switch_to_hami():
     assert any("Helm release hami is installed" in line for line in preview.restarts)
     assert any("devicePlugin.enabled" in line for line in preview.restarts)
     assert any(line.startswith("Deployment cat-watcher/cat-watcher rolls") for line in preview.restarts)
-    assert not any("restart Job" in line for line in preview.restarts)
+    (restart,) = [line for line in preview.restarts if "restart Job" in line]
+    assert "rolls DaemonSet gpu-feature-discovery;" in restart
 
 
 def test_the_gpu_impact_preview_reads_a_switch_back_from_hami():

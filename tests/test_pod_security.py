@@ -329,12 +329,6 @@ def test_the_cat_watcher_deployments_pass_restricted(rendered: Recording):
 
 def test_the_restart_job_passes_restricted_in_the_privileged_namespace(rendered: Recording):
     jobs = [(n, ns, t) for n, ns, t in pod_templates(rendered) if n.startswith("Job/device-plugin-restart-")]
-    from tests.conftest import operator_values
-
-    if operator_values(rendered)["devicePlugin"].get("enabled") is False:
-        # Every GPU is HAMi's: no operator device plugin to restart (tests/test_hami_mode.py).
-        assert jobs == []
-        return
     assert len(jobs) == 1
     name, namespace, template = jobs[0]
     assert namespace_labels(rendered)[namespace].get(ENFORCE) == "privileged"

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from components.gpu_operator import GFD_DAEMONSET
 from components.hami import node_labels as hami_node_labels
 from infra.distributions import NVIDIA_RUNTIME_CLASS
 from infra.hami_chart import facts as hami_facts
@@ -99,9 +100,10 @@ class Hami(BaseBackend):
         return group.memory_per_pod_mb
 
     def config_readers(self, group: NodeGroupPlan) -> tuple[str, ...]:
-        # The operator's plugin does not run on HAMi nodes; HAMi's chart rolls its own
-        # DaemonSet when its config changes (checksum annotations on the pod template).
-        return ()
+        # GPU feature discovery still runs on HAMi nodes and labels them from the sharing config;
+        # the operator's plugin does not run there, and HAMi's chart rolls its own DaemonSet when
+        # its config changes (checksum annotations on the pod template).
+        return (GFD_DAEMONSET,)
 
     def scheduler_name(self, group: NodeGroupPlan) -> str | None:
         # Named in the pod so that a pod created while HAMi's webhook is down waits for HAMi's
