@@ -20,6 +20,7 @@ from components import (
 )
 from components.cat_watcher import InferenceGroup, NetworkPolicy, PodResources, selector_labels
 from components.hami import Hami
+from infra.config_rules import config_key_problems
 from infra.errors import PROJECT, ConfigError
 from infra.hami_chart import hami_args
 from infra.operator_chart import gpu_operator_args
@@ -42,6 +43,9 @@ def secret_config_keys() -> set[str]:
 
 def load_plan() -> RolloutPlan:
     try:
+        # Keys we would silently ignore (`kubernetes:context`, `catwatchr:app`) come first.
+        if problems := config_key_problems(engine_config()):
+            raise ConfigError(problems)
         config = parse_stack_config(decode_config(project_config()), secret_config_keys())
         return plan_rollout(config, catalogue())
     except ConfigError as error:
