@@ -19,7 +19,7 @@ from infra.presets import catalogue
 from infra.render import helm_releases, manifests
 from infra.stack_config import decode_config, parse_stack_config
 from inference import contract
-from tests.conftest import ROOT, objects, operator_values, render_config, render_stack
+from tests.conftest import ROOT, objects, operator_values, render_config, render_stack, with_cluster
 from tests.pod_security import restricted_violations
 from tests.test_pod_security import RESTRICTED, namespace_labels, pod_templates
 
@@ -27,7 +27,7 @@ STACK = "homelab-3060-hami"
 
 
 def plan(config: dict[str, Any]):
-    return plan_rollout(parse_stack_config(config), catalogue())
+    return plan_rollout(parse_stack_config(with_cluster(config)), catalogue())
 
 
 def refused(config: dict[str, Any]) -> dict[str, str]:
