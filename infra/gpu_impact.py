@@ -80,7 +80,9 @@ class GroupFacts:
     """One node group as the cluster will see it."""
 
     name: str
-    mode: str  # the device plugin's strategy (none | time-slicing | mps), "mig" or "mig + <strategy>" under MIG, or "hami"
+    # The device plugin's strategy (none | time-slicing | mps), "mig" or "mig + <strategy>" under
+    # MIG, or "hami".
+    mode: str
     resource: str | None  # what the pods ask for
     replicas_per_device: int
     slices: int | None  # allocatable the group's nodes advertise, summed
@@ -443,7 +445,7 @@ def _restarts(base: StackFacts, head: StackFacts) -> list[str]:
         restarts.append(
             f"Helm release {hami} is installed: HAMi's scheduler, admission webhook and device plugin start; its "
             "plugin registers nvidia.com/gpu where the operator's no longer runs" if head.hami_values else
-            f"Helm release {hami} is uninstalled: HAMi's scheduler, webhook and device plugin stop; pods it placed keep "
+            f"Helm release {hami} is uninstalled: HAMi's scheduler, " "webhook and device plugin stop; pods it placed keep "
             "running until the Deployment replaces them")
     elif paths := list(_value_paths(base.hami_values, head.hami_values)):
         restarts.append(f"Helm release {hami} values change ({', '.join(paths)}): HAMi's chart rolls its device "

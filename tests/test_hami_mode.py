@@ -202,7 +202,7 @@ MIXED = {
 }
 
 
-def test_mixed_stack_keeps_the_operators_plugin_off_hami_nodes_only():
+def test_mixed_stack_keeps_the_operators_plugin_off_hami_nodes_only() -> None:
     recording = render_config(MIXED)
     patches: dict[str, dict[str, str]] = {}
     for patch in objects(recording, "Node"):
