@@ -57,7 +57,8 @@ class MigGeometry(StrictModel):
 class Recommendation(StrictModel):
     sharing: SharingMode
     replicas: int
-    memory_per_pod_mb: MebiBytes
+    memory_per_pod_mb: MebiBytes  # ONNX Runtime's arena per pod; the budget adds overhead_mb
+    note: str | None = None  # why the recommendation is what it is (shown in the README table)
 
 
 class GpuPreset(StrictModel):
@@ -67,6 +68,9 @@ class GpuPreset(StrictModel):
     vram_mb: MebiBytes
     compute_capability: ComputeCapability
     reserve_mb: int = Field(ge=0)
+    # GPU memory a process holds outside ONNX Runtime's arena (CUDA context, libraries); see
+    # infra/budget.py and the sources in infra/data/gpu_presets.yaml.
+    overhead_mb: int = Field(ge=0)
     recommended: Recommendation
     mig: MigGeometry | None = None
 

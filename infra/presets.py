@@ -47,8 +47,8 @@ def catalogue() -> dict[str, GpuPreset]:
 def markdown_table(presets: dict[str, GpuPreset] | None = None) -> str:
     """The README's preset table, generated from the catalogue (a test keeps them in sync)."""
     rows = [
-        "| preset | GPU | VRAM (MiB) | compute capability | MPS | MIG profiles | recommended sharing |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| preset | GPU | VRAM (MiB) | compute capability | MPS | MIG profiles | overhead per pod (MiB) | recommended sharing |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for key, preset in (presets or catalogue()).items():
         recommended = preset.recommended
@@ -56,10 +56,13 @@ def markdown_table(presets: dict[str, GpuPreset] | None = None) -> str:
             layout = ", ".join(f"{count} x {profile}" for profile, count in preset.mig.recommended_layout.items())
             advice = f"mig ({layout})"
         else:
-            advice = f"{recommended.sharing} x{recommended.replicas}, {recommended.memory_per_pod_mb} MiB per pod"
+            advice = f"{recommended.sharing} x{recommended.replicas}, {recommended.memory_per_pod_mb} MiB arena per pod"
+        if recommended.note:
+            advice += f" ({recommended.note})"
         mig = ", ".join(preset.mig.profiles) if preset.mig else "-"
         mps = "yes" if preset.mps_capable else "no"
         rows.append(
-            f"| `{key}` | {preset.display_name} | {preset.vram_mb} | {preset.compute_capability} | {mps} | {mig} | {advice} |"
+            f"| `{key}` | {preset.display_name} | {preset.vram_mb} | {preset.compute_capability} | {mps} | {mig} "
+            f"| {preset.overhead_mb} | {advice} |"
         )
     return "\n".join(rows) + "\n"
