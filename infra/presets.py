@@ -54,7 +54,7 @@ def markdown_table(presets: dict[str, GpuPreset] | None = None) -> str:
         recommended = preset.recommended
         if recommended.sharing == "mig" and preset.mig:
             layout = ", ".join(f"{count} x {profile}" for profile, count in preset.mig.recommended_layout.items())
-            advice = f"mig ({layout})"
+            advice = f"mig ({layout}), {recommended.memory_per_pod_mb} MiB arena per pod"
         else:
             advice = f"{recommended.sharing} x{recommended.replicas}, {recommended.memory_per_pod_mb} MiB arena per pod"
         if recommended.note:
