@@ -2,34 +2,59 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.sharing_config import DEVICE_PLUGIN_CONFIG_LABEL
 from inference import contract
-from infra.model import CredentialsSpec, NetworkPolicySpec, ResourceSpec
-from infra.plan import SINGLE_GROUP, NodeGroupPlan
 
-GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
+
+@dataclass(frozen=True)
+class InferenceGroup:
+    """The inference pods of one GPU node group, sized to its slice."""
+
+    name: str  # the node group (label `catwatcher.io/node-group`)
+    deployment_name: str
+    replicas: int
+    slices: int  # GPU slices the group offers (replicas <= slices)
+    image: str
+    node_selector: Mapping[str, str]
+    gpu_resources: Mapping[str, str]  # extended-resource limits, e.g. {"nvidia.com/gpu": "1"}
+    env: Sequence[Mapping[str, str]] = ()  # the slice the service must stay in
+
+
+@dataclass(frozen=True)
+class PodResources:
+    cpu_request: str = "500m"
+    cpu_limit: str = "2"
+    memory_request: str = "1Gi"
+    memory_limit: str = "2Gi"
+
+
+@dataclass(frozen=True)
+class NetworkPolicy:
+    """Who may reach the service port (which also serves /metrics)."""
+
+    enabled: bool = True
+    client_namespaces: Sequence[str] = ()  # besides the app's own
+    monitoring_namespace: str = "monitoring"
 
 
 @dataclass(frozen=True)
 class CatWatcherArgs:
     namespace: str
     app_name: str
-    image: str
-    groups: Sequence[NodeGroupPlan]
-    image_cuda12: str = contract.IMAGE_CUDA12
-    resources: ResourceSpec = ResourceSpec()
+    groups: Sequence[InferenceGroup]
+    resources: PodResources = PodResources()
     runtime_class: str | None = None
     # Resources that must be ready before pods may ask for a GPU slice (the plugin restart).
     gpu_ready: Sequence[pulumi.Resource] = field(default_factory=tuple)
-    credentials: CredentialsSpec | None = None
-    network_policy: NetworkPolicySpec = NetworkPolicySpec()
+    # The service's CAT_WATCHER__MQTT__* / CAT_WATCHER__FRIGATE__* settings, kept in a Secret.
+    credentials: Mapping[str, str] = field(default_factory=dict)
+    network_policy: NetworkPolicy = NetworkPolicy()
     # Pod Security Standards version the namespace enforces, e.g. "v1.33".
     pod_security_version: str = "latest"
 
@@ -44,24 +69,7 @@ def namespace_labels(app_name: str, pod_security_version: str) -> dict[str, str]
     return labels
 
 
-def credential_variables(credentials: CredentialsSpec | None) -> dict[str, str]:
-    """The service's CAT_WATCHER__MQTT__* / CAT_WATCHER__FRIGATE__* settings (plain values)."""
-    if credentials is None:
-        return {}
-    variables: dict[str, str] = {}
-    for section_name in ("mqtt", "frigate"):
-        section = getattr(credentials, section_name)
-        if section is None:
-            continue
-        for field_name, value in section:
-            if value is None:
-                continue
-            plain = value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
-            variables[f"{contract.ENV_PREFIX}{section_name.upper()}__{field_name.upper()}"] = plain
-    return variables
-
-
-def network_policy_spec(app_name: str, namespace: str, policy: NetworkPolicySpec) -> dict[str, Any]:
+def network_policy_spec(app_name: str, namespace: str, policy: NetworkPolicy) -> dict[str, Any]:
     """Ingress only to the service port, from the app's namespace, the named client
     namespaces, and the monitoring namespace (Prometheus scrapes /metrics on that port)."""
     sources = [namespace, *policy.client_namespaces, policy.monitoring_namespace]
@@ -84,39 +92,11 @@ def disruption_budget_spec(app_name: str) -> dict[str, Any]:
     return {"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(app_name)}}
 
 
-def deployment_name(app_name: str, group: NodeGroupPlan) -> str:
-    return app_name if group.name == SINGLE_GROUP else f"{app_name}-{group.name}"
-
-
 def selector_labels(app_name: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": app_name, "app.kubernetes.io/component": "inference"}
 
 
-def gpu_env(group: NodeGroupPlan) -> list[dict[str, str]]:
-    """The slice the service must stay in, told to ONNX Runtime (and to the MPS client)."""
-    env = [
-        {"name": contract.GPU_MEMORY_LIMIT_ENV, "value": str(group.memory_per_pod_mb)},
-        {"name": contract.DEVICE_ENV, "value": "auto"},
-    ]
-    if group.sharing == "mps":
-        # The MPS daemon already splits memory evenly (total / replicas); this caps the
-        # client lower still, at the per-pod limit this stack asks for.
-        env.append({"name": "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT", "value": f"0={group.memory_per_pod_mb}M"})
-    return env
-
-
-def image_for(args: CatWatcherArgs, group: NodeGroupPlan) -> str:
-    """The CUDA 13 image, or the CUDA 12 one for GPUs CUDA 13 no longer supports (Pascal)."""
-    return args.image if group.gpu.capability >= contract.CUDA13_MIN_COMPUTE_CAPABILITY else args.image_cuda12
-
-
-def node_selector(group: NodeGroupPlan) -> dict[str, str]:
-    if group.nodes:
-        return {DEVICE_PLUGIN_CONFIG_LABEL: group.config_key}
-    return {GPU_PRESENT_LABEL: "true"}
-
-
-def pod_spec(args: CatWatcherArgs, group: NodeGroupPlan, credentials_secret: pulumi.Input[str] | None = None) -> dict[str, Any]:
+def pod_spec(args: CatWatcherArgs, group: InferenceGroup, credentials_secret: pulumi.Input[str] | None = None) -> dict[str, Any]:
     probe = {"httpGet": {"path": contract.HEALTH_PATH, "port": contract.PORT_NAME}, "periodSeconds": 10, "timeoutSeconds": 3}
     spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
@@ -127,21 +107,21 @@ def pod_spec(args: CatWatcherArgs, group: NodeGroupPlan, credentials_secret: pul
             "fsGroup": contract.RUN_AS_USER,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "nodeSelector": node_selector(group),
+        "nodeSelector": dict(group.node_selector),
         "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
         "containers": [
             {
                 "name": "inference",
-                "image": image_for(args, group),
+                "image": group.image,
                 "command": list(contract.COMMAND),
                 "ports": [{"name": contract.PORT_NAME, "containerPort": contract.DEFAULT_PORT, "protocol": "TCP"}],
-                "env": gpu_env(group),
+                "env": [dict(variable) for variable in group.env],
                 "resources": {
                     "requests": {"cpu": args.resources.cpu_request, "memory": args.resources.memory_request},
                     "limits": {
                         "cpu": args.resources.cpu_limit,
                         "memory": args.resources.memory_limit,
-                        group.resource_name: "1",
+                        **group.gpu_resources,
                     },
                 },
                 "startupProbe": {**probe, "httpGet": {"path": contract.READY_PATH, "port": contract.PORT_NAME}, "failureThreshold": 30},
@@ -165,13 +145,13 @@ def pod_spec(args: CatWatcherArgs, group: NodeGroupPlan, credentials_secret: pul
 
 
 def deployment_spec(
-    args: CatWatcherArgs, group: NodeGroupPlan, credentials_secret: pulumi.Input[str] | None = None
+    args: CatWatcherArgs, group: InferenceGroup, credentials_secret: pulumi.Input[str] | None = None
 ) -> dict[str, Any]:
     labels = {**selector_labels(args.app_name), "catwatcher.io/node-group": group.name}
     # Every slice may be taken: a surge pod would wait forever for a free one.
-    max_surge = 1 if group.inference_replicas < group.slices else 0
+    max_surge = 1 if group.replicas < group.slices else 0
     return {
-        "replicas": group.inference_replicas,
+        "replicas": group.replicas,
         "selector": {"matchLabels": labels},
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": max_surge, "maxUnavailable": 1}},
         "template": {"metadata": {"labels": labels}, "spec": pod_spec(args, group, credentials_secret)},
@@ -199,7 +179,7 @@ class CatWatcher(pulumi.ComponentResource):
         namespace_name = namespace.metadata["name"]
 
         credentials_secret = None
-        if variables := credential_variables(args.credentials):
+        if variables := args.credentials:
             # Auto-named: a credentials change makes a new Secret name, so the Deployments
             # roll to pick it up (env vars are read once, at container start).
             secret = k8s.core.v1.Secret(
@@ -214,7 +194,7 @@ class CatWatcher(pulumi.ComponentResource):
         for group in args.groups:
             k8s.apps.v1.Deployment(
                 f"{name}-{group.name}",
-                metadata={"name": deployment_name(args.app_name, group), "namespace": namespace_name},
+                metadata={"name": group.deployment_name, "namespace": namespace_name},
                 spec=deployment_spec(args, group, credentials_secret),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.gpu_ready)),
             )
@@ -242,7 +222,7 @@ class CatWatcher(pulumi.ComponentResource):
             )
 
         self.namespace: pulumi.Output[str] = namespace_name
-        self.deployments: list[str] = [deployment_name(args.app_name, group) for group in args.groups]
+        self.deployments: list[str] = [group.deployment_name for group in args.groups]
         self.service_name: pulumi.Output[str] = service.metadata["name"]
         self.register_outputs(
             {"namespace": self.namespace, "deployments": self.deployments, "service_name": self.service_name}

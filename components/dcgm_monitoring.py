@@ -30,8 +30,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import dashboards as dashboard_data
+from components.sharing_config import GPU_RESOURCE
 from inference import contract
-from infra.plan import GPU_RESOURCE
 
 ExporterKind = Literal["operator", "standalone"]
 

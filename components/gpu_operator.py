@@ -14,10 +14,8 @@ changes nothing and restarts nothing.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
-from importlib import resources
 from typing import Any
 
 import pulumi
@@ -40,7 +38,8 @@ class GpuOperatorArgs:
     sharing_config_map: pulumi.Input[str]
     sharing_content_hash: str
     sharing_default_key: str | None = None
-    mig_strategy: str | None = None
+    # Chart values the sharing modes need (e.g. `mig.strategy`), merged over ours.
+    sharing_values: Mapping[str, Any] = field(default_factory=dict)
     mig_config_map: pulumi.Input[str] | None = None
     release_name: str = "gpu-operator"
     install_driver: bool = True
@@ -55,7 +54,7 @@ class GpuOperatorArgs:
 
 
 def operator_values(args: GpuOperatorArgs) -> dict[str, Any]:
-    """The chart values we set; every key path exists in the chart's values.yaml."""
+    """The chart values we set (validation checks every key path against the chart's)."""
     device_plugin_config: dict[str, Any] = {"name": args.sharing_config_map}
     if args.sharing_default_key is not None:
         device_plugin_config["default"] = args.sharing_default_key
@@ -72,8 +71,7 @@ def operator_values(args: GpuOperatorArgs) -> dict[str, Any]:
         values["toolkit"]["env"] = [dict(item) for item in args.toolkit_env]
     if args.cdi_nri_plugin:
         values["cdi"] = {"enabled": True, "nriPluginEnabled": True}
-    if args.mig_strategy is not None:
-        values["mig"] = {"strategy": args.mig_strategy}
+    merge_values(values, args.sharing_values)
     if args.mig_config_map is not None:
         values["migManager"] = {
             # The ClusterPolicy accepts only all-disabled (or "") here; layouts reach nodes
@@ -83,26 +81,13 @@ def operator_values(args: GpuOperatorArgs) -> dict[str, Any]:
     return values
 
 
-def value_paths(values: Mapping[str, Any], prefix: str = "") -> Iterator[str]:
-    """Leaf key paths of a values tree (`devicePlugin.config.name`); lists are leaves."""
-    for key, value in values.items():
-        path = f"{prefix}.{key}" if prefix else key
-        if isinstance(value, Mapping) and value:
-            yield from value_paths(value, path)
+def merge_values(target: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    """Deep-merge `extra` into `target` (maps merge, anything else replaces)."""
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            merge_values(target[key], value)
         else:
-            yield path
-
-
-@cache
-def chart_value_paths() -> frozenset[str]:
-    """Every leaf key path of the chart's own values.yaml (derived data, see its header)."""
-    text = resources.files("components.data").joinpath("gpu_operator_value_paths.txt").read_text()
-    return frozenset(line for line in text.splitlines() if line and not line.startswith("#"))
-
-
-def unknown_value_paths(values: Mapping[str, Any]) -> list[str]:
-    """Keys the chart does not have: Helm would ignore them silently, so we refuse them."""
-    return sorted(set(value_paths(values)) - chart_value_paths())
+            target[key] = dict(value) if isinstance(value, Mapping) else value
 
 
 def restart_job_name(content_hash: str) -> str:
@@ -180,9 +165,8 @@ class GpuOperator(pulumi.ComponentResource):
         super().__init__("catwatcher:index:GpuOperator", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
+        # Every key path was checked against the chart version's values during validation.
         values = operator_values(args)
-        if unknown := unknown_value_paths(values):
-            raise ValueError(f"gpu-operator {args.chart_version} has no values {', '.join(unknown)}")
         release = k8s.helm.v3.Release(
             name,
             name=args.release_name,

@@ -1,68 +1,28 @@
 """SharingConfig: the device-plugin sharing ConfigMap, MIG layouts, and node labels.
 
-The pure functions here turn node-group plans into the upstream formats (device plugin
-`version: v1` config, mig-parted `version: v1` layouts); the component only publishes them.
+The sharing backends (infra/sharing/) work out the upstream documents (device plugin `version: v1`
+configs, the mig-parted `version: v1` layout file) and the node labels; this component publishes
+them and hashes the sharing config, the restart trigger.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
-from infra.plan import NodeGroupPlan
-
 DEVICE_PLUGIN_CONFIG_LABEL = "nvidia.com/device-plugin.config"
 MIG_CONFIG_LABEL = "nvidia.com/mig.config"
 MIG_LAYOUT_KEY = "config.yaml"
 MIG_ALL_DISABLED = "all-disabled"
-
-
-def device_plugin_config(group: NodeGroupPlan) -> dict[str, Any]:
-    """The device plugin's `version: v1` config for one node group."""
-    mig_strategy = group.mig.strategy if group.mig else "none"
-    config: dict[str, Any] = {"version": "v1", "flags": {"migStrategy": mig_strategy}}
-    if group.replicas_per_device < 2:
-        return config
-    if group.mig and group.mig.strategy == "mixed":
-        # Only Cat Watcher's profile is time-sliced; other MIG devices stay whole.
-        names = [f"nvidia.com/mig-{group.mig.workload_profile.name}"]
-    else:
-        names = ["nvidia.com/gpu"]
-    sharing_key = "mps" if group.sharing == "mps" else "timeSlicing"
-    config["sharing"] = {
-        sharing_key: {
-            "renameByDefault": group.rename_shared,
-            # A pod asking for two shares would get no more GPU than with one: refuse it.
-            "failRequestsGreaterThanOne": True,
-            "resources": [{"name": name, "replicas": group.replicas_per_device} for name in names],
-        }
-    }
-    return config
-
-
-def mig_parted_config(groups: Sequence[NodeGroupPlan]) -> dict[str, Any] | None:
-    """A mig-parted `version: v1` layout file holding each MIG group's layout, or None."""
-    layouts: dict[str, Any] = {MIG_ALL_DISABLED: [{"devices": "all", "mig-enabled": False}]}
-    for group in groups:
-        if group.mig is None:
-            continue
-        layouts[group.mig.layout_name] = [
-            {
-                "devices": "all",
-                "mig-enabled": True,
-                "mig-devices": {profile: count for profile, count in sorted(group.mig.layout.items())},
-            }
-        ]
-    if len(layouts) == 1:
-        return None
-    return {"version": "v1", "mig-configs": layouts}
+# The device plugin's default resource for a whole GPU (or a MIG instance, single strategy).
+GPU_RESOURCE = "nvidia.com/gpu"
 
 
 def to_yaml(document: Mapping[str, Any]) -> str:
@@ -75,18 +35,17 @@ def content_hash(data: Mapping[str, str]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def node_labels(group: NodeGroupPlan) -> dict[str, str]:
-    """Labels that point a node at its group's device-plugin config (and MIG layout)."""
-    labels = {DEVICE_PLUGIN_CONFIG_LABEL: group.config_key}
-    if group.mig is not None:
-        labels[MIG_CONFIG_LABEL] = group.mig.layout_name
-    return labels
-
-
 @dataclass(frozen=True)
 class SharingConfigArgs:
     namespace: pulumi.Input[str]
-    groups: Sequence[NodeGroupPlan]
+    # ConfigMap key (one per node group) -> the device plugin's `version: v1` config.
+    device_plugin_configs: Mapping[str, Mapping[str, Any]]
+    # Node name -> labels pointing it at its key (and MIG layout).
+    node_labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # The key nodes without a label use (the operator's `devicePlugin.config.default`).
+    default_key: str | None = None
+    # A mig-parted `version: v1` layout file, when a group uses MIG.
+    mig_layouts: Mapping[str, Any] | None = None
     config_map_name: str = "cat-watcher-sharing-config"
     mig_config_map_name: str = "cat-watcher-mig-parted-config"
 
@@ -104,7 +63,7 @@ class SharingConfig(pulumi.ComponentResource):
         super().__init__("catwatcher:index:SharingConfig", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
-        data = {group.config_key: to_yaml(device_plugin_config(group)) for group in args.groups}
+        data = {key: to_yaml(config) for key, config in args.device_plugin_configs.items()}
 
         config_map = k8s.core.v1.ConfigMap(
             f"{name}-device-plugin",
@@ -113,12 +72,11 @@ class SharingConfig(pulumi.ComponentResource):
             opts=child,
         )
         self.config_map_name: pulumi.Output[str] = config_map.metadata.apply(lambda m: m["name"])
-        # Nodes without a label use the operator's default: the (single) group that names no nodes.
-        self.default_key: str | None = next((g.config_key for g in args.groups if not g.nodes), None)
+        self.default_key: str | None = args.default_key
         self.content_hash: str = content_hash(data)
 
         self.mig_config_map_name: pulumi.Output[str] | None = None
-        mig_layouts = mig_parted_config(args.groups)
+        mig_layouts = args.mig_layouts
         if mig_layouts is not None:
             mig_map = k8s.core.v1.ConfigMap(
                 f"{name}-mig-parted",
@@ -134,7 +92,7 @@ class SharingConfig(pulumi.ComponentResource):
                 f"{name}-node-{node}",
                 metadata={
                     "name": node,
-                    "labels": node_labels(group),
+                    "labels": dict(labels),
                     # Node objects belong to the kubelet: only take over the label fields.
                     "annotations": {"pulumi.com/patchForce": "true"},
                 },
@@ -142,8 +100,7 @@ class SharingConfig(pulumi.ComponentResource):
                 # config-manager exit: publish the configs first.
                 opts=pulumi.ResourceOptions(parent=self, depends_on=published),
             )
-            for group in args.groups
-            for node in group.nodes
+            for node, labels in args.node_labels.items()
         ]
 
         self.register_outputs(

@@ -164,6 +164,10 @@ PROFILES: Mapping[Distribution, Profile] = {
 }
 
 
+# Distribution facts per GPU Operator chart version (the table above was checked for v26.7.0).
+PROFILES_BY_CHART: Mapping[str, Mapping[Distribution, Profile]] = {"v26.7.0": PROFILES}
+
+
 @dataclass(frozen=True)
 class NodeRuntime:
     """The resolved settings the components take (GpuOperatorArgs, CatWatcherArgs)."""
@@ -176,13 +180,13 @@ class NodeRuntime:
     runtime_class: str | None
 
 
-def profile(distribution: Distribution) -> Profile:
-    return PROFILES[distribution]
+def profile(distribution: Distribution, chart_version: str = "v26.7.0") -> Profile:
+    return PROFILES_BY_CHART[chart_version][distribution]
 
 
 def resolve(cluster: ClusterSpec, operator: OperatorSpec) -> NodeRuntime:
     """Stack config -> node runtime settings; raises one ConfigError naming each bad key."""
-    row = profile(cluster.distribution)
+    row = profile(cluster.distribution, operator.chart_version)
     driver = row.install_driver if operator.install_driver is None else operator.install_driver
     toolkit = row.install_toolkit if operator.install_toolkit is None else operator.install_toolkit
     problems: list[tuple[str, str]] = []

@@ -12,19 +12,16 @@ import contextvars
 import hashlib
 import json
 import runpy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pulumi
 import yaml
-from google.protobuf import json_format
-from pulumi.runtime.mocks import MockMonitor
-from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _sync_await
 
 from infra.errors import ConfigError
+from infra.pulumi_internals import Mocks, ObservingMockMonitor, RegisteredResource, run_under_mocks
 
 SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
 SECRET_SIG_VALUE = "1b47061264138c4ac30d75fd1eb44270"
@@ -97,43 +94,40 @@ def with_auto_name(type_: str, logical_name: str, properties: dict[str, Any]) ->
     return properties
 
 
-class _EchoMocks(pulumi.runtime.Mocks):
+class _EchoMocks(Mocks):  # type: ignore[misc,valid-type]
     """Every resource's state is its inputs, plus the auto-name the provider would assign."""
 
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
+    def new_resource(self, args: Any) -> tuple[str, dict]:
         return f"{args.name}-id", with_auto_name(args.typ, args.name, dict(args.inputs))
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
+    def call(self, args: Any) -> dict:
         return {}
 
 
-class RecordingMonitor(MockMonitor):
+class RecordingMonitor(ObservingMockMonitor):
     """A mock monitor that also keeps each registration's parent and dependencies."""
 
     def __init__(self, stack: str):
         super().__init__(_EchoMocks())
         self.recording = Recording(stack=stack)
 
-    def RegisterResource(self, request):  # noqa: N802 - the gRPC method name
-        response = super().RegisterResource(request)
-        if request.type != "pulumi:pulumi:Stack":
+    def observe(self, resource: RegisteredResource) -> None:
+        if resource.type != "pulumi:pulumi:Stack":
             # The inputs as sent (secrets still wrapped, so they can be masked), named as the
             # provider would name them.
-            inputs = json_format.MessageToDict(request.object, preserving_proto_field_name=True)
-            inputs = with_auto_name(request.type, request.name, inputs)
+            inputs = with_auto_name(resource.type, resource.name, resource.inputs)
             self.recording.resources.append(
                 Registration(
-                    urn=response.urn,
-                    type=request.type,
-                    name=request.name,
-                    parent=request.parent,
-                    custom=bool(request.custom),
-                    provider=request.provider,
-                    dependencies=tuple(sorted(set(request.dependencies))),
+                    urn=resource.urn,
+                    type=resource.type,
+                    name=resource.name,
+                    parent=resource.parent,
+                    custom=resource.custom,
+                    provider=resource.provider,
+                    dependencies=resource.dependencies,
                     inputs=_integral(mask_secrets(inputs)),
                 )
             )
-        return response
 
 
 # --- stack files ----------------------------------------------------------------------------
@@ -201,20 +195,31 @@ def run_program(root: Path, stack: str, config: Mapping[str, str] | None = None,
     if config is None:
         config, secret_keys = load_stack_config(root, stack)
     project = project_settings(root)["name"]
+
+    def program() -> None:
+        runpy.run_path(str(PROGRAM), run_name="__main__")
+
     # A fresh context: no root resource, config or outputs left over from an earlier run.
-    return contextvars.Context().run(_run_isolated, project, stack, dict(config), list(secret_keys or []))
+    return contextvars.Context().run(_run_isolated, project, stack, dict(config), list(secret_keys or []), program)
 
 
-def _run_isolated(project: str, stack: str, config: dict[str, str], secret_keys: list[str]) -> Recording:
+def record(program: Callable[[], Any], stack: str = "test", project: str = "catwatcher") -> Recording:
+    """Run any Pulumi code (one component with hand-made args, say) under the mock engine."""
+    return contextvars.Context().run(_run_isolated, project, stack, {}, [], program)
+
+
+def _run_isolated(
+    project: str, stack: str, config: dict[str, str], secret_keys: list[str], program: Callable[[], Any]
+) -> Recording:
     # Our own event loop: the SDK needs a current one, and a caller (asyncio.run, a test
     # client) may have left the thread without any.
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
         monitor = RecordingMonitor(stack)
-        pulumi.runtime.set_mocks(monitor.mocks, project=project, stack=stack, preview=False, monitor=monitor)
-        pulumi.runtime.set_all_config(config, secret_keys)
-        _sync_await(run_pulumi_func(lambda: runpy.run_path(str(PROGRAM), run_name="__main__")))
+        run_under_mocks(
+            monitor, project=project, stack=stack, config=config, secret_keys=secret_keys, program=program
+        )
     except (pulumi.RunError, ConfigError) as error:
         raise RenderError(str(error)) from None
     finally:

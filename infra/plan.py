@@ -9,69 +9,22 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
 
+from inference import contract
 from infra.distributions import NodeRuntime
 from infra.distributions import resolve as resolve_node_runtime
-from infra.errors import ConfigError, key_path
-from infra.model import (
-    GpuPreset,
-    GpuSpec,
-    MigProfile,
-    MigStrategy,
-    SharingMode,
-    StackConfig,
-    is_image_pinned,
-)
+from infra.errors import ConfigError
+from infra.model import CredentialsSpec, GpuPreset, GpuSpec, MigStrategy, StackConfig, is_image_pinned
+from infra.operator_chart import chart_version_problem, operator_value_problems
+from infra.sharing import backend_for
+from infra.sharing.base import GroupRequest, MigPlan, NodeGroupPlan, Problems
+from infra.sharing.mig import cluster_mig_strategy, mig_parted_config
 
-GPU_RESOURCE = "nvidia.com/gpu"
+__all__ = ["MigPlan", "NodeGroupPlan", "RolloutPlan", "plan_rollout"]
+
 SINGLE_GROUP = "default"
-
-
-@dataclass(frozen=True)
-class MigPlan:
-    strategy: MigStrategy
-    layout: Mapping[str, int]  # profile -> instances per GPU
-    workload_profile: MigProfile
-    time_slicing_replicas: int | None
-
-    @property
-    def layout_name(self) -> str:
-        return "catwatcher-" + "-".join(f"{count}x{profile}" for profile, count in sorted(self.layout.items()))
-
-
-@dataclass(frozen=True)
-class NodeGroupPlan:
-    """One kind of GPU node, fully resolved: every number the components need."""
-
-    name: str
-    nodes: tuple[str, ...]  # empty: every GPU node (the operator's default config)
-    gpu: GpuPreset  # with the stack's overrides applied
-    gpus: int  # GPUs in the group
-    sharing: SharingMode
-    replicas_per_device: int  # pods sharing one device (a GPU, or a MIG instance)
-    devices_per_gpu: int  # MIG instances per GPU, 1 otherwise
-    memory_per_pod_mb: int
-    rename_shared: bool
-    mig: MigPlan | None
-    inference_replicas: int
-
-    @property
-    def config_key(self) -> str:
-        """Key of this group's device-plugin config in the sharing ConfigMap."""
-        return self.name
-
-    @property
-    def slices(self) -> int:
-        return self.gpus * self.devices_per_gpu * self.replicas_per_device
-
-    @property
-    def resource_name(self) -> str:
-        if self.mig and self.mig.strategy == "mixed":
-            name = f"nvidia.com/mig-{self.mig.workload_profile.name}"
-        else:
-            name = GPU_RESOURCE
-        shared = self.replicas_per_device > 1
-        return f"{name}.shared" if shared and self.rename_shared else name
 
 
 @dataclass(frozen=True)
@@ -83,16 +36,79 @@ class RolloutPlan:
     @property
     def mig_strategy(self) -> MigStrategy | None:
         """The operator's cluster-wide MIG strategy (all MIG groups share one)."""
-        return next((group.mig.strategy for group in self.groups if group.mig), None)
+        return cluster_mig_strategy(self.groups)
+
+    @cached_property
+    def gpu_resources(self) -> tuple[str, ...]:
+        """The extended resource each group's inference pods ask for, in group order."""
+        return tuple(group.resource_name for group in self.groups)
+
+    @cached_property
+    def shared_gpus(self) -> bool:
+        """Whether pods share a device anywhere (time-slicing, MPS, time-sliced MIG)."""
+        return any(group.backend.shares_devices(group) for group in self.groups)
+
+    @cached_property
+    def device_plugin_configs(self) -> dict[str, dict[str, Any]]:
+        """Sharing ConfigMap key -> the device plugin's config for that group."""
+        return {group.config_key: group.backend.device_plugin_config(group) for group in self.groups}
+
+    @cached_property
+    def default_config_key(self) -> str | None:
+        """The key nodes without a label use: the (single) group that names no nodes."""
+        return next((group.config_key for group in self.groups if not group.nodes), None)
+
+    @cached_property
+    def node_labels(self) -> dict[str, dict[str, str]]:
+        """Node name -> the labels that point it at its group's configs."""
+        return {node: group.backend.node_labels(group) for group in self.groups for node in group.nodes}
+
+    @cached_property
+    def mig_layouts(self) -> dict[str, Any] | None:
+        return mig_parted_config(self.groups)
+
+    @cached_property
+    def sharing_operator_values(self) -> dict[str, Any]:
+        """Chart values the sharing modes in use need, merged across modes."""
+        values: dict[str, Any] = {}
+        for mode in dict.fromkeys(group.sharing for group in self.groups):
+            backend = backend_for(mode)
+            values.update(backend.operator_values([g for g in self.groups if g.sharing == mode]))
+        return values
+
+    @cached_property
+    def credential_variables(self) -> dict[str, str]:
+        return credential_variables(self.config.credentials)
+
+    def workload_name(self, group: NodeGroupPlan) -> str:
+        """The inference Deployment's name for a group."""
+        app_name = self.config.app.name
+        return app_name if group.name == SINGLE_GROUP else f"{app_name}-{group.name}"
+
+    def image_for(self, group: NodeGroupPlan) -> str:
+        """The CUDA 13 image, or the CUDA 12 one for GPUs CUDA 13 no longer supports (Pascal)."""
+        app = self.config.app
+        return app.image if group.gpu.capability >= contract.CUDA13_MIN_COMPUTE_CAPABILITY else app.image_cuda12
 
 
-class _Problems:
-    def __init__(self) -> None:
-        self.items: list[tuple[str, str]] = []
+def credential_variables(credentials: CredentialsSpec | None) -> dict[str, str]:
+    """The service's CAT_WATCHER__MQTT__* / CAT_WATCHER__FRIGATE__* settings (plain values)."""
+    if credentials is None:
+        return {}
+    variables: dict[str, str] = {}
+    for section_name in ("mqtt", "frigate"):
+        section = getattr(credentials, section_name)
+        if section is None:
+            continue
+        for field_name, value in section:
+            if value is None:
+                continue
+            plain = value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
+            variables[f"{contract.ENV_PREFIX}{section_name.upper()}__{field_name.upper()}"] = plain
+    return variables
 
-    def add(self, path: tuple[str | int, ...], message: str) -> None:
-        self.items.append((key_path(*path), message))
 
+class _Problems(Problems):
     def raise_if_any(self) -> None:
         if self.items:
             raise ConfigError(self.items)
@@ -110,12 +126,19 @@ def plan_rollout(config: StackConfig, catalogue: Mapping[str, GpuPreset]) -> Rol
     _check_groups(config, problems)
     _check_one_mig_strategy(config, groups, problems)
     node_runtime = None
-    try:
-        node_runtime = resolve_node_runtime(config.cluster, config.operator)
-    except ConfigError as error:
-        problems.items.extend(error.problems)
+    if chart_problem := chart_version_problem(config.operator.chart_version):
+        problems.items.append(chart_problem)
+    else:
+        try:
+            node_runtime = resolve_node_runtime(config.cluster, config.operator)
+        except ConfigError as error:
+            problems.items.extend(error.problems)
     problems.raise_if_any()
-    return RolloutPlan(config=config, groups=tuple(groups), node_runtime=node_runtime)
+    assert node_runtime is not None
+    plan = RolloutPlan(config=config, groups=tuple(groups), node_runtime=node_runtime)
+    problems.items.extend(operator_value_problems(plan))
+    problems.raise_if_any()
+    return plan
 
 
 def _group_specs(
@@ -240,62 +263,23 @@ def _plan_group(
         problems.add((*path, "reserveMb"), "must be >= 0")
         return None
     sharing = spec.sharing or gpu.recommended.sharing
+    backend = backend_for(sharing)
     gpus = spec.count * max(len(nodes), 1)
+    request = GroupRequest(path=path, name=name, nodes=nodes, spec=spec, gpu=gpu, gpus=gpus, catalogue=catalogue)
     before = len(problems.items)
 
-    if spec.mig is not None and sharing == "mps":
-        problems.add(
-            (*path, "mig"),
-            "MPS runs on full GPUs only: the device plugin rejects MPS on MIG devices and with the mixed MIG strategy",
-        )
-    elif spec.mig is not None and sharing != "mig":
-        problems.add((*path, "mig"), f"only valid with sharing: mig (sharing is {sharing})")
+    backend.check_spec(request, problems)
+    devices = backend.plan_devices(request, problems)
+    if devices is None:
+        return None
+    memory_per_pod = backend.plan_memory(request, devices, problems)
 
-    mig: MigPlan | None = None
-    devices_per_gpu = 1
-    device_mb = gpu.vram_mb
-    if sharing == "none":
-        if spec.replicas not in (None, 1):
-            problems.add((*path, "replicas"), f"sharing: none gives each pod a whole GPU; remove replicas or pick time-slicing or mps (got {spec.replicas})")
-        replicas = 1
-    elif sharing == "mig":
-        if not nodes:
-            problems.add(
-                (*path, "sharing"),
-                "mig layouts reach a node through its nvidia.com/mig.config label: list the MIG nodes "
-                "in catwatcher:nodeGroups (name, nodes, gpu) instead of catwatcher:gpu",
-            )
-        mig = _plan_mig(path, spec, gpu, catalogue, problems)
-        if mig is None:
-            return None
-        if spec.replicas is not None:
-            problems.add((*path, "replicas"), "with sharing: mig the layout sets the pod count; use mig.timeSlicingReplicas to share MIG devices")
-        replicas = mig.time_slicing_replicas or 1
-        devices_per_gpu = sum(mig.layout.values()) if mig.strategy == "single" else mig.layout[mig.workload_profile.name]
-        device_mb = mig.workload_profile.memory_mb
-    else:
-        replicas = spec.replicas if spec.replicas is not None else gpu.recommended.replicas
-        if replicas < 2:
-            problems.add((*path, "replicas"), f"must be >= 2 for {sharing} (the device plugin refuses 1); got {replicas}; for one pod per GPU use sharing: none")
-        if sharing == "mps":
-            if not gpu.mps_capable:
-                problems.add(
-                    (*path, "sharing"),
-                    f"mps needs compute capability >= 7.0 (Volta or newer); {gpu.key} has {gpu.compute_capability}: use time-slicing",
-                )
-            elif replicas > gpu.mps_max_replicas:
-                problems.add(
-                    (*path, "replicas"),
-                    f"MPS allows at most {gpu.mps_max_replicas} clients per GPU on compute capability {gpu.compute_capability}; got {replicas}",
-                )
-
-    memory_per_pod = _plan_memory(path, spec, gpu, sharing, replicas, device_mb, problems)
-
-    slices = gpus * devices_per_gpu * replicas
+    per_gpu = devices.devices_per_gpu * devices.replicas_per_device
+    slices = gpus * per_gpu
     pods = inference_replicas if inference_replicas is not None else slices
     if pods > slices:
         key = ("app", "replicas") if not nodes else (*path[:-1], "inferenceReplicas")
-        problems.add(key, f"{pods} inference pods need {pods} GPU slices but {name} has {slices} ({gpus} GPU x {devices_per_gpu * replicas} slices); at most {slices}")
+        problems.add(key, f"{pods} inference pods need {pods} GPU slices but {name} has {slices} ({gpus} GPU x {per_gpu} slices); at most {slices}")
 
     if len(problems.items) > before:
         return None
@@ -305,95 +289,10 @@ def _plan_group(
         gpu=gpu,
         gpus=gpus,
         sharing=sharing,
-        replicas_per_device=replicas,
-        devices_per_gpu=devices_per_gpu,
+        replicas_per_device=devices.replicas_per_device,
+        devices_per_gpu=devices.devices_per_gpu,
         memory_per_pod_mb=memory_per_pod,
         rename_shared=spec.rename_shared,
-        mig=mig,
+        mig=devices.mig,
         inference_replicas=pods,
     )
-
-
-def _plan_memory(
-    path: tuple[str | int, ...],
-    spec: GpuSpec,
-    gpu: GpuPreset,
-    sharing: SharingMode,
-    replicas: int,
-    device_mb: int,
-    problems: _Problems,
-) -> int:
-    """Per-pod GPU memory: `replicas x per-pod + reserve` must fit the device (GPU or MIG instance)."""
-    usable = device_mb - gpu.reserve_mb
-    largest_fit = usable // max(replicas, 1)
-    if spec.memory_per_pod_mb is not None:
-        memory = spec.memory_per_pod_mb
-    elif sharing in ("time-slicing", "mps"):
-        # The preset's per-pod figure sizes the model, not the card: keep it while it fits.
-        memory = min(gpu.recommended.memory_per_pod_mb, largest_fit)
-    else:
-        memory = largest_fit
-    if memory <= 0:
-        problems.add((*path, "memoryPerPodMb"), f"must be > 0 MiB; got {memory}")
-    elif replicas * memory + gpu.reserve_mb > device_mb:
-        fit = max(largest_fit, 0)
-        device = "MIG instance" if sharing == "mig" else gpu.key
-        problems.add(
-            (*path, "memoryPerPodMb"),
-            f"{replicas} pods x {memory} MiB + {gpu.reserve_mb} MiB reserve = {replicas * memory + gpu.reserve_mb} MiB "
-            f"exceeds the {device_mb} MiB of the {device}; at most {fit} MiB per pod",
-        )
-    return memory
-
-
-def _plan_mig(
-    path: tuple[str | int, ...],
-    spec: GpuSpec,
-    gpu: GpuPreset,
-    catalogue: Mapping[str, GpuPreset],
-    problems: _Problems,
-) -> MigPlan | None:
-    if gpu.mig is None:
-        capable = ", ".join(sorted(key for key, preset in catalogue.items() if preset.mig_capable))
-        problems.add((*path, "sharing"), f"{gpu.key} does not support MIG; MIG presets: {capable}")
-        return None
-    mig_spec = spec.mig
-    strategy = mig_spec.strategy if mig_spec else "single"
-    layout = dict(mig_spec.layout) if mig_spec and mig_spec.layout else dict(gpu.mig.recommended_layout)
-    mig_path = (*path, "mig")
-    before = len(problems.items)
-    for profile, count in layout.items():
-        known = gpu.mig.profiles.get(profile)
-        if known is None:
-            problems.add((*mig_path, "layout", profile), f"not a MIG profile of {gpu.key}; valid: {', '.join(gpu.mig.profiles)}")
-        elif count > known.max_count:
-            problems.add((*mig_path, "layout", profile), f"{gpu.key} fits at most {known.max_count} x {profile}; got {count}")
-    if len(problems.items) > before:
-        return None
-    profiles = [gpu.mig.profiles[p] for p in layout]
-    compute = sum(gpu.mig.profiles[p].compute_slices * n for p, n in layout.items())
-    memory = sum(gpu.mig.profiles[p].memory_slices * n for p, n in layout.items())
-    if compute > gpu.mig.compute_slices or memory > gpu.mig.memory_slices:
-        problems.add(
-            (*mig_path, "layout"),
-            f"does not fit one {gpu.key}: needs {compute}/{gpu.mig.compute_slices} compute and "
-            f"{memory}/{gpu.mig.memory_slices} memory slices",
-        )
-    if strategy == "single" and len(layout) > 1:
-        problems.add((*mig_path, "strategy"), f"single needs one profile in the layout (got {', '.join(layout)}); use mixed")
-    workload_name = (mig_spec.workload_profile if mig_spec else None) or min(profiles, key=lambda p: (p.memory_mb, p.name)).name
-    if workload_name not in layout:
-        problems.add((*mig_path, "workloadProfile"), f"'{workload_name}' is not in the layout; valid: {', '.join(layout)}")
-    ts_replicas = mig_spec.time_slicing_replicas if mig_spec else None
-    if ts_replicas is not None and ts_replicas < 2:
-        problems.add((*mig_path, "timeSlicingReplicas"), f"must be >= 2 (the device plugin refuses 1); got {ts_replicas}")
-    if len(problems.items) > before:
-        return None
-    return MigPlan(
-        strategy=strategy,
-        layout=layout,
-        workload_profile=gpu.mig.profiles[workload_name],
-        time_slicing_replicas=ts_replicas,
-    )
-
-

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from infra.model import GpuPreset
+from infra.sharing import backend_for
 
 PRESETS_FILE = "gpu_presets.yaml"
 
@@ -51,14 +52,9 @@ def markdown_table(presets: dict[str, GpuPreset] | None = None) -> str:
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for key, preset in (presets or catalogue()).items():
-        recommended = preset.recommended
-        if recommended.sharing == "mig" and preset.mig:
-            layout = ", ".join(f"{count} x {profile}" for profile, count in preset.mig.recommended_layout.items())
-            advice = f"mig ({layout}), {recommended.memory_per_pod_mb} MiB arena per pod"
-        else:
-            advice = f"{recommended.sharing} x{recommended.replicas}, {recommended.memory_per_pod_mb} MiB arena per pod"
-        if recommended.note:
-            advice += f" ({recommended.note})"
+        advice = backend_for(preset.recommended.sharing).describe_recommendation(preset)
+        if preset.recommended.note:
+            advice += f" ({preset.recommended.note})"
         mig = ", ".join(preset.mig.profiles) if preset.mig else "-"
         mps = "yes" if preset.mps_capable else "no"
         rows.append(

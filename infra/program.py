@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pulumi
 import pulumi_kubernetes as k8s
-from pulumi.runtime import config as runtime_config
 
 from components import (
     CatWatcher,
@@ -16,33 +15,27 @@ from components import (
     DcgmMonitoring,
     DcgmMonitoringArgs,
     GpuOperator,
-    GpuOperatorArgs,
     SharingConfig,
     SharingConfigArgs,
 )
-from components.cat_watcher import selector_labels
-from components.dcgm_monitoring import exporter_env
+from components.cat_watcher import InferenceGroup, NetworkPolicy, PodResources, selector_labels
 from infra.errors import PROJECT, ConfigError
+from infra.operator_chart import gpu_operator_args
 from infra.plan import RolloutPlan, plan_rollout
 from infra.presets import catalogue
+from infra.pulumi_internals import engine_config, engine_secret_keys
 from infra.stack_config import decode_config, parse_stack_config
 
 
 def project_config() -> dict[str, str]:
     """Every `catwatcher:*` value the engine passed, so unknown keys can be refused too."""
-    flat = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    return {key: value for key, value in flat.items() if key.startswith(f"{PROJECT}:")}
+    return {key: value for key, value in engine_config().items() if key.startswith(f"{PROJECT}:")}
 
 
 def secret_config_keys() -> set[str]:
     """Top-level `catwatcher:*` keys the engine marks secret (their values are never echoed)."""
     prefix = f"{PROJECT}:"
-    engine_secrets = set(runtime_config.get_config_secret_keys_env())
-    return {
-        key[len(prefix):]
-        for key in project_config()
-        if runtime_config.is_config_secret(key) or key in engine_secrets
-    }
+    return {key[len(prefix):] for key in engine_secret_keys() if key.startswith(prefix)}
 
 
 def load_plan() -> RolloutPlan:
@@ -78,48 +71,54 @@ def compose(plan: RolloutPlan) -> None:
     )
     sharing = SharingConfig(
         "sharing",
-        SharingConfigArgs(namespace=operator_namespace.metadata["name"], groups=plan.groups),
+        SharingConfigArgs(
+            namespace=operator_namespace.metadata["name"],
+            device_plugin_configs=plan.device_plugin_configs,
+            node_labels=plan.node_labels,
+            default_key=plan.default_config_key,
+            mig_layouts=plan.mig_layouts,
+        ),
         opts=on_cluster,
     )
     operator = GpuOperator(
         "gpu-operator",
-        GpuOperatorArgs(
+        gpu_operator_args(
+            plan,
             namespace=operator_namespace.metadata["name"],
-            release_name=config.operator.release_name,
-            chart_version=config.operator.chart_version,
-            repository=config.operator.repository,
             sharing_config_map=sharing.config_map_name,
-            sharing_default_key=sharing.default_key,
             sharing_content_hash=sharing.content_hash,
-            mig_strategy=plan.mig_strategy,
             mig_config_map=sharing.mig_config_map_name,
-            install_driver=plan.node_runtime.install_driver,
-            install_toolkit=plan.node_runtime.install_toolkit,
-            toolkit_env=plan.node_runtime.toolkit_env,
-            cdi_nri_plugin=plan.node_runtime.cdi_nri_plugin,
-            dcgm_exporter=config.monitoring.enabled and config.monitoring.exporter == "operator",
-            dcgm_exporter_env=exporter_env(
-                [group.resource_name for group in plan.groups],
-                shared_gpus=any(group.replicas_per_device > 1 for group in plan.groups),
-            ),
-            timeout_seconds=config.operator.timeout_seconds,
-            restart_image=config.operator.restart_image,
         ),
         opts=on_cluster,
     )
+    app_config = config.app
     app = CatWatcher(
         "cat-watcher",
         CatWatcherArgs(
-            namespace=config.app.namespace,
-            app_name=config.app.name,
-            image=config.app.image,
-            image_cuda12=config.app.image_cuda12,
-            groups=plan.groups,
-            resources=config.app.resources,
+            namespace=app_config.namespace,
+            app_name=app_config.name,
+            groups=[
+                InferenceGroup(
+                    name=group.name,
+                    deployment_name=plan.workload_name(group),
+                    replicas=group.inference_replicas,
+                    slices=group.slices,
+                    image=plan.image_for(group),
+                    node_selector=group.backend.node_selector(group),
+                    gpu_resources=group.backend.pod_resources(group),
+                    env=group.backend.pod_env(group),
+                )
+                for group in plan.groups
+            ],
+            resources=PodResources(**app_config.resources.model_dump()),
             gpu_ready=operator.ready,
             runtime_class=plan.node_runtime.runtime_class,
-            credentials=config.credentials,
-            network_policy=config.app.network_policy,
+            credentials=plan.credential_variables,
+            network_policy=NetworkPolicy(
+                enabled=app_config.network_policy.enabled,
+                client_namespaces=tuple(app_config.network_policy.client_namespaces),
+                monitoring_namespace=app_config.network_policy.monitoring_namespace,
+            ),
             pod_security_version=f"v{config.cluster.kubernetes_version}",
         ),
         opts=on_cluster,
@@ -130,13 +129,13 @@ def compose(plan: RolloutPlan) -> None:
             DcgmMonitoringArgs(
                 operator_namespace=operator_namespace.metadata["name"],
                 app_namespace=app.namespace,
-                app_selector=selector_labels(config.app.name),
+                app_selector=selector_labels(app_config.name),
                 service_monitor=config.monitoring.service_monitor,
                 prometheus_labels=config.monitoring.prometheus_labels,
                 exporter=config.monitoring.exporter,
                 standalone_chart_version=config.monitoring.standalone_chart_version,
-                gpu_resources=tuple(group.resource_name for group in plan.groups),
-                shared_gpus=any(group.replicas_per_device > 1 for group in plan.groups),
+                gpu_resources=plan.gpu_resources,
+                shared_gpus=plan.shared_gpus,
                 dashboards=config.monitoring.dashboards,
                 dashboard_namespace=config.monitoring.dashboard_namespace,
                 runtime_class=plan.node_runtime.runtime_class,

@@ -58,9 +58,9 @@ class _CountingMonitor(RecordingMonitor):
         self.registered_types: list[str] = []
         _CountingMonitor.instances.append(self)
 
-    def RegisterResource(self, request):  # noqa: N802 - the gRPC method name
-        self.registered_types.append(request.type)
-        return super().RegisterResource(request)
+    def observe(self, resource):
+        self.registered_types.append(resource.type)
+        super().observe(resource)
 
 
 @pytest.fixture

@@ -36,3 +36,30 @@ def test_component_follows_the_conventions(path, cls):
 def test_components_never_read_stack_config():
     for path in COMPONENTS:
         assert "pulumi.Config" not in path.read_text(), path.name
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_components_import_nothing_from_infra():
+    """Dependencies point one way (program -> infra plan -> components): a component is built
+    and tested from its own Args alone."""
+    assert COMPONENTS
+    for path in COMPONENTS:
+        offending = sorted(m for m in imported_modules(path) if m == "infra" or m.startswith("infra."))
+        assert offending == [], f"{path.name} imports {offending}"
+
+
+def test_every_component_has_a_test_module_of_its_own():
+    tests = Path(__file__).parent
+    for path in COMPONENTS:
+        if path.name != "__init__.py":
+            assert (tests / f"test_component_{path.stem}.py").is_file(), path.name

@@ -7,7 +7,7 @@ from typing import get_args
 
 import pytest
 
-from components.gpu_operator import unknown_value_paths
+from infra.operator_chart import unknown_value_paths
 from infra.distributions import PROFILES, markdown_table, resolve
 from infra.errors import ConfigError
 from infra.model import ClusterSpec, Distribution, OperatorSpec

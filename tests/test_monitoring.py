@@ -25,7 +25,7 @@ from components.dcgm_monitoring import (
     prometheus_rule_spec,
     standalone_values,
 )
-from components.gpu_operator import value_paths
+from infra.operator_chart import value_paths
 from infra.render import helm_releases
 from tests.conftest import ROOT, objects, one, operator_values, render_config
 from tests.monitoring_schema import SCHEMAS, property_paths

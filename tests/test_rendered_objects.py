@@ -5,7 +5,7 @@ from __future__ import annotations
 import kubernetes_validate
 import yaml
 
-from components.gpu_operator import unknown_value_paths, value_paths
+from infra.operator_chart import unknown_value_paths, value_paths
 from components.sharing_config import MIG_LAYOUT_KEY
 from infra.model import StackConfig
 from infra.offline import load_stack_config

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import yaml
 
-from components.sharing_config import content_hash, device_plugin_config, mig_parted_config, to_yaml
+from components.sharing_config import content_hash, to_yaml
 from infra.plan import plan_rollout
+from infra.sharing.mig import mig_parted_config
 from infra.presets import catalogue
 from infra.stack_config import parse_stack_config
 from tests.upstream_rules import device_plugin_violations, mig_layout_violations
+
+
+def device_plugin_config(group):
+    return group.backend.device_plugin_config(group)
 
 
 def group(gpu: dict):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from components.gpu_operator import chart_value_paths, value_paths
+from infra.operator_chart import chart_value_paths, value_paths
 from infra.presets import catalogue
 from tests.upstream_rules import mig_layout_violations
 

@@ -1,0 +1,265 @@
+"""The interface every sharing backend implements, and the node-group plan it fills in.
+
+A backend is one sharing mode (`none`, `time-slicing`, `mps`, `mig`, ...). The planner
+(infra/plan.py) resolves a node group's preset and count, then asks the group's backend to:
+check the mode's own constraints, work out devices and replicas, size the per-pod memory;
+afterwards the program asks it for the device-plugin config, the operator's Helm values, node
+labels, pod resources and env, the config readers to restart and the monitoring specifics.
+Nothing outside infra/sharing/ compares mode strings.
+
+Adding a mode (HAMi, DRA) is one module here plus its registration in infra/sharing/__init__.py,
+its value in `SharingMode` (infra/model.py) and its tests. HAMi, for instance, would override
+`node_labels` (its scheduler's `gpu=on`, and `nvidia.com/gpu.deploy.device-plugin=false` so the
+operator's plugin stays off its nodes), `pod_resources` (`nvidia.com/gpumem`), `operator_values`
+and bring its own chart as a component the program adds when a group uses it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+from components.gpu_operator import DEVICE_PLUGIN_DAEMONSET
+from components.sharing_config import DEVICE_PLUGIN_CONFIG_LABEL, GPU_RESOURCE
+from inference import contract
+from infra.errors import key_path
+from infra.model import GpuPreset, GpuSpec, MigProfile, MigStrategy, SharingMode
+
+KeyPath = tuple[str | int, ...]
+
+
+class Problems:
+    """Collects `(key path, message)` pairs; the planner raises them as one ConfigError."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, str]] = []
+
+    def add(self, path: KeyPath, message: str) -> None:
+        self.items.append((key_path(*path), message))
+
+
+@dataclass(frozen=True)
+class MigPlan:
+    strategy: MigStrategy
+    layout: Mapping[str, int]  # profile -> instances per GPU
+    workload_profile: MigProfile
+    time_slicing_replicas: int | None
+
+    @property
+    def layout_name(self) -> str:
+        return "catwatcher-" + "-".join(f"{count}x{profile}" for profile, count in sorted(self.layout.items()))
+
+
+@dataclass(frozen=True)
+class GroupRequest:
+    """One node group as the user wrote it, with its preset resolved (overrides applied)."""
+
+    path: KeyPath  # key path of the group's `gpu` section
+    name: str
+    nodes: tuple[str, ...]  # empty: every GPU node
+    spec: GpuSpec
+    gpu: GpuPreset
+    gpus: int  # GPUs in the group
+    catalogue: Mapping[str, GpuPreset]
+
+
+@dataclass(frozen=True)
+class DeviceSharing:
+    """What a backend decides about a group's devices."""
+
+    replicas_per_device: int  # pods sharing one device (a GPU, or a MIG instance)
+    devices_per_gpu: int = 1  # MIG instances per GPU
+    device_mb: int | None = None  # memory of one device; None: the whole GPU
+    mig: MigPlan | None = None
+
+
+@dataclass(frozen=True)
+class NodeGroupPlan:
+    """One kind of GPU node, fully resolved: every number the components need."""
+
+    name: str
+    nodes: tuple[str, ...]  # empty: every GPU node (the operator's default config)
+    gpu: GpuPreset  # with the stack's overrides applied
+    gpus: int  # GPUs in the group
+    sharing: SharingMode
+    replicas_per_device: int  # pods sharing one device (a GPU, or a MIG instance)
+    devices_per_gpu: int  # MIG instances per GPU, 1 otherwise
+    memory_per_pod_mb: int
+    rename_shared: bool
+    mig: MigPlan | None
+    inference_replicas: int
+
+    @property
+    def backend(self) -> SharingBackend:
+        from infra.sharing import backend_for
+
+        return backend_for(self.sharing)
+
+    @property
+    def config_key(self) -> str:
+        """Key of this group's device-plugin config in the sharing ConfigMap."""
+        return self.name
+
+    @property
+    def slices(self) -> int:
+        return self.gpus * self.devices_per_gpu * self.replicas_per_device
+
+    @property
+    def resource_name(self) -> str:
+        return self.backend.resource_name(self)
+
+
+def fit_memory_per_pod(
+    device_mb: int, reserve_mb: int, replicas: int, requested_mb: int | None, preferred_mb: int | None
+) -> tuple[int, int]:
+    """(memory per pod, largest that fits) on one device shared by `replicas` pods.
+
+    `replicas x per-pod + reserve` must fit the device. An explicit request is kept as asked
+    (the caller refuses it if it does not fit); a preferred figure (the preset's, which sizes
+    the model rather than the card) is kept while it fits; otherwise the largest fit.
+    """
+    largest_fit = (device_mb - reserve_mb) // max(replicas, 1)
+    if requested_mb is not None:
+        return requested_mb, largest_fit
+    if preferred_mb is not None:
+        return min(preferred_mb, largest_fit), largest_fit
+    return largest_fit, largest_fit
+
+
+class SharingBackend(Protocol):
+    """One sharing mode. Every method is pure."""
+
+    mode: ClassVar[SharingMode]
+
+    # --- planning (validation) ---
+    def check_spec(self, request: GroupRequest, problems: Problems) -> None:
+        """Refuse keys of the group's spec that this mode cannot honour."""
+
+    def plan_devices(self, request: GroupRequest, problems: Problems) -> DeviceSharing | None:
+        """Devices and replicas per device; None (with problems added) if the spec is unusable."""
+
+    def plan_memory(self, request: GroupRequest, devices: DeviceSharing, problems: Problems) -> int:
+        """GPU memory each pod may use (MiB); adds a problem if it does not fit the device."""
+
+    # --- what the rollout needs ---
+    def resource_name(self, group: NodeGroupPlan) -> str:
+        """The extended resource a Cat Watcher pod of this group asks for."""
+
+    def device_plugin_config(self, group: NodeGroupPlan) -> dict[str, Any]:
+        """The device plugin's `version: v1` config for this group."""
+
+    def operator_values(self, groups: Sequence[NodeGroupPlan]) -> dict[str, Any]:
+        """GPU Operator chart values this mode needs for its groups (merged into the release)."""
+
+    def node_labels(self, group: NodeGroupPlan) -> dict[str, str]:
+        """Labels Pulumi sets on each named node of the group."""
+
+    def node_selector(self, group: NodeGroupPlan) -> dict[str, str]:
+        """Where the group's inference pods run."""
+
+    def pod_resources(self, group: NodeGroupPlan) -> dict[str, str]:
+        """Extended-resource limits of one inference pod."""
+
+    def pod_env(self, group: NodeGroupPlan) -> list[dict[str, str]]:
+        """The slice the service must stay in, as env of the inference container."""
+
+    def config_readers(self, group: NodeGroupPlan) -> tuple[str, ...]:
+        """Operator DaemonSets that read the sharing config and must restart when it changes."""
+
+    def shares_devices(self, group: NodeGroupPlan) -> bool:
+        """Whether several pods use one device (per-pod GPU memory is then unknowable)."""
+
+    def describe_recommendation(self, preset: GpuPreset) -> str:
+        """The preset table's `recommended sharing` cell."""
+
+
+GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
+
+
+class BaseBackend:
+    """Behaviour most modes share; a backend overrides what differs."""
+
+    mode: ClassVar[SharingMode]
+
+    def check_spec(self, request: GroupRequest, problems: Problems) -> None:
+        if request.spec.mig is not None:
+            problems.add((*request.path, "mig"), f"only valid with sharing: mig (sharing is {self.mode})")
+
+    def plan_memory(self, request: GroupRequest, devices: DeviceSharing, problems: Problems) -> int:
+        gpu = request.gpu
+        device_mb = devices.device_mb if devices.device_mb is not None else gpu.vram_mb
+        replicas = devices.replicas_per_device
+        memory, largest_fit = fit_memory_per_pod(
+            device_mb, gpu.reserve_mb, replicas, request.spec.memory_per_pod_mb, self.preferred_memory_mb(gpu)
+        )
+        if memory <= 0:
+            problems.add((*request.path, "memoryPerPodMb"), f"must be > 0 MiB; got {memory}")
+        elif replicas * memory + gpu.reserve_mb > device_mb:
+            fit = max(largest_fit, 0)
+            problems.add(
+                (*request.path, "memoryPerPodMb"),
+                f"{replicas} pods x {memory} MiB + {gpu.reserve_mb} MiB reserve = {replicas * memory + gpu.reserve_mb} MiB "
+                f"exceeds the {device_mb} MiB of the {self.device_noun(gpu)}; at most {fit} MiB per pod",
+            )
+        return memory
+
+    def preferred_memory_mb(self, gpu: GpuPreset) -> int | None:
+        """None: a pod gets the largest share that fits."""
+        return None
+
+    def device_noun(self, gpu: GpuPreset) -> str:
+        return gpu.key
+
+    def resource_name(self, group: NodeGroupPlan) -> str:
+        return self._maybe_renamed(GPU_RESOURCE, group)
+
+    @staticmethod
+    def _maybe_renamed(name: str, group: NodeGroupPlan) -> str:
+        shared = group.replicas_per_device > 1
+        return f"{name}.shared" if shared and group.rename_shared else name
+
+    def device_plugin_config(self, group: NodeGroupPlan) -> dict[str, Any]:
+        return {"version": "v1", "flags": {"migStrategy": "none"}}
+
+    def operator_values(self, groups: Sequence[NodeGroupPlan]) -> dict[str, Any]:
+        return {}
+
+    def node_labels(self, group: NodeGroupPlan) -> dict[str, str]:
+        return {DEVICE_PLUGIN_CONFIG_LABEL: group.config_key}
+
+    def node_selector(self, group: NodeGroupPlan) -> dict[str, str]:
+        if group.nodes:
+            return {DEVICE_PLUGIN_CONFIG_LABEL: group.config_key}
+        return {GPU_PRESENT_LABEL: "true"}
+
+    def pod_resources(self, group: NodeGroupPlan) -> dict[str, str]:
+        return {self.resource_name(group): "1"}
+
+    def pod_env(self, group: NodeGroupPlan) -> list[dict[str, str]]:
+        return [
+            {"name": contract.GPU_MEMORY_LIMIT_ENV, "value": str(group.memory_per_pod_mb)},
+            {"name": contract.DEVICE_ENV, "value": "auto"},
+        ]
+
+    def config_readers(self, group: NodeGroupPlan) -> tuple[str, ...]:
+        return (DEVICE_PLUGIN_DAEMONSET,)
+
+    def shares_devices(self, group: NodeGroupPlan) -> bool:
+        return group.replicas_per_device > 1
+
+    def describe_recommendation(self, preset: GpuPreset) -> str:
+        recommended = preset.recommended
+        return f"{recommended.sharing} x{recommended.replicas}, {recommended.memory_per_pod_mb} MiB arena per pod"
+
+
+def replica_sharing_config(group: NodeGroupPlan, sharing_key: str, resource_names: Sequence[str]) -> dict[str, Any]:
+    """The `sharing.<timeSlicing|mps>` section of a device-plugin config."""
+    return {
+        sharing_key: {
+            "renameByDefault": group.rename_shared,
+            # A pod asking for two shares would get no more GPU than with one: refuse it.
+            "failRequestsGreaterThanOne": True,
+            "resources": [{"name": name, "replicas": group.replicas_per_device} for name in resource_names],
+        }
+    }

@@ -1,0 +1,43 @@
+"""`sharing: mps`: like time-slicing, but the operator's MPS control daemon runs the pods'
+kernels concurrently and splits the GPU's memory between them."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from infra.model import SharingMode
+from infra.sharing.base import GroupRequest, NodeGroupPlan, Problems
+from infra.sharing.time_slicing import TimeSlicing
+
+
+class Mps(TimeSlicing):
+    mode: ClassVar[SharingMode] = "mps"
+    sharing_key: ClassVar[str] = "mps"
+
+    def check_spec(self, request: GroupRequest, problems: Problems) -> None:
+        if request.spec.mig is not None:
+            problems.add(
+                (*request.path, "mig"),
+                "MPS runs on full GPUs only: the device plugin rejects MPS on MIG devices and with the mixed MIG strategy",
+            )
+
+    def check_replicas(self, request: GroupRequest, replicas: int, problems: Problems) -> None:
+        gpu = request.gpu
+        if not gpu.mps_capable:
+            problems.add(
+                (*request.path, "sharing"),
+                f"mps needs compute capability >= 7.0 (Volta or newer); {gpu.key} has {gpu.compute_capability}: use time-slicing",
+            )
+        elif replicas > gpu.mps_max_replicas:
+            problems.add(
+                (*request.path, "replicas"),
+                f"MPS allows at most {gpu.mps_max_replicas} clients per GPU on compute capability {gpu.compute_capability}; got {replicas}",
+            )
+
+    def pod_env(self, group: NodeGroupPlan) -> list[dict[str, str]]:
+        # The MPS daemon already splits memory evenly (total / replicas); this caps the
+        # client lower still, at the per-pod limit this stack asks for.
+        return [
+            *super().pod_env(group),
+            {"name": "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT", "value": f"0={group.memory_per_pod_mb}M"},
+        ]
