@@ -115,8 +115,11 @@ class GpuSpec(StrictModel):
     count: int = Field(default=1, gt=0, description="GPUs per node")
     sharing: SharingMode | None = None
     replicas: int | None = Field(default=None, description="Pods that share one GPU")
-    memory_per_pod_mb: int | None = None
+    memory_per_pod_mb: int | None = Field(default=None, description="ONNX Runtime arena per pod (MiB)")
     reserve_mb: int | None = None
+    overhead_mb: int | None = Field(
+        default=None, description="GPU MiB a pod holds outside its arena (CUDA context, libraries); default: the preset's"
+    )
     vram_mb: int | None = None
     compute_capability: ComputeCapability | None = None
     rename_shared: bool = Field(

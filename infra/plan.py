@@ -237,7 +237,7 @@ def _resolve_preset(spec: GpuSpec, catalogue: Mapping[str, GpuPreset]) -> GpuPre
         return None
     overrides = {
         field: value
-        for field in ("vram_mb", "compute_capability", "reserve_mb")
+        for field in ("vram_mb", "compute_capability", "reserve_mb", "overhead_mb")
         if (value := getattr(spec, field)) is not None
     }
     return preset.model_copy(update=overrides) if overrides else preset
@@ -262,6 +262,9 @@ def _plan_group(
     if spec.reserve_mb is not None and spec.reserve_mb < 0:
         problems.add((*path, "reserveMb"), "must be >= 0")
         return None
+    if spec.overhead_mb is not None and spec.overhead_mb < 0:
+        problems.add((*path, "overheadMb"), "must be >= 0")
+        return None
     sharing = spec.sharing or gpu.recommended.sharing
     backend = backend_for(sharing)
     gpus = spec.count * max(len(nodes), 1)
@@ -272,7 +275,7 @@ def _plan_group(
     devices = backend.plan_devices(request, problems)
     if devices is None:
         return None
-    memory_per_pod = backend.plan_memory(request, devices, problems)
+    memory_fit = backend.plan_memory(request, devices, problems)
 
     per_gpu = devices.devices_per_gpu * devices.replicas_per_device
     slices = gpus * per_gpu
@@ -291,7 +294,7 @@ def _plan_group(
         sharing=sharing,
         replicas_per_device=devices.replicas_per_device,
         devices_per_gpu=devices.devices_per_gpu,
-        memory_per_pod_mb=memory_per_pod,
+        memory_fit=memory_fit,
         rename_shared=spec.rename_shared,
         mig=devices.mig,
         inference_replicas=pods,

@@ -150,7 +150,8 @@ def compose(plan: RolloutPlan) -> None:
     pulumi.export(
         "slices",
         {group.name: {"resource": group.resource_name, "pods": group.inference_replicas, "slices": group.slices,
-                      "gpuMemoryLimitMb": group.memory_per_pod_mb} for group in plan.groups},
+                      "gpuMemoryLimitMb": group.budget_mb, "arenaMb": group.memory_per_pod_mb}
+         for group in plan.groups},
     )
 
 

@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Protocol
 from components.gpu_operator import DEVICE_PLUGIN_DAEMONSET
 from components.sharing_config import DEVICE_PLUGIN_CONFIG_LABEL, GPU_RESOURCE
 from inference import contract
+from infra import budget
 from infra.errors import key_path
 from infra.model import GpuPreset, GpuSpec, MigProfile, MigStrategy, SharingMode
 
@@ -85,10 +86,25 @@ class NodeGroupPlan:
     sharing: SharingMode
     replicas_per_device: int  # pods sharing one device (a GPU, or a MIG instance)
     devices_per_gpu: int  # MIG instances per GPU, 1 otherwise
-    memory_per_pod_mb: int
+    memory_fit: budget.DeviceFit  # the fit check: replicas_per_device pod budgets + reserve on one device
     rename_shared: bool
     mig: MigPlan | None
     inference_replicas: int
+
+    @property
+    def memory_per_pod_mb(self) -> int:
+        """ONNX Runtime's arena per pod (memoryPerPodMb)."""
+        return self.memory_fit.pod.arena_mb
+
+    @property
+    def overhead_mb(self) -> int:
+        """What a pod holds outside its arena: CUDA context, cuBLAS/cuDNN (the preset's overheadMb)."""
+        return self.memory_fit.pod.overhead_mb
+
+    @property
+    def budget_mb(self) -> int:
+        """All the GPU memory one pod may hold: arena + overhead. Hard caps get this."""
+        return self.memory_fit.pod.budget_mb
 
     @property
     def backend(self) -> SharingBackend:
@@ -110,23 +126,6 @@ class NodeGroupPlan:
         return self.backend.resource_name(self)
 
 
-def fit_memory_per_pod(
-    device_mb: int, reserve_mb: int, replicas: int, requested_mb: int | None, preferred_mb: int | None
-) -> tuple[int, int]:
-    """(memory per pod, largest that fits) on one device shared by `replicas` pods.
-
-    `replicas x per-pod + reserve` must fit the device. An explicit request is kept as asked
-    (the caller refuses it if it does not fit); a preferred figure (the preset's, which sizes
-    the model rather than the card) is kept while it fits; otherwise the largest fit.
-    """
-    largest_fit = (device_mb - reserve_mb) // max(replicas, 1)
-    if requested_mb is not None:
-        return requested_mb, largest_fit
-    if preferred_mb is not None:
-        return min(preferred_mb, largest_fit), largest_fit
-    return largest_fit, largest_fit
-
-
 class SharingBackend(Protocol):
     """One sharing mode. Every method is pure."""
 
@@ -139,8 +138,9 @@ class SharingBackend(Protocol):
     def plan_devices(self, request: GroupRequest, problems: Problems) -> DeviceSharing | None:
         """Devices and replicas per device; None (with problems added) if the spec is unusable."""
 
-    def plan_memory(self, request: GroupRequest, devices: DeviceSharing, problems: Problems) -> int:
-        """GPU memory each pod may use (MiB); adds a problem if it does not fit the device."""
+    def plan_memory(self, request: GroupRequest, devices: DeviceSharing, problems: Problems) -> budget.DeviceFit:
+        """Each pod's arena and budget on one device (infra.budget.fit); adds a problem, quoting
+        the arithmetic, if `replicas x (arena + overhead) + reserve` does not fit the device."""
 
     # --- what the rollout needs ---
     def resource_name(self, group: NodeGroupPlan) -> str:
@@ -186,29 +186,30 @@ class BaseBackend:
         if request.spec.mig is not None:
             problems.add((*request.path, "mig"), f"only valid with sharing: mig (sharing is {self.mode})")
 
-    def plan_memory(self, request: GroupRequest, devices: DeviceSharing, problems: Problems) -> int:
-        gpu = request.gpu
+    def plan_memory(self, request: GroupRequest, devices: DeviceSharing, problems: Problems) -> budget.DeviceFit:
+        gpu, spec = request.gpu, request.spec
         device_mb = devices.device_mb if devices.device_mb is not None else gpu.vram_mb
         replicas = devices.replicas_per_device
-        memory, largest_fit = fit_memory_per_pod(
-            device_mb, gpu.reserve_mb, replicas, request.spec.memory_per_pod_mb, self.preferred_memory_mb(gpu)
+        fit = budget.fit(
+            self.device_noun(gpu, devices), device_mb, gpu.reserve_mb, gpu.overhead_mb, replicas,
+            arena_mb=spec.memory_per_pod_mb, preferred_arena_mb=self.preferred_memory_mb(gpu),
         )
-        if memory <= 0:
-            problems.add((*request.path, "memoryPerPodMb"), f"must be > 0 MiB; got {memory}")
-        elif replicas * memory + gpu.reserve_mb > device_mb:
-            fit = max(largest_fit, 0)
-            problems.add(
-                (*request.path, "memoryPerPodMb"),
-                f"{replicas} pods x {memory} MiB + {gpu.reserve_mb} MiB reserve = {replicas * memory + gpu.reserve_mb} MiB "
-                f"exceeds the {device_mb} MiB of the {self.device_noun(gpu)}; at most {fit} MiB per pod",
-            )
-        return memory
+        if problem := fit.problem():
+            problems.add((*request.path, *self.memory_key(request, devices)), problem)
+        return fit
+
+    def memory_key(self, request: GroupRequest, devices: DeviceSharing) -> tuple[str, ...]:
+        """The key to change when the pods' budgets do not fit: an explicit arena, else what sets
+        how many pods share the device."""
+        if request.spec.memory_per_pod_mb is not None:
+            return ("memoryPerPodMb",)
+        return ("replicas",) if devices.replicas_per_device > 1 else ("overheadMb",)
 
     def preferred_memory_mb(self, gpu: GpuPreset) -> int | None:
         """None: a pod gets the largest share that fits."""
         return None
 
-    def device_noun(self, gpu: GpuPreset) -> str:
+    def device_noun(self, gpu: GpuPreset, devices: DeviceSharing) -> str:
         return gpu.key
 
     def resource_name(self, group: NodeGroupPlan) -> str:
@@ -237,8 +238,10 @@ class BaseBackend:
         return {self.resource_name(group): "1"}
 
     def pod_env(self, group: NodeGroupPlan) -> list[dict[str, str]]:
+        # The service gives ONNX Runtime's arenas the budget minus the overhead they cannot see.
         return [
-            {"name": contract.GPU_MEMORY_LIMIT_ENV, "value": str(group.memory_per_pod_mb)},
+            {"name": contract.GPU_MEMORY_LIMIT_ENV, "value": str(group.budget_mb)},
+            {"name": contract.GPU_MEMORY_OVERHEAD_ENV, "value": str(group.overhead_mb)},
             {"name": contract.DEVICE_ENV, "value": "auto"},
         ]
 

@@ -51,8 +51,13 @@ class Mig(BaseBackend):
             mig=mig,
         )
 
-    def device_noun(self, gpu: GpuPreset) -> str:
-        return "MIG instance"
+    def device_noun(self, gpu: GpuPreset, devices: DeviceSharing) -> str:
+        return f"MIG instance {devices.mig.workload_profile.name}" if devices.mig else "MIG instance"
+
+    def memory_key(self, request: GroupRequest, devices: DeviceSharing) -> tuple[str, ...]:
+        if request.spec.memory_per_pod_mb is not None:
+            return ("memoryPerPodMb",)
+        return ("mig", "timeSlicingReplicas") if devices.replicas_per_device > 1 else ("overheadMb",)
 
     def resource_name(self, group: NodeGroupPlan) -> str:
         assert group.mig is not None
