@@ -2,8 +2,10 @@
 
 Given a GPU (a preset, or `custom`) and the arena one pod needs (a model's estimate, or the
 preset's recommendation), every mode answers with pods per GPU, each pod's arena and budget, and
-the headroom left, from `infra.budget.fit`: the arithmetic validation uses. Pure, except for
-reading model files through `infra.footprint`.
+the headroom left. The numbers come from the mode's own backend (`plan_devices` and
+`plan_memory`, which call `infra.budget.fit`), given the config a user would write for that
+many pods: the arithmetic validation uses. Pure, except for reading model files through
+`infra.footprint`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from typing import Any
 from inference import contract
 from infra import budget
 from infra.footprint import ROUND_TO_MB, ModelFootprint
-from infra.model import GpuPreset
+from infra.model import GpuPreset, GpuSpec
+from infra.sharing import BACKENDS, backend_for
+from infra.sharing.base import GroupRequest, Problems
 
 CUSTOM = "custom"
 # A card nobody measured: the largest per-process overhead the catalogue knows (the H200's).
@@ -109,9 +113,26 @@ def arena_for_models(detector: ModelFootprint, identifier: ModelFootprint | None
     return math.ceil(needed / ROUND_TO_MB) * ROUND_TO_MB
 
 
+def validated_fit(gpu: GpuPreset, spec: dict[str, Any]) -> tuple[budget.DeviceFit | None, list[str]]:
+    """What validation makes of one node group with this `gpu` section: the pods' fit on one
+    device, or the problems it would report."""
+    gpu_spec = GpuSpec.model_validate({"preset": gpu.key, **spec})
+    request = GroupRequest(path=("gpu",), name="plan", nodes=("planned-node",), spec=gpu_spec, gpu=gpu,
+                           gpus=1, catalogue={gpu.key: gpu})
+    backend = backend_for(gpu_spec.sharing or gpu.recommended.sharing)
+    problems = Problems()
+    backend.check_spec(request, problems)
+    devices = backend.plan_devices(request, problems)
+    fit = backend.plan_memory(request, devices, problems) if devices is not None else None
+    messages = [message for _, message in problems.items]
+    return (fit if not messages else None), messages
+
+
 def _none(gpu: GpuPreset, arena_mb: int) -> ModeFit:
     # Validation gives the single pod everything the GPU leaves.
-    fit = budget.fit(gpu.key, gpu.vram_mb, gpu.reserve_mb, gpu.overhead_mb, pods=1)
+    fit, problems = validated_fit(gpu, {"sharing": "none"})
+    if fit is None:
+        return ModeFit("none", "GPU", 1, None, problems[0])
     if fit.pod.arena_mb < arena_mb:
         return ModeFit("none", "GPU", 1, None, f"the GPU leaves {max(fit.pod.arena_mb, 0)} MiB arena, the model needs {arena_mb}")
     return ModeFit("none", "GPU", 1, fit, "one pod, the whole GPU")
@@ -123,7 +144,8 @@ def _shared(mode: str, gpu: GpuPreset, arena_mb: int, most: int | None, note: st
         pods, note = most, f"capped at {most} MPS clients per GPU (compute capability {gpu.compute_capability})"
     if pods < 2:
         return ModeFit(mode, "GPU", 1, None, f"fewer than 2 pods of {arena_mb} + {gpu.overhead_mb} MiB fit (the device plugin refuses 1); use none")
-    return ModeFit(mode, "GPU", 1, budget.fit(gpu.key, gpu.vram_mb, gpu.reserve_mb, gpu.overhead_mb, pods, arena_mb=arena_mb), note)
+    fit, problems = validated_fit(gpu, {"sharing": mode, "replicas": pods, "memoryPerPodMb": arena_mb})
+    return ModeFit(mode, "GPU", 1, fit, problems[0] if problems else note)
 
 
 def _time_slicing(gpu: GpuPreset, arena_mb: int) -> list[ModeFit]:
@@ -141,20 +163,23 @@ def _mig(gpu: GpuPreset, arena_mb: int) -> list[ModeFit]:
         return [ModeFit("mig", "GPU", 1, None, f"{gpu.key} has no MIG")]
     rows = []
     for profile in gpu.mig.profiles.values():
-        device = f"MIG instance {profile.name}"
         per_instance = budget.pods_that_fit(profile.memory_mb, gpu.reserve_mb, arena_mb + gpu.overhead_mb)
         if per_instance == 0:
             rows.append(ModeFit("mig", f"MIG {profile.name}", profile.max_count, None,
                                 f"{profile.memory_mb} MiB instance: one pod of {arena_mb} + {gpu.overhead_mb} MiB + {gpu.reserve_mb} reserve does not fit"))
             continue
-        # As validation does for MIG: the instance's memory is split evenly between its pods.
-        fit = budget.fit(device, profile.memory_mb, gpu.reserve_mb, gpu.overhead_mb, per_instance)
+        # Validation splits the instance's memory evenly between its pods.
+        mig = {"strategy": "single", "layout": {profile.name: profile.max_count}}
+        if per_instance > 1:
+            mig["timeSlicingReplicas"] = per_instance
+        fit, problems = validated_fit(gpu, {"sharing": "mig", "mig": mig})
         note = f"{profile.max_count} x {profile.name} per GPU" + (f", each time-sliced {per_instance} ways (mig.timeSlicingReplicas)" if per_instance > 1 else "")
-        rows.append(ModeFit("mig", f"MIG {profile.name}", profile.max_count, fit, note))
+        rows.append(ModeFit("mig", f"MIG {profile.name}", profile.max_count, fit, problems[0] if problems else note))
     return rows
 
 
-# One entry per sharing mode; a new backend adds its function here.
+# How each mode counts its pods; a backend without an entry is asked, like time-slicing, for the
+# most pods of `replicas` x `memoryPerPodMb` that fit (its own validation then has the last word).
 MODES: tuple[tuple[str, Callable[[GpuPreset, int], list[ModeFit]]], ...] = (
     ("none", lambda gpu, arena: [_none(gpu, arena)]),
     ("time-slicing", _time_slicing),
@@ -167,7 +192,10 @@ def plan_modes(gpu: GpuPreset, arena_mb: int) -> list[ModeFit]:
     """Every mode's fit on one GPU for pods that each need `arena_mb` of ONNX Runtime arena."""
     if arena_mb <= 0:
         raise PlanInputError(f"--arena-mb must be > 0; got {arena_mb}")
-    return [row for _, mode in MODES for row in mode(gpu, arena_mb)]
+    counted = dict(MODES)
+    rows = [row for _, mode in MODES for row in mode(gpu, arena_mb)]
+    rows += [_shared(mode, gpu, arena_mb, None, "") for mode in BACKENDS if mode not in counted]
+    return rows
 
 
 @dataclass(frozen=True)
