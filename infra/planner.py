@@ -138,12 +138,14 @@ def _none(gpu: GpuPreset, arena_mb: int) -> ModeFit:
     return ModeFit("none", "GPU", 1, fit, "one pod, the whole GPU")
 
 
-def _shared(mode: str, gpu: GpuPreset, arena_mb: int, most: int | None, note: str) -> ModeFit:
+def _shared(mode: str, gpu: GpuPreset, arena_mb: int, most: int | None, note: str, least: int = 2) -> ModeFit:
+    """The most pods of `arena_mb` + overhead that fit the GPU (at most `most`), as validated."""
     pods = budget.pods_that_fit(gpu.vram_mb, gpu.reserve_mb, arena_mb + gpu.overhead_mb)
     if most is not None and pods > most:
         pods, note = most, f"capped at {most} MPS clients per GPU (compute capability {gpu.compute_capability})"
-    if pods < 2:
-        return ModeFit(mode, "GPU", 1, None, f"fewer than 2 pods of {arena_mb} + {gpu.overhead_mb} MiB fit (the device plugin refuses 1); use none")
+    if pods < least:
+        why = " (the device plugin refuses 1); use none" if least == 2 else ""
+        return ModeFit(mode, "GPU", 1, None, f"fewer than {least} pods of {arena_mb} + {gpu.overhead_mb} MiB fit{why}")
     fit, problems = validated_fit(gpu, {"sharing": mode, "replicas": pods, "memoryPerPodMb": arena_mb})
     return ModeFit(mode, "GPU", 1, fit, problems[0] if problems else note)
 
@@ -194,7 +196,7 @@ def plan_modes(gpu: GpuPreset, arena_mb: int) -> list[ModeFit]:
         raise PlanInputError(f"--arena-mb must be > 0; got {arena_mb}")
     counted = dict(MODES)
     rows = [row for _, mode in MODES for row in mode(gpu, arena_mb)]
-    rows += [_shared(mode, gpu, arena_mb, None, "") for mode in BACKENDS if mode not in counted]
+    rows += [_shared(mode, gpu, arena_mb, None, "", least=1) for mode in BACKENDS if mode not in counted]
     return rows
 
 

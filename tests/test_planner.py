@@ -211,3 +211,16 @@ def test_cli_refuses_bad_input_in_one_line_without_a_traceback(arguments, messag
     assert result.returncode == 2 and result.stdout == ""
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert message in result.stderr
+
+
+def test_a_backend_without_a_counting_rule_is_planned_through_its_own_validation(monkeypatch):
+    import infra.planner as planner
+
+    gpu = catalogue()["rtx-3060"]
+    counted = {row.mode: row for row in plan_modes(gpu, 1024)}
+    monkeypatch.setattr(planner, "MODES", tuple(entry for entry in planner.MODES if entry[0] != "mps"))
+    fallback = {row.mode: row for row in plan_modes(gpu, 1024)}
+    assert fallback["mps"].pods == counted["mps"].pods == 7 and fallback["mps"].fit == counted["mps"].fit
+    # Validation has the last word: MPS before Volta is refused with the backend's own message.
+    pascal = {row.mode: row for row in plan_modes(catalogue()["gtx-1070"], 1024)}
+    assert pascal["mps"].pods == 0 and "compute capability >= 7.0" in pascal["mps"].note
