@@ -7,18 +7,20 @@ made by an older revision of the code compares just as well as two stacks of thi
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from infra.offline import Recording
+from infra.gpu_impact import GpuImpact, format_impact_markdown, format_impact_text, gpu_impact
+from infra.offline import Recording, available_stacks
 from infra.render import helm_releases, manifests
 
 ObjectKey = tuple[str, str, str]  # kind, namespace, name
@@ -44,6 +46,7 @@ class StackDiff:
     stack: str
     changes: list[Change] = field(default_factory=list)
     note: str = ""
+    impact: GpuImpact = field(default_factory=GpuImpact)
 
     @property
     def empty(self) -> bool:
@@ -54,6 +57,7 @@ class StackDiff:
 class Render:
     objects: Mapping[ObjectKey, Mapping[str, Any]]
     releases: Mapping[str, Mapping[str, Any]]
+    outputs: Mapping[str, Any] = field(default_factory=dict)  # stack exports (none from older renders)
 
 
 def _object_key(document: Mapping[str, Any]) -> ObjectKey:
@@ -67,7 +71,8 @@ def load_render(folder: Path) -> Render:
     releases = {
         path.stem: yaml.safe_load(path.read_text()) for path in sorted((folder / "helm").glob("*.yaml"))
     } if (folder / "helm").is_dir() else {}
-    return Render(objects=objects, releases=releases)
+    outputs = json.loads((folder / "outputs.json").read_text()) if (folder / "outputs.json").is_file() else {}
+    return Render(objects=objects, releases=releases, outputs=outputs)
 
 
 def _keyed(items: list[Any]) -> dict[str, Any] | None:
@@ -119,7 +124,7 @@ def diff_renders(stack: str, base: Render, head: Render) -> StackDiff:
         *_compare(base.objects, head.objects, _object_label),
         *_compare(base.releases, head.releases, _release_label),
     ]
-    return StackDiff(stack, changes)
+    return StackDiff(stack, changes, impact=gpu_impact(base, head))
 
 
 def rendered_stacks(folder: Path) -> list[str]:
@@ -130,7 +135,7 @@ def rendered_stacks(folder: Path) -> list[str]:
 def render_of(recording: Recording) -> Render:
     """What a program run would write, without writing it."""
     objects = {_object_key(document): document for document in manifests(recording)}
-    return Render(objects=objects, releases=helm_releases(recording))
+    return Render(objects=objects, releases=helm_releases(recording), outputs=recording.outputs)
 
 
 def diff_against(base_dir: Path, head: Mapping[str, Render], stacks: list[str]) -> list[StackDiff]:
@@ -139,12 +144,17 @@ def diff_against(base_dir: Path, head: Mapping[str, Render], stacks: list[str]) 
     for stack in stacks:
         base = base_dir / stack
         if stack not in head:
-            diffs.append(StackDiff(stack, note="removed (no longer rendered)"))
+            impact = gpu_impact(load_render(base), NOTHING) if base.is_dir() else GpuImpact()
+            diffs.append(StackDiff(stack, note="removed (no longer rendered)", impact=impact))
         elif not base.is_dir():
-            diffs.append(StackDiff(stack, [Change(what, "added") for what in _all_objects(head[stack])], note="new stack"))
+            diffs.append(StackDiff(stack, [Change(what, "added") for what in _all_objects(head[stack])], note="new stack",
+                                   impact=gpu_impact(NOTHING, head[stack])))
         else:
             diffs.append(diff_renders(stack, load_render(base), head[stack]))
     return diffs
+
+
+NOTHING = Render(objects={}, releases={})
 
 
 def _all_objects(render: Render) -> list[str]:
@@ -178,8 +188,21 @@ def format_names(diffs: list[StackDiff]) -> str:
     return "".join(f"{diff.stack}\n" for diff in diffs if not diff.empty or diff.note)
 
 
+def _impact_section(diffs: list[StackDiff], formatter, heading: list[str]) -> list[str]:
+    """The GPU impact of every stack, before any object diff; the stacks it leaves alone in one line."""
+    touched = [diff for diff in diffs if diff.impact.touches_gpu]
+    out = list(heading)
+    for diff in touched:
+        out += formatter(diff.stack, diff.impact)
+    untouched = [diff.stack for diff in diffs if not diff.impact.touches_gpu]
+    if untouched:
+        names = ", ".join(untouched) if len(untouched) <= 3 else f"{len(untouched)} {'other ' if touched else ''}stacks"
+        out += formatter(names, GpuImpact())
+    return out
+
+
 def format_text(diffs: list[StackDiff]) -> str:
-    out = []
+    out = _impact_section(diffs, format_impact_text, ["GPU impact"]) + [""]
     for diff in diffs:
         header = f"== {diff.stack}" + (f" ({diff.note})" if diff.note else "")
         out.append(header)
@@ -194,7 +217,7 @@ def format_text(diffs: list[StackDiff]) -> str:
 
 def format_markdown(diffs: list[StackDiff]) -> str:
     changed = [d for d in diffs if not d.empty or d.note]
-    out = ["## Offline render diff", ""]
+    out = _impact_section(diffs, format_impact_markdown, ["## GPU impact", ""]) + ["", "## Offline render diff", ""]
     if not changed:
         out.append(f"No stack changes ({len(diffs)} stacks rendered).")
         return "\n".join(out) + "\n"
@@ -214,19 +237,64 @@ def format_markdown(diffs: list[StackDiff]) -> str:
 # --- rendering a git revision ----------------------------------------------------------------
 
 
-def render_revision(root: Path, revision: str, out_dir: Path) -> None:
-    """Render every stack as `revision` of this repository renders it (its own code)."""
+class RevisionError(Exception):
+    """A git revision cannot be rendered: no git, not a checkout, no such revision, or its render failed."""
+
+
+def _git(root: Path, *args: str) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
+    except FileNotFoundError:
+        raise RevisionError("git is not installed (or not on PATH); comparing with a revision needs it") from None
+
+
+def check_revision(root: Path, revision: str, option: str = "--git-base") -> None:
+    """Refuse a revision git cannot resolve to a commit, naming it, before anything is rendered."""
+    if _git(root, "rev-parse", "--git-dir").returncode != 0:
+        raise RevisionError(
+            f"{option} {revision}: {root} is not a git checkout; compare two stacks instead (diff STACK_A STACK_B)"
+        )
+    if _git(root, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{revision}^{{commit}}").returncode != 0:
+        raise RevisionError(
+            f"{option} {revision}: no such revision in this repository; "
+            "name a commit, branch or tag (e.g. HEAD, HEAD~1, main; `git tag` lists the tags)"
+        )
+
+
+def render_revision(root: Path, revision: str, out_dir: Path, stacks: Sequence[str] = ()) -> None:
+    """Render `stacks` (default: every stack) as `revision` of this repository renders them (its
+    own code). Named stacks the revision does not have are left out: they show as new."""
     with tempfile.TemporaryDirectory(prefix="catwatcher-base-") as scratch:
         tree = Path(scratch) / "tree"
-        subprocess.run(["git", "-C", str(root), "worktree", "add", "--detach", str(tree), revision],
-                       check=True, capture_output=True, text=True)
+        added = _git(root, "worktree", "add", "--detach", str(tree), revision)
+        if added.returncode != 0:
+            raise RevisionError(f"{revision}: git could not check it out: {_last_line(added.stderr)}")
         try:
-            subprocess.run(
-                [sys.executable, "-m", "infra.cli", "render", "--all", "--out", str(out_dir)],
+            if stacks:
+                # Only what was asked for: a broken stack elsewhere in the revision does not matter.
+                present = set(available_stacks(tree))
+                selection = [stack for stack in stacks if stack in present]
+                if not selection:
+                    return
+            else:
+                selection = ["--all"]
+            rendered = subprocess.run(
+                [sys.executable, "-m", "infra.cli", "render", *selection, "--out", str(out_dir)],
                 cwd=tree, env={**_clean_env(), "PYTHONPATH": str(tree)}, check=False, capture_output=True, text=True,
             )
         finally:
-            subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", str(tree)], capture_output=True)
+            _git(root, "worktree", "remove", "--force", str(tree))
+    if rendered.returncode != 0:
+        # A half-rendered base would show every stack as new: refuse, with the revision's own words.
+        problems = [line for line in rendered.stderr.splitlines() if line.strip()] or [f"exit {rendered.returncode}"]
+        if "Traceback (most recent call last)" in rendered.stderr:  # older code: its last line says why
+            problems = problems[-1:]
+        raise RevisionError("\n".join(f"{revision}: {line}" for line in problems))
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "no message"
 
 
 def _clean_env() -> dict[str, str]:

@@ -19,13 +19,13 @@ def key_path(*parts: str | int) -> str:
 
 
 class ConfigError(ValueError):
-    """One or more problems in a stack's config, reported on one line, each naming its key."""
+    """One or more problems in a stack's config, one a line, each line naming its key."""
 
     def __init__(self, problems: Sequence[tuple[str, str]]):
         if not problems:
             raise ValueError("ConfigError needs at least one problem")
         self.problems = list(problems)
-        super().__init__("; ".join(f"{key}: {message}" for key, message in self.problems))
+        super().__init__("\n".join(f"{key}: {message}" for key, message in self.problems))
 
     @property
     def keys(self) -> list[str]:

@@ -111,7 +111,7 @@ class MigSpec(StrictModel):
 class GpuSpec(StrictModel):
     """A GPU preset plus a sharing mode; every preset value may be overridden here."""
 
-    preset: str
+    preset: str = Field(description="A name `catwatcher-infra presets` lists, or custom (then set displayName, vramMb, computeCapability)")
     count: int = Field(default=1, gt=0, description="GPUs per node")
     sharing: SharingMode | None = None
     replicas: int | None = Field(default=None, description="Pods that share one GPU")
@@ -122,6 +122,8 @@ class GpuSpec(StrictModel):
     )
     vram_mb: int | None = None
     compute_capability: ComputeCapability | None = None
+    display_name: str | None = Field(default=None, description="The card's name; required with preset: custom")
+    architecture: str | None = Field(default=None, description="Default with preset: custom: from computeCapability")
     rename_shared: bool = Field(
         default=False, description="Advertise shared GPUs as nvidia.com/gpu.shared"
     )

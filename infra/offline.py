@@ -21,7 +21,7 @@ import pulumi
 import yaml
 
 from infra.errors import ConfigError
-from infra.pulumi_internals import Mocks, ObservingMockMonitor, RegisteredResource, run_under_mocks
+from infra.pulumi_internals import Mocks, ObservingMockMonitor, RegisteredResource, run_under_mocks, stack_exports
 
 SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
 SECRET_SIG_VALUE = "1b47061264138c4ac30d75fd1eb44270"
@@ -49,6 +49,8 @@ class Registration:
 class Recording:
     stack: str
     resources: list[Registration] = field(default_factory=list)
+    # The stack's exports (`pulumi stack output`), secrets masked.
+    outputs: dict[str, Any] = field(default_factory=dict)
 
     def of_type(self, type_: str) -> list[Registration]:
         return [r for r in self.resources if r.type == type_]
@@ -215,14 +217,18 @@ def _run_isolated(
     # client) may have left the thread without any.
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    monitor = RecordingMonitor(stack)
     try:
-        monitor = RecordingMonitor(stack)
         run_under_mocks(
             monitor, project=project, stack=stack, config=config, secret_keys=secret_keys, program=program
         )
+        monitor.recording.outputs = {
+            name: MASK if secret else _integral(value) for name, (value, secret) in stack_exports().items()
+        }
     except (pulumi.RunError, ConfigError) as error:
         raise RenderError(str(error)) from None
     finally:
         asyncio.set_event_loop(None)
-        loop.close()
+        loop.close()  # shuts its executor down: no thread uses its loop any more
+        monitor.close_thread_loops()
     return monitor.recording

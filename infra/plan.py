@@ -13,6 +13,7 @@ from functools import cached_property
 from typing import Any
 
 from inference import contract
+from infra import custom_gpu
 from infra.distributions import NodeRuntime
 from infra.distributions import resolve as resolve_node_runtime
 from infra.errors import ConfigError
@@ -232,12 +233,14 @@ def _check_one_mig_strategy(config: StackConfig, groups: list[NodeGroupPlan], pr
 
 
 def _resolve_preset(spec: GpuSpec, catalogue: Mapping[str, GpuPreset]) -> GpuPreset | None:
+    if spec.preset == custom_gpu.CUSTOM:
+        return custom_gpu.custom_preset(spec)
     preset = catalogue.get(spec.preset)
     if preset is None:
         return None
     overrides = {
         field: value
-        for field in ("vram_mb", "compute_capability", "reserve_mb", "overhead_mb")
+        for field in ("vram_mb", "compute_capability", "reserve_mb", "overhead_mb", "display_name", "architecture")
         if (value := getattr(spec, field)) is not None
     }
     return preset.model_copy(update=overrides) if overrides else preset
@@ -252,10 +255,6 @@ def _plan_group(
     catalogue: Mapping[str, GpuPreset],
     problems: _Problems,
 ) -> NodeGroupPlan | None:
-    gpu = _resolve_preset(spec, catalogue)
-    if gpu is None:
-        problems.add((*path, "preset"), f"unknown preset '{spec.preset}'; valid: {', '.join(sorted(catalogue))}")
-        return None
     if spec.vram_mb is not None and spec.vram_mb <= 0:
         problems.add((*path, "vramMb"), "must be > 0")
         return None
@@ -264,6 +263,18 @@ def _plan_group(
         return None
     if spec.overhead_mb is not None and spec.overhead_mb < 0:
         problems.add((*path, "overheadMb"), "must be >= 0")
+        return None
+    if spec.preset == custom_gpu.CUSTOM and (missing := custom_gpu.missing_keys(spec)):
+        for key, hint in missing:
+            problems.add((*path, key), f"required with preset: custom; {hint}")
+        return None
+    gpu = _resolve_preset(spec, catalogue)
+    if gpu is None:
+        problems.add(
+            (*path, "preset"),
+            f"unknown preset '{spec.preset}'; valid: {', '.join(sorted(catalogue))}, "
+            f"or {custom_gpu.CUSTOM} for an unlisted GPU (`catwatcher-infra presets` lists them)",
+        )
         return None
     sharing = spec.sharing or gpu.recommended.sharing
     backend = backend_for(sharing)
@@ -275,7 +286,10 @@ def _plan_group(
     devices = backend.plan_devices(request, problems)
     if devices is None:
         return None
-    memory_fit = backend.plan_memory(request, devices, problems)
+    # Pods' budgets only mean something for a device plan without problems: don't pile a
+    # memory complaint onto, say, too many MPS clients.
+    memory_problems = problems if len(problems.items) == before or spec.memory_per_pod_mb is not None else _Problems()
+    memory_fit = backend.plan_memory(request, devices, memory_problems)
 
     per_gpu = devices.devices_per_gpu * devices.replicas_per_device
     slices = gpus * per_gpu

@@ -17,15 +17,12 @@ from typing import Any
 
 from inference import contract
 from infra import budget
+from infra.custom_gpu import CUSTOM, custom_preset
 from infra.footprint import ROUND_TO_MB, ModelFootprint
 from infra.model import GpuPreset, GpuSpec
 from infra.sharing import BACKENDS, backend_for
 from infra.sharing.base import GroupRequest, Problems
 
-CUSTOM = "custom"
-# A card nobody measured: the largest per-process overhead the catalogue knows (the H200's).
-CUSTOM_OVERHEAD_MB = 800
-CUSTOM_RESERVE_MB = 1024
 
 
 class PlanInputError(ValueError):
@@ -64,19 +61,13 @@ class ModeFit:
 
 
 def custom_gpu(vram_mb: int | None, compute_capability: str | None) -> GpuPreset:
+    """`--preset custom`: built as the stack's `preset: custom` is (infra.custom_gpu)."""
     if vram_mb is None or compute_capability is None:
         raise PlanInputError("--preset custom needs --vram-mb and --compute-capability (e.g. --vram-mb 12288 --compute-capability 8.6)")
-    return GpuPreset.model_validate({
-        "key": CUSTOM,
-        "displayName": "custom GPU",
-        "architecture": "unknown",
-        "vramMb": vram_mb,
-        "computeCapability": compute_capability,
-        "reserveMb": CUSTOM_RESERVE_MB,
-        "overheadMb": CUSTOM_OVERHEAD_MB,
-        # Unused: a custom GPU's arena comes from --model or --arena-mb.
-        "recommended": {"sharing": "time-slicing", "replicas": 2, "memoryPerPodMb": 1},
-    })
+    spec = GpuSpec.model_validate(
+        {"preset": CUSTOM, "displayName": "custom GPU", "vramMb": vram_mb, "computeCapability": compute_capability}
+    )
+    return custom_preset(spec).model_copy(update={"key": CUSTOM})
 
 
 def resolve_gpu(catalogue: Mapping[str, GpuPreset], preset: str, overrides: Mapping[str, Any]) -> GpuPreset:

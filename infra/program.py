@@ -21,7 +21,7 @@ from components import (
 from components.cat_watcher import InferenceGroup, NetworkPolicy, PodResources, selector_labels
 from infra.errors import PROJECT, ConfigError
 from infra.operator_chart import gpu_operator_args
-from infra.plan import RolloutPlan, plan_rollout
+from infra.plan import NodeGroupPlan, RolloutPlan, plan_rollout
 from infra.presets import catalogue
 from infra.pulumi_internals import engine_config, engine_secret_keys
 from infra.stack_config import decode_config, parse_stack_config
@@ -147,12 +147,27 @@ def compose(plan: RolloutPlan) -> None:
     pulumi.export("sharingConfigHash", sharing.content_hash)
     pulumi.export("devicePluginRestartJob", operator.restart_job_name)
     pulumi.export("deployments", app.deployments)
-    pulumi.export(
-        "slices",
-        {group.name: {"resource": group.resource_name, "pods": group.inference_replicas, "slices": group.slices,
-                      "gpuMemoryLimitMb": group.budget_mb, "arenaMb": group.memory_per_pod_mb}
-         for group in plan.groups},
-    )
+    pulumi.export("slices", {group.name: slice_facts(group) for group in plan.groups})
+
+
+def slice_facts(group: NodeGroupPlan) -> dict[str, object]:
+    """What one node group's GPUs hold: the facts a PR preview needs that no Kubernetes object
+    carries (GPU count, the memory of one shared device, the reserve kept free on it)."""
+    return {
+        "resource": group.resource_name,
+        "pods": group.inference_replicas,
+        "slices": group.slices,
+        # The pod's whole GPU budget (arena + overhead), as its GPU_MEMORY_LIMIT env says.
+        "gpuMemoryLimitMb": group.budget_mb,
+        "arenaMb": group.memory_per_pod_mb,
+        "overheadMb": group.overhead_mb,
+        "sharing": group.sharing,
+        "gpus": group.gpus,
+        "replicasPerDevice": group.replicas_per_device,
+        # The device pods share: the GPU, or the MIG instance Cat Watcher's pods get.
+        "deviceMemoryMb": group.mig.workload_profile.memory_mb if group.mig else group.gpu.vram_mb,
+        "reserveMb": group.gpu.reserve_mb,
+    }
 
 
 def main() -> None:

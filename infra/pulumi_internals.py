@@ -9,7 +9,9 @@ project imports `pulumi.runtime`.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import threading
 from importlib import metadata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ INTERNALS: tuple[tuple[str, str, str], ...] = (
     ("pulumi.runtime.config", "set_all_config", "hand the program a stack's config offline"),
     ("pulumi.runtime.mocks", "set_mocks", "install the mock engine"),
     ("pulumi.runtime.mocks", "Mocks", "base class of our resource mocks"),
+    ("pulumi.runtime.settings", "get_root_resource", "read the stack's exports, which the mock root stack never registers"),
 )
 
 
@@ -87,10 +90,41 @@ class RegisteredResource:
 
 
 class ObservingMockMonitor(MockMonitor):  # type: ignore[misc,valid-type]
-    """A mock monitor that hands each registration to `observe` as plain data."""
+    """A mock monitor that hands each registration to `observe` as plain data, and closes the
+    event loops it gives the SDK's executor threads (`close_thread_loops`, after the run)."""
+
+    def __init__(self, mocks: Any) -> None:
+        super().__init__(mocks)
+        self._thread = threading.local()
+        self._thread_loops: list[asyncio.AbstractEventLoop] = []
+
+    def _on_thread_loop(self, call: Callable[[Any], Any], request: Any) -> Any:
+        """Run a monitor call on this thread's event loop, one we close when the run ends.
+
+        The SDK calls the monitor from executor threads, and MockMonitor gives each such thread
+        an event loop that nothing ever closes: at interpreter exit their `__del__` prints
+        "Exception ignored in BaseEventLoop.__del__". A loop set here is the one it finds.
+        """
+        if threading.current_thread() is not threading.main_thread() and getattr(self._thread, "loop", None) is None:
+            self._thread.loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._thread.loop)
+            self._thread_loops.append(self._thread.loop)
+        return call(request)
+
+    def close_thread_loops(self) -> None:
+        """After the run: the executor threads are idle and go with the run's own loop."""
+        for loop in self._thread_loops:
+            loop.close()
+        self._thread_loops.clear()
+
+    def Invoke(self, request: Any) -> Any:  # noqa: N802 - the gRPC method name
+        return self._on_thread_loop(super().Invoke, request)
+
+    def ReadResource(self, request: Any) -> Any:  # noqa: N802 - the gRPC method name
+        return self._on_thread_loop(super().ReadResource, request)
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - the gRPC method name
-        response = super().RegisterResource(request)
+        response = self._on_thread_loop(super().RegisterResource, request)
         self.observe(
             RegisteredResource(
                 urn=response.urn,
@@ -122,3 +156,21 @@ def run_under_mocks(
     _internal("pulumi.runtime.mocks", "set_mocks")(monitor.mocks, project=project, stack=stack, preview=False, monitor=monitor)
     _config.set_all_config(dict(config), secret_keys)
     _sync_await(_run_pulumi_func(program))
+
+
+def stack_exports() -> dict[str, tuple[Any, bool]]:
+    """The running stack's exports, resolved: name -> (value, secret). Under mocks the engine
+    never receives them (the mock root stack registers its outputs before the program runs),
+    so read them off the root resource once the program is done."""
+    import pulumi
+
+    root = _internal("pulumi.runtime.settings", "get_root_resource")()
+
+    async def resolve() -> dict[str, tuple[Any, bool]]:
+        exports = {}
+        for name, value in sorted((getattr(root, "outputs", None) or {}).items()):
+            output = pulumi.Output.from_input(value)
+            exports[name] = (await output.future(), bool(await output.is_secret()))
+        return exports
+
+    return _sync_await(resolve())

@@ -6,6 +6,8 @@ Pure functions of a Recording, so the output is the same byte for byte on every 
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterable
@@ -94,17 +96,48 @@ def dump_yaml_documents(documents: Iterable[dict[str, Any]]) -> str:
     )
 
 
+class OutputDirError(Exception):
+    """The output folder cannot be created or written to."""
+
+
+def check_output_dir(out_dir: Path) -> None:
+    """Refuse, before anything is rendered, a folder that cannot be made or written to.
+
+    Creates nothing: a render that fails later must leave no folder behind.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputDirError("is a file, not a folder; name a folder (default: build/rendered)")
+    existing = out_dir.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputDirError(f"{existing} is a file, so no folder can be made under it; name a folder")
+    # os.access alone passes for root everywhere; a real probe also catches read-only mounts.
+    try:
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise PermissionError(13, "Permission denied")
+        os.rmdir(tempfile.mkdtemp(prefix=".catwatcher-probe-", dir=existing))
+    except OSError as error:
+        raise OutputDirError(f"cannot write into {existing} ({error.strerror}); pick a folder you can write to") from None
+
+
 def write_outputs(recording: Recording, out_dir: Path) -> Path:
-    """Write DIR/STACK/{manifests.yaml,helm/*.yaml,graph.json}; replaces an earlier render whole."""
+    """Write DIR/STACK/{manifests.yaml,helm/*.yaml,graph.json,outputs.json}; replaces an earlier render whole.
+
+    Folders and files get the caller's umask (readable by others under the usual 022).
+    """
     target = out_dir / recording.stack
     out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{recording.stack}-", dir=out_dir))
+    # Not tempfile.mkdtemp: it makes the folder 0700, which the rename would keep.
+    staging = out_dir / f".{recording.stack}-{secrets.token_hex(6)}"
+    staging.mkdir()
     try:
         (staging / "manifests.yaml").write_text(dump_yaml_documents(manifests(recording)))
         (staging / "helm").mkdir()
         for name, release in sorted(helm_releases(recording).items()):
             (staging / "helm" / f"{name}.yaml").write_text(dump_yaml(release))
         (staging / "graph.json").write_text(json.dumps(graph(recording), indent=2, sort_keys=True) + "\n")
+        (staging / "outputs.json").write_text(json.dumps(recording.outputs, indent=2, sort_keys=True) + "\n")
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)

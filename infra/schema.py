@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from infra.custom_gpu import CUSTOM, REQUIRED_KEYS
 from infra.errors import PROJECT
 from infra.model import StackConfig
+from infra.presets import catalogue
 
 SCHEMA_FILE = "stacks/stack-config.schema.json"
 
@@ -30,10 +32,24 @@ def _accept_secure_values(node: Any) -> Any:
     return node
 
 
+def _name_the_presets(gpu_spec: dict[str, Any]) -> dict[str, Any]:
+    """The model keeps `preset` a string (the plan names the valid ones in its error); editors get
+    the list itself, and `custom` makes the keys that describe the GPU required."""
+    properties = dict(gpu_spec["properties"])
+    properties["preset"] = {**properties["preset"], "enum": [*catalogue(), CUSTOM]}
+    return {
+        **gpu_spec,
+        "properties": properties,
+        "if": {"properties": {"preset": {"const": CUSTOM}}, "required": ["preset"]},
+        "then": {"required": [key for _, key, _ in REQUIRED_KEYS]},
+    }
+
+
 def stack_file_schema() -> dict[str, Any]:
     """`config:` maps `catwatcher:<key>` to the matching part of StackConfig."""
     model = _accept_secure_values(StackConfig.model_json_schema(by_alias=True, mode="validation"))
     definitions = model.pop("$defs", {})
+    definitions["GpuSpec"] = _name_the_presets(definitions["GpuSpec"])
     properties = {f"{PROJECT}:{key}": value for key, value in model["properties"].items()}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",

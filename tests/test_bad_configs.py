@@ -73,9 +73,10 @@ def monitors(monkeypatch: pytest.MonkeyPatch) -> list[_CountingMonitor]:
 
 
 def assert_names_key(message: str, key: str, fragment: str) -> None:
-    assert "\n" not in message, f"message is not one line: {message!r}"
-    # Problems are `key: message` joined by `; `: the key must be one of them, exactly.
-    assert message.startswith(f"{key}: ") or f"; {key}: " in message, f"{key} not named in: {message}"
+    # Problems are `key: message`, one a line: the key must start one of the lines, exactly.
+    lines = message.splitlines()
+    assert all(line.startswith("catwatcher:") for line in lines), f"a line names no key: {message!r}"
+    assert any(line.startswith(f"{key}: ") for line in lines), f"{key} not named in: {message}"
     assert fragment in message, f"{fragment!r} not in: {message}"
 
 

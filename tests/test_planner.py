@@ -195,20 +195,21 @@ def test_cli_without_a_model_uses_the_presets_arena():
 
 
 @pytest.mark.parametrize(
-    ("arguments", "message"),
+    ("arguments", "code", "message"),
     [
-        (("--preset", "rtx-9090"), "unknown preset 'rtx-9090'"),
-        (("--preset", "custom", "--vram-mb", "8192"), "--compute-capability"),
-        (("--preset", "custom", "--vram-mb", "8192", "--compute-capability", "8.6"), "--model or --arena-mb"),
-        (("--preset", "rtx-3060", "--model", "/no/such/model.onnx"), "cannot read model /no/such/model.onnx"),
-        (("--preset", "rtx-3060", "--model", "README.md"), "README.md is not an ONNX model"),
-        (("--preset", "rtx-3060", "--arena-mb", "-1"), "--arena-mb must be > 0"),
-        (("--preset", "rtx-3060", "--identifier", "x.onnx"), "--identifier needs --model"),
+        (("--preset", "rtx-9090"), 2, "unknown preset 'rtx-9090'"),
+        (("--preset", "custom", "--vram-mb", "8192"), 2, "--compute-capability"),
+        (("--preset", "custom", "--vram-mb", "8192", "--compute-capability", "8.6"), 2, "--model or --arena-mb"),
+        (("--preset", "rtx-3060", "--arena-mb", "-1"), 2, "--arena-mb must be > 0"),
+        (("--preset", "rtx-3060", "--identifier", "x.onnx"), 2, "--identifier needs --model"),
+        # A file the command cannot use is a failure (1), not a usage error (2), as elsewhere.
+        (("--preset", "rtx-3060", "--model", "/no/such/model.onnx"), 1, "cannot read model /no/such/model.onnx"),
+        (("--preset", "rtx-3060", "--model", "README.md"), 1, "README.md is not an ONNX model"),
     ],
 )
-def test_cli_refuses_bad_input_in_one_line_without_a_traceback(arguments, message):
+def test_cli_refuses_bad_input_in_one_line_without_a_traceback(arguments, code, message):
     result = plan_cli(*arguments)
-    assert result.returncode == 2 and result.stdout == ""
+    assert result.returncode == code and result.stdout == ""
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert message in result.stderr
 
