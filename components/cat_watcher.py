@@ -57,6 +57,8 @@ class CatWatcherArgs:
     network_policy: NetworkPolicy = NetworkPolicy()
     # Pod Security Standards version the namespace enforces, e.g. "v1.33".
     pod_security_version: str = "latest"
+    # Off only where a container toolkit's CDI hook cannot start a read-only container.
+    read_only_root_filesystem: bool = True
 
 
 def namespace_labels(app_name: str, pod_security_version: str) -> dict[str, str]:
@@ -129,7 +131,7 @@ def pod_spec(args: CatWatcherArgs, group: InferenceGroup, credentials_secret: pu
                 "readinessProbe": {**probe, "httpGet": {"path": contract.READY_PATH, "port": contract.PORT_NAME}, "failureThreshold": 2},
                 "securityContext": {
                     "allowPrivilegeEscalation": False,
-                    "readOnlyRootFilesystem": True,
+                    "readOnlyRootFilesystem": args.read_only_root_filesystem,
                     "capabilities": {"drop": ["ALL"]},
                 },
                 "volumeMounts": [{"name": "tmp", "mountPath": contract.WRITABLE_TMP_PATH}],

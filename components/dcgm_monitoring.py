@@ -39,6 +39,10 @@ ExporterKind = Literal["operator", "standalone"]
 DCGM_EXPORTER_SELECTOR = {"app": "nvidia-dcgm-exporter"}
 DCGM_EXPORTER_PORT = "gpu-metrics"
 DCGM_EXPORTER_SERVICE = "nvidia-dcgm-exporter"
+# Our ServiceMonitor for either exporter. Not `nvidia-dcgm-exporter`: the operator owns that name
+# in its namespace and, with dcgmExporter.serviceMonitor.enabled false, deletes an object of that
+# name at every reconcile (controllers/object_controls.go, ServiceMonitor()).
+DCGM_SERVICE_MONITOR = "cat-watcher-dcgm-exporter"
 
 # The standalone chart (NVIDIA/dcgm-exporter, deployment/): release `dcgm-exporter` makes a
 # Service of that name, selector labels name+instance, port `metrics`.
@@ -325,10 +329,9 @@ class DcgmMonitoring(pulumi.ComponentResource):
         monitors: list[str] = []
         rules: list[str] = []
         if args.service_monitor:
-            exporter_name, _, _ = exporter_target(args.exporter)
             # (logical suffix, kind, name, namespace, spec from the resolved namespace)
             prometheus_objects = (
-                ("dcgm-exporter", "ServiceMonitor", exporter_name, args.operator_namespace,
+                ("dcgm-exporter", "ServiceMonitor", DCGM_SERVICE_MONITOR, args.operator_namespace,
                  lambda namespace: dcgm_service_monitor_spec(namespace, args.exporter)),
                 ("cat-watcher", "ServiceMonitor", "cat-watcher", args.app_namespace,
                  lambda namespace: app_service_monitor_spec(namespace, args.app_selector)),
@@ -344,7 +347,7 @@ class DcgmMonitoring(pulumi.ComponentResource):
                     spec=pulumi.Output.from_input(namespace).apply(spec),
                     opts=child,
                 )
-            monitors = [exporter_name, "cat-watcher"]
+            monitors = [DCGM_SERVICE_MONITOR, "cat-watcher"]
             rules = ["cat-watcher-gpu"]
 
         boards: list[str] = []

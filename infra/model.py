@@ -161,8 +161,13 @@ class OperatorSpec(StrictModel):
     # None: the distribution's default (infra/distributions.py); an explicit value wins.
     install_driver: bool | None = None
     install_toolkit: bool | None = None
+    # The driver the operator installs (`driver.version`); None: the chart's default (595.x),
+    # which no longer drives Pascal or Volta GPUs: they need a 580.x driver here.
+    driver_version: Annotated[str, StringConstraints(pattern=r"^\d+\.\d+(\.\d+)?$")] | None = None
     timeout_seconds: int = Field(default=900, gt=0)
     restart_image: ImageRef = "registry.k8s.io/kubectl:v1.33.4"
+    # How long the restart Job waits for every GPU node to advertise the sharing config.
+    verify_timeout_seconds: int = Field(default=600, gt=0)
 
 
 class ResourceSpec(StrictModel):
@@ -189,6 +194,11 @@ class AppSpec(StrictModel):
     replicas: int | None = Field(default=None, ge=1, description="Inference pods (default: one per slice)")
     resources: ResourceSpec = ResourceSpec()
     network_policy: NetworkPolicySpec = NetworkPolicySpec()
+    read_only_root_filesystem: bool = Field(
+        default=True,
+        description="Inference containers' root filesystem read-only (writable /tmp only); "
+        "false if a container toolkit's CDI hook fails to start GPU pods (toolkit v1.20.0 and older)",
+    )
 
 
 class MonitoringSpec(StrictModel):
@@ -243,4 +253,4 @@ def is_image_pinned(image: str) -> bool:
     if "@sha256:" in image:
         return True
     match = re.search(r":([^/:]+)$", image)
-    return bool(match) and match.group(1) != "latest"
+    return match is not None and match.group(1) != "latest"

@@ -12,20 +12,22 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from components.gpu_operator import AllocatableCheck
 from inference import contract
 from infra import custom_gpu
 from infra.distributions import NodeRuntime
 from infra.distributions import resolve as resolve_node_runtime
 from infra.errors import ConfigError
-from infra.model import CredentialsSpec, GpuPreset, GpuSpec, MigStrategy, StackConfig, is_image_pinned
+from infra.model import CredentialsSpec, GpuPreset, GpuSpec, StackConfig, is_image_pinned
 from infra.operator_chart import chart_version_problem, operator_value_problems
 from infra.sharing import backend_for
-from infra.sharing.base import GroupRequest, MigPlan, NodeGroupPlan, Problems
+from infra.sharing.base import READER_ORDER, ClusterMigStrategy, GroupRequest, MigPlan, NodeGroupPlan, Problems
 from infra.sharing.mig import cluster_mig_strategy, mig_parted_config
 
 __all__ = ["MigPlan", "NodeGroupPlan", "RolloutPlan", "plan_rollout"]
 
 SINGLE_GROUP = "default"
+TURING = (7, 5)
 
 
 @dataclass(frozen=True)
@@ -35,9 +37,42 @@ class RolloutPlan:
     node_runtime: NodeRuntime  # what the cluster distribution implies
 
     @property
-    def mig_strategy(self) -> MigStrategy | None:
+    def mig_strategy(self) -> ClusterMigStrategy:
         """The operator's cluster-wide MIG strategy (all MIG groups share one)."""
         return cluster_mig_strategy(self.groups)
+
+    @cached_property
+    def config_readers(self) -> tuple[str, ...]:
+        """The operator DaemonSets reading this sharing config, in restart order."""
+        wanted = {reader for group in self.groups for reader in group.backend.config_readers(group)}
+        return tuple(reader for reader in READER_ORDER if reader in wanted)
+
+    @cached_property
+    def allocatable_checks(self) -> tuple[AllocatableCheck, ...]:
+        """What each group's nodes must advertise once the config is live."""
+        checks = []
+        for group in self.groups:
+            gpus_per_node = group.gpus // max(len(group.nodes), 1)
+            parts = [f"{gpus_per_node} GPU"]
+            if group.devices_per_gpu > 1:
+                parts.append(f"{group.devices_per_gpu} MIG instances")
+            if group.replicas_per_device > 1:
+                parts.append(f"{group.replicas_per_device} replicas")
+            checks.append(
+                AllocatableCheck(
+                    resource=group.resource_name,
+                    per_node=gpus_per_node * group.devices_per_gpu * group.replicas_per_device,
+                    nodes=group.nodes,
+                    reason=f"group {group.name}: {' x '.join(parts)}",
+                )
+            )
+        return tuple(checks)
+
+    @cached_property
+    def pre_turing_groups(self) -> tuple[NodeGroupPlan, ...]:
+        """Groups whose GPUs are older than Turing (compute capability < 7.5): the validator's
+        CUDA 13 workload cannot run on them, and the chart's default driver does not drive them."""
+        return tuple(group for group in self.groups if group.gpu.capability < TURING)
 
     @cached_property
     def gpu_resources(self) -> tuple[str, ...]:
@@ -51,8 +86,15 @@ class RolloutPlan:
 
     @cached_property
     def device_plugin_configs(self) -> dict[str, dict[str, Any]]:
-        """Sharing ConfigMap key -> the device plugin's config for that group."""
-        return {group.config_key: group.backend.device_plugin_config(group) for group in self.groups}
+        """Sharing ConfigMap key -> the device plugin's config for that group. Every config
+        names the cluster's MIG strategy: the operator's MIG_STRATEGY env overrides the file's
+        flag anyway, so any other value there would be dead and misleading."""
+        configs = {}
+        for group in self.groups:
+            config = group.backend.device_plugin_config(group)
+            config["flags"] = {**config.get("flags", {}), "migStrategy": self.mig_strategy}
+            configs[group.config_key] = config
+        return configs
 
     @cached_property
     def default_config_key(self) -> str | None:
@@ -70,8 +112,9 @@ class RolloutPlan:
 
     @cached_property
     def sharing_operator_values(self) -> dict[str, Any]:
-        """Chart values the sharing modes in use need, merged across modes."""
-        values: dict[str, Any] = {}
+        """Chart values the sharing modes in use need, merged across modes, and the one
+        cluster-wide MIG strategy."""
+        values: dict[str, Any] = {"mig": {"strategy": self.mig_strategy}}
         for mode in dict.fromkeys(group.sharing for group in self.groups):
             backend = backend_for(mode)
             values.update(backend.operator_values([g for g in self.groups if g.sharing == mode]))
@@ -137,6 +180,7 @@ def plan_rollout(config: StackConfig, catalogue: Mapping[str, GpuPreset]) -> Rol
     problems.raise_if_any()
     assert node_runtime is not None
     plan = RolloutPlan(config=config, groups=tuple(groups), node_runtime=node_runtime)
+    _check_driver(plan, problems)
     problems.items.extend(operator_value_problems(plan))
     problems.raise_if_any()
     return plan
@@ -165,7 +209,10 @@ QUANTITY_SUFFIXES = {"m": 1e-3, "": 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "T
 
 def quantity(text: str) -> float:
     """A Kubernetes quantity as a number ("500m" -> 0.5, "2Gi" -> 2147483648)."""
-    number, suffix = re.fullmatch(r"(\d+(?:\.\d+)?)(m|Ki|Mi|Gi|Ti)?", text).groups()
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(m|Ki|Mi|Gi|Ti)?", text)
+    if match is None:  # the config model's pattern admits only these
+        raise ValueError(f"not a Kubernetes quantity: {text!r}")
+    number, suffix = match.groups()
     return float(number) * QUANTITY_SUFFIXES[suffix or ""]
 
 
@@ -218,18 +265,58 @@ def _check_groups(config: StackConfig, problems: _Problems) -> None:
             seen_nodes.setdefault(node, group.name)
 
 
+def _group_path(config: StackConfig, group: NodeGroupPlan) -> tuple[str | int, ...]:
+    if config.node_groups is None:
+        return ("gpu",)
+    return ("nodeGroups", [spec.name for spec in config.node_groups].index(group.name), "gpu")
+
+
 def _check_one_mig_strategy(config: StackConfig, groups: list[NodeGroupPlan], problems: _Problems) -> None:
+    """The operator sets one MIG strategy on every node: refuse a stack that needs two."""
     mig_groups = [group for group in groups if group.mig]
-    if not mig_groups:
-        return
-    first = mig_groups[0].mig.strategy
+    strategy = cluster_mig_strategy(groups)
     for group in mig_groups[1:]:
-        if group.mig.strategy != first:
-            index = [spec.name for spec in config.node_groups or []].index(group.name)
+        if group.mig and group.mig.strategy != strategy:
             problems.add(
-                ("nodeGroups", index, "gpu", "mig", "strategy"),
-                f"the operator has one MIG strategy per cluster: {mig_groups[0].name} uses {first}, {group.name} uses {group.mig.strategy}",
+                (*_group_path(config, group), "mig", "strategy"),
+                f"the operator has one MIG strategy per cluster: {mig_groups[0].name} uses {strategy}, {group.name} uses {group.mig.strategy}",
             )
+    for group in groups:
+        if not group.backend.works_with_mig_strategy(strategy):
+            problems.add(
+                (*_group_path(config, group), "sharing"),
+                f"{group.sharing} does not work under the cluster's MIG strategy {strategy} (set by "
+                f"{mig_groups[0].name}; the operator applies one strategy to every node): the device plugin "
+                f"rejects it; use another sharing mode here or MIG strategy single",
+            )
+
+
+R580_LAST_FOR = "Maxwell, Pascal and Volta"
+
+
+def _check_driver(plan: RolloutPlan, problems: _Problems) -> None:
+    """The chart's default driver (595) cannot drive pre-Turing GPUs; R580 is their last branch."""
+    operator = plan.config.operator
+    if operator.driver_version is not None and not plan.node_runtime.install_driver:
+        problems.add(
+            ("operator", "driverVersion"),
+            f"the operator installs no driver here ({plan.node_runtime.distribution}, installDriver false), "
+            "so a driver version would be ignored: remove it, or set installDriver: true",
+        )
+        return
+    if not plan.node_runtime.install_driver or not plan.pre_turing_groups:
+        return
+    if operator.driver_version is not None and operator.driver_version.startswith("580."):
+        return
+    old = ", ".join(f"{g.gpu.key} ({g.gpu.compute_capability})" for g in plan.pre_turing_groups)
+    path = ("operator", "driverVersion") if operator.driver_version is not None else ("operator", "installDriver")
+    got = f"driverVersion is {operator.driver_version}" if operator.driver_version else "the chart's default driver is 595.x"
+    problems.add(
+        path,
+        f"{old}: compute capability below 7.5 needs an R580 driver (the 580 series is the last for "
+        f"{R580_LAST_FOR} GPUs) and {got}: set operator.driverVersion to a 580.x driver "
+        "(one the driver container image exists for), or installDriver: false with an R580 driver on the host",
+    )
 
 
 def _resolve_preset(spec: GpuSpec, catalogue: Mapping[str, GpuPreset]) -> GpuPreset | None:

@@ -120,6 +120,7 @@ def compose(plan: RolloutPlan) -> None:
                 monitoring_namespace=app_config.network_policy.monitoring_namespace,
             ),
             pod_security_version=f"v{config.cluster.kubernetes_version}",
+            read_only_root_filesystem=app_config.read_only_root_filesystem,
         ),
         opts=on_cluster,
     )

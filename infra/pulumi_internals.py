@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import importlib
 import threading
-from importlib import metadata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Any
 
 from google.protobuf import json_format
@@ -35,7 +35,7 @@ INTERNALS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-class PulumiInternalChanged(ImportError):
+class PulumiInternalChangedError(ImportError):
     """The installed Pulumi SDK lacks an internal this project relies on."""
 
 
@@ -43,7 +43,7 @@ def _internal(module: str, attribute: str) -> Any:
     try:
         return getattr(importlib.import_module(module), attribute)
     except (ImportError, AttributeError) as error:
-        raise PulumiInternalChanged(
+        raise PulumiInternalChangedError(
             f"pulumi {metadata.version('pulumi')} has no {module}.{attribute} "
             f"({error}); install the versions in constraints.txt or port infra/pulumi_internals.py"
         ) from error

@@ -7,11 +7,11 @@ from typing import get_args
 
 import pytest
 
-from infra.operator_chart import unknown_value_paths
 from infra.distributions import PROFILES, markdown_table, resolve
 from infra.errors import ConfigError
 from infra.model import ClusterSpec, Distribution, OperatorSpec
 from infra.offline import RenderError
+from infra.operator_chart import unknown_value_paths
 from tests.conftest import ROOT, one, operator_values, render_config
 
 GPU = {"gpu": {"preset": "rtx-3060", "sharing": "time-slicing", "replicas": 4}, "app": {"replicas": 4}}

@@ -51,7 +51,8 @@ def alerts(recording) -> dict[str, dict]:
 
 def test_every_stack_renders_the_monitoring_objects(rendered):
     monitors = {m["metadata"]["name"]: m for m in objects(rendered, "ServiceMonitor")}
-    assert set(monitors) == {"nvidia-dcgm-exporter", "cat-watcher"}
+    # Not `nvidia-dcgm-exporter`: the operator deletes an object of that name (issue 12).
+    assert set(monitors) == {"cat-watcher-dcgm-exporter", "cat-watcher"}
     assert len(objects(rendered, "PrometheusRule")) == 1
     boards = {m["metadata"]["name"]: m for m in objects(rendered, "ConfigMap")
               if m["metadata"].get("labels", {}).get("grafana_dashboard") == "1"}
@@ -91,7 +92,7 @@ def test_derived_schema_refuses_what_the_crd_refuses():
 # --- exporter: scraping and pod attribution -----------------------------------------------
 
 def test_operator_exporter_is_scraped_with_its_own_pod_labels(rendered):
-    monitor = one(rendered, "ServiceMonitor", "nvidia-dcgm-exporter")
+    monitor = one(rendered, "ServiceMonitor", "cat-watcher-dcgm-exporter")
     assert monitor["spec"]["selector"]["matchLabels"] == DCGM_EXPORTER_SELECTOR
     endpoint = monitor["spec"]["endpoints"][0]
     assert endpoint["port"] == "gpu-metrics" and endpoint["honorLabels"] is True
@@ -113,7 +114,7 @@ def test_standalone_exporter_replaces_the_operators():
     assert (release["chart"], release["repository"], release["namespace"]) == (
         "dcgm-exporter", "https://nvidia.github.io/dcgm-exporter/helm-charts", "gpu-operator")
     assert operator_values(recording)["dcgmExporter"]["enabled"] is False
-    monitor = one(recording, "ServiceMonitor", "dcgm-exporter")
+    monitor = one(recording, "ServiceMonitor", "cat-watcher-dcgm-exporter")
     assert monitor["spec"]["selector"]["matchLabels"] == STANDALONE_SELECTOR
     assert monitor["spec"]["endpoints"][0] | {"port": "metrics", "honorLabels": True} == monitor["spec"]["endpoints"][0]
     env = {e["name"]: e["value"] for e in release["values"]["extraEnv"]}

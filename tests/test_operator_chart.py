@@ -32,9 +32,9 @@ def test_unsupported_chart_version_is_refused_naming_the_key_and_the_valid_ones(
 
 @pytest.fixture
 def chart_without_mig(monkeypatch):
-    """The v26.7.0 key list minus `mig.strategy`, as an older chart might be."""
+    """The v26.7.0 key list minus `migManager.config.name`, as an older chart might be."""
     real = chart_value_paths("v26.7.0")
-    monkeypatch.setattr(infra.operator_chart, "chart_value_paths", lambda version="v26.7.0": real - {"mig.strategy"})
+    monkeypatch.setattr(infra.operator_chart, "chart_value_paths", lambda version="v26.7.0": real - {"migManager.config.name"})
 
 
 MIG = {"nodeGroups": [{"name": "mig", "nodes": ["n1"], "gpu": {"preset": "a100-40gb", "sharing": "mig"}}]}
@@ -44,7 +44,7 @@ def test_a_value_the_chart_lacks_is_a_config_error_not_a_failure_mid_deployment(
     with pytest.raises(ConfigError) as caught:
         plan_rollout(parse_stack_config(MIG), catalogue())
     assert caught.value.keys == ["catwatcher:operator.chartVersion"]
-    assert "has no values mig.strategy" in str(caught.value)
+    assert "has no values migManager.config.name" in str(caught.value)
     plan_rollout(parse_stack_config(HOMELAB), catalogue())  # stacks without MIG still plan
 
 

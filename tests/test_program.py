@@ -112,9 +112,11 @@ def test_restart_job_changes_exactly_when_the_sharing_config_changes():
 def test_restart_job_waits_for_the_daemonset_before_restarting():
     spec = restart_job(render_stack("homelab-3060"))["spec"]["template"]["spec"]
     steps = [c["command"] for c in spec["initContainers"]] + [c["command"] for c in spec["containers"]]
-    assert steps[0][:4] == ["kubectl", "wait", "--for=create", "daemonset/nvidia-device-plugin-daemonset"]
-    assert steps[1][:3] == ["kubectl", "patch", "daemonset/nvidia-device-plugin-daemonset"]
-    assert steps[2][:3] == ["kubectl", "rollout", "status"]
+    for first, reader in ((0, "gpu-feature-discovery"), (3, "nvidia-device-plugin-daemonset")):
+        assert steps[first][:4] == ["kubectl", "wait", "--for=create", f"daemonset/{reader}"]
+        assert steps[first + 1][:3] == ["kubectl", "patch", f"daemonset/{reader}"]
+        assert steps[first + 2][:4] == ["kubectl", "rollout", "status", f"daemonset/{reader}"]
+    assert steps[6][:2] == ["bash", "-c"] and steps[6][-1] == "nvidia.com/gpu|4||group default: 1 GPU x 4 replicas"
 
 
 def test_restart_stamps_the_content_hash_so_a_rerun_restarts_nothing():

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from infra import pulumi_internals
-from infra.pulumi_internals import INTERNALS, PulumiInternalChanged, _internal
+from infra.pulumi_internals import INTERNALS, PulumiInternalChangedError, _internal
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +34,7 @@ def test_the_mock_monitor_still_takes_registrations_by_the_grpc_name():
 
 
 def test_a_missing_internal_is_reported_by_name():
-    with pytest.raises(PulumiInternalChanged, match=r"pulumi\.runtime\.stack\.no_such_thing"):
+    with pytest.raises(PulumiInternalChangedError, match=r"pulumi\.runtime\.stack\.no_such_thing"):
         _internal("pulumi.runtime.stack", "no_such_thing")
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import kubernetes_validate
 import yaml
 
-from infra.operator_chart import unknown_value_paths, value_paths
 from components.sharing_config import MIG_LAYOUT_KEY
 from infra.model import StackConfig
 from infra.offline import load_stack_config
+from infra.operator_chart import unknown_value_paths, value_paths
 from infra.render import helm_releases, manifests
 from infra.stack_config import decode_config
 from tests.conftest import ROOT

@@ -42,7 +42,7 @@ def test_every_mode_of_the_config_schema_has_exactly_one_backend():
 def is_mode_comparison(node: ast.Compare, modes: set[str]) -> bool:
     """`x == "mps"`, `x != "mig"`, `x in ("time-slicing", "mps")`; not `"mig" in fields`."""
     operands = [node.left, *node.comparators]
-    for op, right in zip(node.ops, node.comparators):
+    for op, right in zip(node.ops, node.comparators, strict=True):
         if isinstance(op, (ast.Eq, ast.NotEq)):
             if any(isinstance(o, ast.Constant) and o.value in modes for o in operands):
                 return True
@@ -123,10 +123,11 @@ def test_mps_caps_the_client_memory_and_uses_the_mps_section():
     assert env["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] == f"0={plan.budget_mb}M"
 
 
-def test_mig_sets_the_cluster_strategy_labels_the_layout_and_names_the_profile():
+def test_mig_accepts_its_strategy_labels_the_layout_and_names_the_profile():
     plan = group({"preset": "a100-40gb", "sharing": "mig", "mig": {"strategy": "mixed", "layout": {"3g.20gb": 1, "1g.5gb": 4}}})
     backend = backend_for("mig")
-    assert backend.operator_values([plan]) == {"mig": {"strategy": "mixed"}}
+    assert backend.works_with_mig_strategy("mixed")
+    assert not backend_for("mps").works_with_mig_strategy("mixed")
     assert backend.resource_name(plan) == "nvidia.com/mig-1g.5gb"
     assert backend.node_labels(plan)["nvidia.com/mig.config"] == plan.mig.layout_name
     assert plan.slices == 4 and plan.budget_mb == plan.mig.workload_profile.memory_mb - plan.gpu.reserve_mb

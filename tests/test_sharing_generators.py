@@ -6,8 +6,8 @@ import yaml
 
 from components.sharing_config import content_hash, to_yaml
 from infra.plan import plan_rollout
-from infra.sharing.mig import mig_parted_config
 from infra.presets import catalogue
+from infra.sharing.mig import mig_parted_config
 from infra.stack_config import parse_stack_config
 from tests.upstream_rules import device_plugin_violations, mig_layout_violations
 

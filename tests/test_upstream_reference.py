@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import yaml
 
-from infra.operator_chart import chart_value_paths, value_paths
+from infra.operator_chart import template_value_refs, value_paths, values_yaml_paths
 from infra.presets import catalogue
 from tests.upstream_rules import mig_layout_violations
 
 
 def test_known_value_paths_match_the_chart(reference):
     values = yaml.safe_load((reference / "gpu-operator-values.yaml").read_text())
-    assert chart_value_paths() == frozenset(value_paths(values))
+    assert values_yaml_paths() == frozenset(value_paths(values))
 
 
 def test_rendered_values_exist_in_the_reference_chart(reference):
@@ -20,6 +20,8 @@ def test_rendered_values_exist_in_the_reference_chart(reference):
     from tests.conftest import ROOT, render_stack
 
     paths = frozenset(value_paths(yaml.safe_load((reference / "gpu-operator-values.yaml").read_text())))
+    # The chart also passes on what its ClusterPolicy template reads (validator.cuda.env).
+    paths |= template_value_refs((reference / "gpu-operator-v26.7.0" / "chart-template-clusterpolicy.yaml").read_text())
     for stack in available_stacks(ROOT):
         for release in helm_releases(render_stack(stack)).values():
             if release["chart"] == "gpu-operator":

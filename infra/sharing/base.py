@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
-from components.gpu_operator import DEVICE_PLUGIN_DAEMONSET
+from components.gpu_operator import DEVICE_PLUGIN_DAEMONSET, GFD_DAEMONSET, MPS_DAEMONSET
 from components.sharing_config import DEVICE_PLUGIN_CONFIG_LABEL, GPU_RESOURCE
 from inference import contract
 from infra import budget
@@ -28,6 +28,8 @@ from infra.errors import key_path
 from infra.model import GpuPreset, GpuSpec, MigProfile, MigStrategy, SharingMode
 
 KeyPath = tuple[str | int, ...]
+# The operator's `mig.strategy` (ClusterPolicy CRD enum).
+ClusterMigStrategy = Literal["none", "single", "mixed"]
 
 
 class Problems:
@@ -167,6 +169,9 @@ class SharingBackend(Protocol):
     def config_readers(self, group: NodeGroupPlan) -> tuple[str, ...]:
         """Operator DaemonSets that read the sharing config and must restart when it changes."""
 
+    def works_with_mig_strategy(self, strategy: ClusterMigStrategy) -> bool:
+        """Whether the device plugin accepts this group's config under the cluster's strategy."""
+
     def shares_devices(self, group: NodeGroupPlan) -> bool:
         """Whether several pods use one device (per-pod GPU memory is then unknowable)."""
 
@@ -175,6 +180,9 @@ class SharingBackend(Protocol):
 
 
 GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
+# Readers restart in this order: GFD sets `nvidia.com/mps.capable`, which schedules the MPS
+# daemon; the device plugin needs a running MPS daemon (GPU-OPERATOR-NOTES.md).
+READER_ORDER = (GFD_DAEMONSET, MPS_DAEMONSET, DEVICE_PLUGIN_DAEMONSET)
 
 
 class BaseBackend:
@@ -246,7 +254,11 @@ class BaseBackend:
         ]
 
     def config_readers(self, group: NodeGroupPlan) -> tuple[str, ...]:
-        return (DEVICE_PLUGIN_DAEMONSET,)
+        # GFD derives the node's sharing labels (gpu.replicas, mps.capable) from the config.
+        return (GFD_DAEMONSET, DEVICE_PLUGIN_DAEMONSET)
+
+    def works_with_mig_strategy(self, strategy: ClusterMigStrategy) -> bool:
+        return True
 
     def shares_devices(self, group: NodeGroupPlan) -> bool:
         return group.replicas_per_device > 1

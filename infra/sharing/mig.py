@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from components.sharing_config import GPU_RESOURCE, MIG_ALL_DISABLED, MIG_CONFIG_LABEL
-from infra.model import GpuPreset, MigStrategy, SharingMode
+from infra.model import GpuPreset, SharingMode
 from infra.sharing.base import (
     BaseBackend,
+    ClusterMigStrategy,
     DeviceSharing,
     GroupRequest,
     MigPlan,
@@ -77,10 +78,6 @@ class Mig(BaseBackend):
             config["sharing"] = replica_sharing_config(group, "timeSlicing", names)
         return config
 
-    def operator_values(self, groups: Sequence[NodeGroupPlan]) -> dict[str, Any]:
-        strategy = cluster_mig_strategy(groups)
-        return {"mig": {"strategy": strategy}} if strategy else {}
-
     def node_labels(self, group: NodeGroupPlan) -> dict[str, str]:
         assert group.mig is not None
         return {**super().node_labels(group), MIG_CONFIG_LABEL: group.mig.layout_name}
@@ -92,9 +89,11 @@ class Mig(BaseBackend):
         return f"mig ({layout}), {preset.recommended.memory_per_pod_mb} MiB arena per pod"
 
 
-def cluster_mig_strategy(groups: Sequence[NodeGroupPlan]) -> MigStrategy | None:
-    """The operator's cluster-wide MIG strategy (all MIG groups share one)."""
-    return next((group.mig.strategy for group in groups if group.mig), None)
+def cluster_mig_strategy(groups: Sequence[NodeGroupPlan]) -> ClusterMigStrategy:
+    """The operator's cluster-wide MIG strategy: the MIG groups' (validation makes them agree),
+    `none` without MIG. The operator sets it as MIG_STRATEGY on every node's device plugin and
+    GFD, overriding any per-node config flag."""
+    return next((group.mig.strategy for group in groups if group.mig), "none")
 
 
 def mig_parted_config(groups: Sequence[NodeGroupPlan]) -> dict[str, Any] | None:

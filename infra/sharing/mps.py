@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from components.gpu_operator import DEVICE_PLUGIN_DAEMONSET, GFD_DAEMONSET, MPS_DAEMONSET
 from infra.model import SharingMode
-from infra.sharing.base import GroupRequest, NodeGroupPlan, Problems
+from infra.sharing.base import ClusterMigStrategy, GroupRequest, NodeGroupPlan, Problems
 from infra.sharing.time_slicing import TimeSlicing
 
 
@@ -41,3 +42,11 @@ class Mps(TimeSlicing):
             *super().pod_env(group),
             {"name": "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT", "value": f"0={group.budget_mb}M"},
         ]
+
+    def config_readers(self, group: NodeGroupPlan) -> tuple[str, ...]:
+        # The MPS control daemon splits memory and client count by the config's replicas.
+        return (GFD_DAEMONSET, MPS_DAEMONSET, DEVICE_PLUGIN_DAEMONSET)
+
+    def works_with_mig_strategy(self, strategy: ClusterMigStrategy) -> bool:
+        # The device plugin rejects MPS with the mixed strategy (api/config/v1).
+        return strategy != "mixed"
