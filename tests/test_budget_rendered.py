@@ -59,7 +59,7 @@ def test_every_shipped_stacks_pods_get_the_budget_the_fit_check_used(stack, monk
         # The service's arenas add up to the budget minus the overhead (to within rounding).
         assert service_arena_bytes(monkeypatch, env) == pytest.approx((limit - overhead) * MIB, abs=2)
         # The sum fits the device: the GPU, or the MIG instance the pods share.
-        device_mb = group.mig.workload_profile.memory_mb if group.mig else catalogue()[group.gpu.key].vram_mb
+        device_mb = group.mig.workload_profile.memory_mb if group.mig else group.gpu.vram_mb
         assert group.replicas_per_device * limit + group.gpu.reserve_mb <= device_mb
         assert fit.pods == group.replicas_per_device and fit.device_mb == device_mb and fit.fits
         if group.sharing == "mps":
@@ -118,9 +118,11 @@ def test_an_overhead_override_counts_in_the_fit_check():
 
 
 def test_a_mig_instance_too_small_for_its_time_slices_names_the_replicas():
-    error = plan_error({"preset": "a100-40gb", "sharing": "mig", "mig": {"timeSlicingReplicas": 8}})
-    key, message = error.problems[-1]
-    assert key == "catwatcher:gpu.mig.timeSlicingReplicas"
+    gpu = {"preset": "a100-40gb", "sharing": "mig", "mig": {"timeSlicingReplicas": 8}}
+    with pytest.raises(ConfigError) as caught:
+        plan_rollout(parse_stack_config({"nodeGroups": [{"name": "a100", "nodes": ["n1"], "gpu": gpu}]}), catalogue())
+    (key, message), = caught.value.problems
+    assert key == "catwatcher:nodeGroups[0].gpu.mig.timeSlicingReplicas"
     assert "8 pods x" in message and "MIG instance 1g.5gb" in message and "overhead alone leaves nothing" in message
 
 
