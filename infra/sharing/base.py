@@ -250,7 +250,9 @@ class BaseBackend:
         return [
             {"name": contract.GPU_MEMORY_LIMIT_ENV, "value": str(group.budget_mb)},
             {"name": contract.GPU_MEMORY_OVERHEAD_ENV, "value": str(group.overhead_mb)},
-            {"name": contract.DEVICE_ENV, "value": "auto"},
+            # `cuda`, not `auto`: a pod given a GPU slice that ends up on CPU must report itself
+            # degraded (and alert); `auto` treats a machine without usable CUDA as normal.
+            {"name": contract.DEVICE_ENV, "value": "cuda"},
         ]
 
     def config_readers(self, group: NodeGroupPlan) -> tuple[str, ...]:
