@@ -19,6 +19,8 @@ from inference import contract
 from infra import budget
 from infra.custom_gpu import CUSTOM, custom_preset
 from infra.footprint import ROUND_TO_MB, ModelFootprint
+from pydantic import ValidationError
+
 from infra.model import GpuPreset, GpuSpec
 from infra.sharing import BACKENDS, backend_for
 from infra.sharing.base import GroupRequest, Problems
@@ -107,7 +109,10 @@ def arena_for_models(detector: ModelFootprint, identifier: ModelFootprint | None
 def validated_fit(gpu: GpuPreset, spec: dict[str, Any]) -> tuple[budget.DeviceFit | None, list[str]]:
     """What validation makes of one node group with this `gpu` section: the pods' fit on one
     device, or the problems it would report."""
-    gpu_spec = GpuSpec.model_validate({"preset": gpu.key, **spec})
+    try:
+        gpu_spec = GpuSpec.model_validate({"preset": gpu.key, **spec})
+    except ValidationError as error:  # beyond what a stack may ask for (e.g. the most time slices)
+        return None, [f"{'.'.join(map(str, item['loc']))}: {item['msg']}" for item in error.errors()]
     request = GroupRequest(path=("gpu",), name="plan", nodes=("planned-node",), spec=gpu_spec, gpu=gpu,
                            gpus=1, catalogue={gpu.key: gpu})
     backend = backend_for(gpu_spec.sharing or gpu.recommended.sharing)

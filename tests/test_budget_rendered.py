@@ -15,14 +15,16 @@ from infra.offline import load_stack_config
 from infra.plan import plan_rollout
 from infra.presets import catalogue
 from infra.stack_config import decode_config, parse_stack_config
-from tests.conftest import ROOT, objects, render_config, render_stack
+from tests.conftest import ROOT, objects, render_config, render_stack, with_cluster
 
 MIB = 1024 * 1024
 
 
 def stack_plan(stack: str):
     flat, secret_keys = load_stack_config(ROOT, stack)
-    return plan_rollout(parse_stack_config(decode_config(flat), secret_keys), catalogue())
+    values = decode_config(flat)
+    values.pop("credentials", None)  # secrets play no part in the memory plan
+    return plan_rollout(parse_stack_config(values, secret_keys), catalogue())
 
 
 def pod_env(deployment: dict) -> dict[str, str]:
@@ -96,21 +98,22 @@ def test_a_mig_pods_arena_is_its_instance_after_reserve_and_overhead(monkeypatch
 
 def plan_error(gpu: dict) -> ConfigError:
     with pytest.raises(ConfigError) as caught:
-        plan_rollout(parse_stack_config({"gpu": gpu}), catalogue())
+        plan_rollout(parse_stack_config(with_cluster({"gpu": gpu})), catalogue())
     return caught.value
 
 
 def test_validation_quotes_the_budget_arithmetic():
     error = plan_error({"preset": "rtx-3060", "replicas": 4, "memoryPerPodMb": 2560})
-    assert error.problems == [(
-        "catwatcher:gpu.memoryPerPodMb",
-        "4 pods x (2560 arena + 420 overhead) + 1024 reserve = 12944 MiB > 12288 MiB of the rtx-3060; "
-        "at most 2396 MiB arena per pod",
-    )]
+    summary = ("4 pods x (2560 arena + 420 overhead) + 1024 reserve = 12944 MiB > 12288 MiB of the rtx-3060 "
+               "(you set memoryPerPodMb, replicas)")
+    assert error.problems == [
+        ("catwatcher:gpu.memoryPerPodMb", f"{summary}; at most 2396 MiB arena per pod"),
+        ("catwatcher:gpu.replicas", f"{summary}; at most 3 pods per device"),
+    ]
 
 
 def test_an_overhead_override_counts_in_the_fit_check():
-    fits = plan_rollout(parse_stack_config({"gpu": {"preset": "rtx-3060", "memoryPerPodMb": 2560, "overheadMb": 250}}), catalogue())
+    fits = plan_rollout(parse_stack_config(with_cluster({"gpu": {"preset": "rtx-3060", "memoryPerPodMb": 2560, "overheadMb": 250}})), catalogue())
     assert fits.groups[0].memory_fit.used_mb == 4 * (2560 + 250) + 1024
     error = plan_error({"preset": "rtx-3060", "memoryPerPodMb": 2304, "overheadMb": 600})
     assert "4 pods x (2304 arena + 600 overhead)" in str(error)
@@ -120,10 +123,11 @@ def test_an_overhead_override_counts_in_the_fit_check():
 def test_a_mig_instance_too_small_for_its_time_slices_names_the_replicas():
     gpu = {"preset": "a100-40gb", "sharing": "mig", "mig": {"timeSlicingReplicas": 8}}
     with pytest.raises(ConfigError) as caught:
-        plan_rollout(parse_stack_config({"nodeGroups": [{"name": "a100", "nodes": ["n1"], "gpu": gpu}]}), catalogue())
+        plan_rollout(parse_stack_config(with_cluster({"nodeGroups": [{"name": "a100", "nodes": ["n1"], "gpu": gpu}]})), catalogue())
     (key, message), = caught.value.problems
     assert key == "catwatcher:nodeGroups[0].gpu.mig.timeSlicingReplicas"
-    assert "8 pods x" in message and "MIG instance 1g.5gb" in message and "overhead alone leaves nothing" in message
+    assert message.startswith("8 pods x (1 arena + 800 overhead) + 1024 reserve = 7432 MiB > 4864 MiB of the MIG instance 1g.5gb")
+    assert message.endswith("at most 4 pods per device")
 
 
 def test_the_planner_and_validation_agree_on_the_last_pod_that_fits():
@@ -133,6 +137,6 @@ def test_the_planner_and_validation_agree_on_the_last_pod_that_fits():
     for row in plan_modes(gpu, 1024):
         if row.mode in ("time-slicing", "mps"):
             config = {"preset": "rtx-3060", "sharing": row.mode, "replicas": row.pods, "memoryPerPodMb": 1024}
-            group = plan_rollout(parse_stack_config({"gpu": config}), catalogue()).groups[0]
+            group = plan_rollout(parse_stack_config(with_cluster({"gpu": config})), catalogue()).groups[0]
             assert group.memory_fit == row.fit
-            assert plan_error({**config, "replicas": row.pods + 1}).keys == ["catwatcher:gpu.memoryPerPodMb"]
+            assert set(plan_error({**config, "replicas": row.pods + 1}).keys) == {"catwatcher:gpu.memoryPerPodMb", "catwatcher:gpu.replicas"}

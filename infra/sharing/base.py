@@ -128,6 +128,34 @@ class NodeGroupPlan:
         return self.backend.resource_name(self)
 
 
+def memory_conflicts(request: GroupRequest, devices: DeviceSharing, fit: budget.DeviceFit) -> list[tuple[KeyPath, str]]:
+    """The pods' budgets do not fit the device: one line for each key the user set that takes
+    part, quoting the budget arithmetic and saying what would fit if the others stay; the
+    preset's figures are not blamed."""
+    spec, pod = request.spec, fit.pod
+    arena = max(pod.arena_mb, 1)  # a derived arena that came out empty: at least something
+    budget_mb = arena + pod.overhead_mb
+    usable = fit.device_mb - fit.reserve_mb
+    summary = budget.fit(fit.device, fit.device_mb, fit.reserve_mb, pod.overhead_mb, fit.pods, arena_mb=arena).arithmetic()
+    summary += f" of the {fit.device}"
+    replicas_key = ("mig", "timeSlicingReplicas") if devices.mig is not None else ("replicas",)
+    replicas_set = (devices.mig.time_slicing_replicas if devices.mig is not None else spec.replicas) is not None
+    candidates = [
+        (spec.memory_per_pod_mb is not None, ("memoryPerPodMb",), f"at most {max(fit.largest_arena_mb, 0)} MiB arena per pod"),
+        (replicas_set, replicas_key, f"at most {max(usable // budget_mb, 0)} pods per device"),
+        (spec.reserve_mb is not None, ("reserveMb",), f"at most {max(fit.device_mb - fit.pods * budget_mb, 0)} MiB reserve"),
+        (spec.vram_mb is not None and devices.device_mb is None, ("vramMb",), f"at least {fit.pods * budget_mb + fit.reserve_mb} MiB"),
+        (spec.overhead_mb is not None, ("overheadMb",), f"at most {max(usable // max(fit.pods, 1) - arena, 0)} MiB overhead"),
+    ]
+    chosen = [(key, advice) for is_set, key, advice in candidates if is_set]
+    if not chosen:  # nothing the user set conflicts: the preset itself cannot share this way
+        if pod.arena_mb <= 0:
+            summary += f": each pod's {pod.overhead_mb} MiB overhead alone leaves no arena"
+        return [((*request.path, "preset"), f"{summary}; pick fewer pods (replicas) or another sharing mode")]
+    set_names = ", ".join(".".join(key) for key, _ in chosen)
+    return [((*request.path, *key), f"{summary} (you set {set_names}); {advice}") for key, advice in chosen]
+
+
 class SharingBackend(Protocol):
     """One sharing mode. Every method is pure."""
 
@@ -202,16 +230,10 @@ class BaseBackend:
             self.device_noun(gpu, devices), device_mb, gpu.reserve_mb, gpu.overhead_mb, replicas,
             arena_mb=spec.memory_per_pod_mb, preferred_arena_mb=self.preferred_memory_mb(gpu),
         )
-        if problem := fit.problem():
-            problems.add((*request.path, *self.memory_key(request, devices)), problem)
+        if not fit.fits:
+            for path, message in memory_conflicts(request, devices, fit):
+                problems.add(path, message)
         return fit
-
-    def memory_key(self, request: GroupRequest, devices: DeviceSharing) -> tuple[str, ...]:
-        """The key to change when the pods' budgets do not fit: an explicit arena, else what sets
-        how many pods share the device."""
-        if request.spec.memory_per_pod_mb is not None:
-            return ("memoryPerPodMb",)
-        return ("replicas",) if devices.replicas_per_device > 1 else ("overheadMb",)
 
     def preferred_memory_mb(self, gpu: GpuPreset) -> int | None:
         """None: a pod gets the largest share that fits."""

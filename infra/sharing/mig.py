@@ -55,11 +55,6 @@ class Mig(BaseBackend):
     def device_noun(self, gpu: GpuPreset, devices: DeviceSharing) -> str:
         return f"MIG instance {devices.mig.workload_profile.name}" if devices.mig else "MIG instance"
 
-    def memory_key(self, request: GroupRequest, devices: DeviceSharing) -> tuple[str, ...]:
-        if request.spec.memory_per_pod_mb is not None:
-            return ("memoryPerPodMb",)
-        return ("mig", "timeSlicingReplicas") if devices.replicas_per_device > 1 else ("overheadMb",)
-
     def resource_name(self, group: NodeGroupPlan) -> str:
         assert group.mig is not None
         if group.mig.strategy == "mixed":
@@ -94,6 +89,21 @@ def cluster_mig_strategy(groups: Sequence[NodeGroupPlan]) -> ClusterMigStrategy:
     `none` without MIG. The operator sets it as MIG_STRATEGY on every node's device plugin and
     GFD, overriding any per-node config flag."""
     return next((group.mig.strategy for group in groups if group.mig), "none")
+
+
+def mixed_strategy_conflicts(groups: Sequence[NodeGroupPlan]) -> list[tuple[str, str]]:
+    """(group name, why) for each MPS group in a cluster whose MIG strategy is mixed: the operator
+    sets one MIG strategy on every node's device plugin, and the plugin refuses MPS with mixed."""
+    mixed = next((group for group in groups if group.mig and group.mig.strategy == "mixed"), None)
+    if mixed is None:
+        return []
+    return [
+        (group.name, f"MPS cannot run in a cluster with the mixed MIG strategy (node group {mixed.name}): the operator "
+                     "applies one MIG strategy to every node's device plugin, which refuses mixed with MPS; use "
+                     "time-slicing here, or the single MIG strategy there")
+        for group in groups
+        if group.sharing == "mps"
+    ]
 
 
 def mig_parted_config(groups: Sequence[NodeGroupPlan]) -> dict[str, Any] | None:
