@@ -205,7 +205,7 @@ def parse_yaml(text: str | bytes, source: str) -> Any:
         mark = error.problem_mark or error.context_mark
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
         problem = " ".join(" ".join(part for part in (error.context, error.problem) if part).split()) or "invalid YAML"
-        raise YamlError(f"{where}: {problem}") from None
+        raise YamlError(f"{where}: not valid YAML: {problem}") from None
     except yaml.reader.ReaderError as error:
         line = text.count("\n", 0, error.position) + 1
         column = error.position - (text.rfind("\n", 0, error.position) + 1) + 1
