@@ -90,7 +90,6 @@ def test_make_models_detector_is_sized_from_its_real_graph(models):
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        ({"batch": 4}, "fixed batch of 1"),
         ({"batch": 0}, "batch must be >= 1"),
         ({"input_size": 320}, "fixed at 640"),
     ],

@@ -98,7 +98,7 @@ def test_custom_names_each_missing_description_key():
         ({"sharing": "mig"}, "catwatcher:gpu.sharing", "does not support MIG"),
         ({"replicas": 4, "memoryPerPodMb": 3000}, "catwatcher:gpu.memoryPerPodMb", "> 12282 MiB of the NVIDIA GeForce RTX 4070"),
         ({"sharing": "mps", "replicas": 49}, "catwatcher:gpu.replicas", "at most 48 clients"),
-        ({"vramMb": 0}, "catwatcher:gpu.vramMb", "greater than 0"),
+        ({"vramMb": 0}, "catwatcher:gpu.vramMb", "must be > 0"),
     ],
 )
 def test_custom_gpus_get_the_same_checks_as_presets(overrides, key, fragment):
