@@ -9,11 +9,11 @@ from typing import Any, get_args
 
 import pytest
 
+from infra import budget
 from infra.model import SharingMode
 from infra.plan import plan_rollout
 from infra.presets import catalogue
 from infra.sharing import BACKENDS, backend_for
-from infra import budget
 from infra.sharing.base import BaseBackend, SharingBackend
 from infra.stack_config import parse_stack_config
 from tests.conftest import with_cluster
@@ -86,7 +86,9 @@ def test_no_module_outside_the_backends_compares_sharing_mode_strings():
     ],
 )
 def test_per_pod_memory_arithmetic(device_mb, reserve_mb, overhead_mb, replicas, requested, preferred, arena, fits):
-    fit = budget.fit("device", device_mb, reserve_mb, overhead_mb, replicas, arena_mb=requested, preferred_arena_mb=preferred)
+    fit = budget.fit(
+        "device", device_mb, reserve_mb, overhead_mb, replicas, arena_mb=requested, preferred_arena_mb=preferred
+    )
     assert (fit.pod.arena_mb, fit.pod.budget_mb, fit.fits) == (arena, arena + overhead_mb, fits)
 
 
@@ -126,7 +128,9 @@ def test_mps_caps_the_client_memory_and_uses_the_mps_section():
 
 
 def test_mig_accepts_its_strategy_labels_the_layout_and_names_the_profile():
-    plan = group({"preset": "a100-40gb", "sharing": "mig", "mig": {"strategy": "mixed", "layout": {"3g.20gb": 1, "1g.5gb": 4}}})
+    plan = group(
+        {"preset": "a100-40gb", "sharing": "mig", "mig": {"strategy": "mixed", "layout": {"3g.20gb": 1, "1g.5gb": 4}}}
+    )
     backend = backend_for("mig")
     assert backend.works_with_mig_strategy("mixed")
     assert not backend_for("mps").works_with_mig_strategy("mixed")

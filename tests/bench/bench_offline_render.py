@@ -60,8 +60,10 @@ def main() -> None:
         renders += len(args.stacks)
     offline.RecordingMonitor._on_thread_loop = shipped  # type: ignore[method-assign]
     for name in variants:
-        print(f"{name}: median {statistics.median(timings[name]) * 1000:.0f} ms per render, "
-              f"{left_open[name] / renders:.1f} event loops left open per render ({renders} renders)")
+        print(
+            f"{name}: median {statistics.median(timings[name]) * 1000:.0f} ms per render, "
+            f"{left_open[name] / renders:.1f} event loops left open per render ({renders} renders)"
+        )
     ratio = statistics.median(timings["closed loops (shipped)"]) / statistics.median(timings["SDK default"])
     print(f"closed/default time ratio: {ratio:.2f}")
 

@@ -9,7 +9,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-from inference_support import CAT_NAMES, ENV_PREFIX, encode, free_port, photo_like, scripted_detector, serve_process, wait_until
+from inference_support import (
+    CAT_NAMES,
+    ENV_PREFIX,
+    encode,
+    free_port,
+    photo_like,
+    scripted_detector,
+    serve_process,
+    wait_until,
+)
 
 from inference.cli import main as cli_main
 
