@@ -7,21 +7,57 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
-from inference.settings import SettingsError, load_settings
+from inference.settings import Settings, SettingsError, load_settings
 
 PROGRAM = "catwatcher-inference"
+
+
+def settings_help() -> str:
+    """Every setting as `VARIABLE  default` (choices for enumerations), for `serve --help`."""
+    from typing import get_args, get_origin
+
+    from inference.settings import Settings, env_name
+
+    lines = ["settings (environment variables; an empty value means unset):"]
+    for section, section_info in Settings.model_fields.items():
+        for name, info in section_info.annotation.model_fields.items():  # type: ignore[union-attr]
+            default = info.get_default(call_default_factory=True)
+            shown = "unset" if default in (None, ()) else str(default).lower() if isinstance(default, bool) else str(default)
+            choices = get_args(info.annotation) if get_origin(info.annotation) is Literal else ()
+            suffix = f" (one of {', '.join(choices)})" if choices else ""
+            lines.append(f"  {env_name((section, name)):<50} default {shown}{suffix}")
+    return "\n".join(lines)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROGRAM, description="Cat Watcher inference service")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("serve", help="serve the HTTP API, configured from CAT_WATCHER__* variables")
+    commands.add_parser(
+        "serve",
+        help="serve the HTTP API, configured from CAT_WATCHER__* variables",
+        description="Serve the HTTP API (/healthz, /readyz, /metrics, POST /v1/detect), configured from environment variables.",
+        epilog=settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     make = commands.add_parser("make-models", help="write placeholder detector.onnx, identifier.onnx and cat_names.json")
     make.add_argument("--out", type=Path, required=True, help="directory to write the models into")
     make.add_argument("--cat-names", default=None, help="comma-separated cat names (identifier classes)")
     make.add_argument("--seed", type=int, default=0, help="seed for the fixed random weights")
     return parser
+
+
+def report_memory_budget(settings: Settings) -> None:
+    """Logs the worst case; warns when it does not fit 3/4 of this container's memory limit."""
+    from inference.memory_budget import MAX_SHARE_OF_POD_LIMIT, MiB, cgroup_memory_limit, worst_case
+
+    budget, limit = worst_case(settings), cgroup_memory_limit()
+    log = logging.getLogger("inference.memory")
+    if limit is not None and budget.total > limit * MAX_SHARE_OF_POD_LIMIT:
+        log.warning("memory: %s exceeds %d%% of the container limit of %d MiB; lower CAT_WATCHER__SERVER__MAX_PENDING_REQUESTS, CAT_WATCHER__INFERENCE__MAX_REQUEST_BYTES or CAT_WATCHER__INFERENCE__MAX_DECODED_IMAGE_BYTES", budget.describe(), MAX_SHARE_OF_POD_LIMIT * 100, limit // MiB)
+    else:
+        log.info("memory: %s; container limit %s", budget.describe(), f"{limit // MiB} MiB" if limit else "none")
 
 
 def serve() -> int:
@@ -35,6 +71,7 @@ def serve() -> int:
     import uvicorn
 
     from inference.app import create_app
+    from inference.server import UVICORN_PER_REQUEST_WARNINGS, IntervalFilter, head_deadline_protocol
 
     server: uvicorn.Server | None = None
 
@@ -44,6 +81,14 @@ def serve() -> int:
         server.should_exit = True
 
     app = create_app(settings, on_fatal=stop_serving)
+    state = app.state.service
+
+    def head_timed_out() -> None:
+        state.refuse("header_timeout", f"closed a connection that sent no complete request head within {settings.server.header_timeout:g} s (CAT_WATCHER__SERVER__HEADER_TIMEOUT)")
+
+    # No limit_concurrency: it counted idle connections and answered even the probes with a
+    # plain-text 503. Idle connections are closed by the head deadline; admission is per request
+    # (inference.app.RequestGuard).
     config = uvicorn.Config(
         app,
         host=settings.server.host,
@@ -52,8 +97,11 @@ def serve() -> int:
         access_log=settings.server.access_log,
         server_header=False,
         lifespan="on",
-        limit_concurrency=settings.server.max_connections,
+        http=head_deadline_protocol(settings.server.header_timeout, head_timed_out),
+        h11_max_incomplete_event_size=settings.server.max_header_bytes,
     )
+    report_memory_budget(settings)
+    logging.getLogger("uvicorn.error").addFilter(IntervalFilter(UVICORN_PER_REQUEST_WARNINGS, settings.server.log_interval))
     server = uvicorn.Server(config)
     server.run()
     return 1 if app.state.service.load_error else 0

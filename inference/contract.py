@@ -41,7 +41,11 @@ METRIC_DEVICE_INFO: Final = "catwatcher_inference_device_info"  # gauge, label d
 METRIC_DEGRADED: Final = "catwatcher_degraded"  # gauge 0/1
 METRIC_GPU_MEMORY_LIMIT: Final = "catwatcher_gpu_memory_limit_bytes"  # gauge, 0 when unset
 METRIC_RUNS_IN_FLIGHT: Final = "catwatcher_model_runs_in_flight"  # gauge
+METRIC_REFUSED_TOTAL: Final = "catwatcher_refused_total"  # counter, label reason
+METRIC_PENDING_REQUESTS: Final = "catwatcher_pending_requests"  # gauge
 
 OUTCOMES: Final = ("ok", "client_error", "server_error")
 STAGES: Final = ("detect", "identify")
 DEVICES: Final = ("cuda", "cpu")
+# Why the server refused or dropped a request before the app handled it (REFUSED_TOTAL's label).
+REFUSAL_REASONS: Final = ("overloaded", "header_timeout", "body_timeout", "header_too_large")

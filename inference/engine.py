@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from inference.errors import ModelLoadError
+from inference.image_limits import ImageLimits, check_image_limits
 from inference.imaging import Letterbox, boxes_to_source, crop_batch, decode_image, imagenet_batch, letterbox_geometry, letterbox_tensor
 from inference.labels import BEHAVIOURS
 from inference.postprocess import decode_detections, identities
@@ -94,6 +95,7 @@ class CatWatcherEngine:
         self.detector = detector
         self.identifier = identifier
         self.cat_names = cat_names
+        self.image_limits = ImageLimits.from_settings(settings)
 
     @classmethod
     def load(
@@ -138,7 +140,8 @@ class CatWatcherEngine:
     def prepare(self, data: bytes) -> PreparedImage:
         """Decode and letterbox: CPU work done outside the model-run limit. Raises ClientError."""
         start = time.perf_counter()
-        image, source_size = decode_image(data, self.settings.max_image_pixels, target_size=self._resized_size)
+        check_image_limits(data, self.image_limits)
+        image, source_size = decode_image(data, self.settings.max_image_pixels, target_size=self._resized_size, max_seconds=self.image_limits.max_decode_seconds)
         decoded = time.perf_counter()
         box = letterbox_geometry(*source_size, self.detector.size)
         tensor = letterbox_tensor(image, box, self.detector.size)

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from inference.errors import ClientError
+from inference.image_limits import ABANDONABLE_DECODE_BLOCK, AbandonableSource
 
 # Formats cameras and Frigate produce; anything else is refused before a decoder runs.
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP")
@@ -49,17 +50,19 @@ def letterbox_geometry(width: int, height: int, size: int) -> Letterbox:
     return Letterbox(width, height, resized_width, resized_height, (size - resized_width) // 2, (size - resized_height) // 2)
 
 
-def decode_image(data: bytes, max_pixels: int, target_size: Callable[[int, int], tuple[int, int]] | None = None) -> tuple[Image.Image, tuple[int, int]]:
+def decode_image(data: bytes, max_pixels: int, target_size: Callable[[int, int], tuple[int, int]] | None = None, max_seconds: float | None = None) -> tuple[Image.Image, tuple[int, int]]:
     """Decodes to RGB, refusing oversized dimensions from the header before any pixel is decoded.
 
     Returns the image and its size as sent. `target_size(width, height)` lets the JPEG decoder
     scale down by 1/2, 1/4 or 1/8 in the DCT domain while keeping at least that size: much
-    cheaper than decoding at full size and resizing afterwards.
+    cheaper than decoding at full size and resizing afterwards. With `max_seconds` the decode is
+    abandoned (ClientError 422) once it runs longer.
     """
     if not data:
         raise ClientError(400, "empty_body", "the request body is empty; send the image bytes")
     try:
-        image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+        source = io.BytesIO(data) if max_seconds is None else AbandonableSource(data, max_seconds)
+        image = Image.open(source, formats=ACCEPTED_FORMATS)
     except Image.DecompressionBombError as error:
         raise ClientError(413, "image_too_large", str(error)) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
@@ -71,6 +74,8 @@ def decode_image(data: bytes, max_pixels: int, target_size: Callable[[int, int],
         raise ClientError(413, "image_too_large", f"{width}x{height} is {width * height} pixels; the limit is {max_pixels}")
     if target_size is not None:
         image.draft("RGB", target_size(width, height))
+    if max_seconds is not None:
+        image.decodermaxblock = ABANDONABLE_DECODE_BLOCK
     try:
         image.load()
         return (image if image.mode == "RGB" else image.convert("RGB")), (width, height)

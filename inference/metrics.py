@@ -26,7 +26,11 @@ class ServiceMetrics:
         self.degraded = Gauge(contract.METRIC_DEGRADED, "1 when serving on CPU because CUDA failed", registry=self.registry)
         self.gpu_memory_limit = Gauge(contract.METRIC_GPU_MEMORY_LIMIT, "CUDA arena limit in bytes (0: unlimited)", registry=self.registry)
         self.runs_in_flight = Gauge(contract.METRIC_RUNS_IN_FLIGHT, "Model runs executing now", registry=self.registry)
+        self.refused = Counter(_base(contract.METRIC_REFUSED_TOTAL, "_total"), "Requests and connections refused or dropped by the server, by reason", ["reason"], registry=self.registry)
+        self.pending_requests = Gauge(contract.METRIC_PENDING_REQUESTS, "Detect requests in progress (reading, queued or running)", registry=self.registry)
         self.gpu_memory_limit.set(gpu_memory_limit_bytes)
+        for reason in contract.REFUSAL_REASONS:
+            self.refused.labels(reason)
         # Every label value exists from the start, so alerts and rate() see zeros, not gaps.
         for outcome in contract.OUTCOMES:
             self.requests.labels(outcome)

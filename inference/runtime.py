@@ -9,13 +9,15 @@ why once. It does not try CUDA again: a pod restart does (alert on `catwatcher_d
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
+import io
 import logging
 import re
-import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -104,8 +106,41 @@ def preload_cuda_libraries() -> None:
     """
     preload = getattr(ort, "preload_dlls", None)  # onnxruntime-gpu >= 1.21
     if preload is not None:
-        with contextlib.redirect_stdout(sys.stderr):
+        # It prints each library it misses; cuda_unavailable_reason says it once, plainly.
+        with contextlib.redirect_stdout(io.StringIO()):
             preload()
+
+
+def cuda_unavailable_reason() -> str | None:
+    """Why the CUDA provider cannot run here, or None: asked of the driver and the dynamic
+    loader, not of onnxruntime, which prints red error lines when the provider fails to load."""
+    try:
+        driver = ctypes.CDLL("libcuda.so.1")
+    except OSError as error:
+        return f"no NVIDIA driver ({error})"
+    if (code := driver.cuInit(0)) != 0:
+        return f"the NVIDIA driver found no usable GPU (cuInit error {code})"
+    count, version = ctypes.c_int(0), ctypes.c_int(0)
+    if driver.cuDeviceGetCount(ctypes.byref(count)) != 0 or count.value < 1:
+        return "no CUDA device is visible"
+    needed = _built_cuda_major()
+    if needed and driver.cuDriverGetVersion(ctypes.byref(version)) == 0 and version.value // 1000 < needed:
+        return f"the NVIDIA driver supports CUDA {version.value // 1000}.{version.value % 1000 // 10}, this onnxruntime needs CUDA {needed}"
+    preload_cuda_libraries()
+    try:
+        ctypes.CDLL(str(Path(ort.__file__).parent / "capi" / "libonnxruntime_providers_cuda.so"))
+    except OSError as error:
+        return f"the CUDA provider's libraries do not load ({error})"
+    return None
+
+
+def _built_cuda_major() -> int | None:
+    try:
+        from onnxruntime.capi import build_and_package_info
+
+        return int(str(build_and_package_info.cuda_version).split(".")[0])
+    except (ImportError, AttributeError, ValueError):
+        return None
 
 
 def is_gpu_failure(error: BaseException) -> bool:
@@ -138,14 +173,24 @@ class ModelRuntime:
         available_providers: Sequence[str] | None = None,
         on_status_change: Callable[[DeviceStatus], None] | None = None,
         arena_shares: Mapping[str, float] | None = None,
+        cuda_check: Callable[[], str | None] | None = None,
     ) -> None:
+        """`cuda_check` says why CUDA is unusable (None: usable). By default the real check runs
+        when providers and sessions are onnxruntime's own, none when either is injected."""
+        if cuda_check is None and available_providers is None and session_factory is create_session:
+            cuda_check = cuda_unavailable_reason
         available = ort.get_available_providers() if available_providers is None else available_providers
         self._settings = settings
         self._available = list(available)
         # Each model's part of the pod's GPU memory limit (a model not named gets all of it).
         self._arena_shares = dict(arena_shares or {})
         self._providers = execution_providers(settings, available)
-        if CUDA_PROVIDER in _names(self._providers):
+        unavailable = cuda_check() if cuda_check is not None and CUDA_PROVIDER in _names(self._providers) else None
+        if unavailable is not None:
+            # `auto` on a machine without CUDA is the normal CPU case; `cuda` falling back is degraded.
+            log.log(logging.WARNING if settings.device == "cuda" else logging.INFO, "CUDA unavailable: %s; running on CPU", unavailable)
+            self._providers = [CPU_PROVIDER]
+        elif CUDA_PROVIDER in _names(self._providers):
             preload_cuda_libraries()
         self._options = session_options(settings)
         self._factory = session_factory
@@ -154,7 +199,8 @@ class ModelRuntime:
         self._models: dict[str, bytes] = {}
         self._sessions: dict[str, tuple[Session, DeviceName]] = {}
         device: DeviceName = "cuda" if CUDA_PROVIDER in _names(self._providers) else "cpu"
-        self._status = DeviceStatus(device, degraded=False)
+        degraded = unavailable is not None and settings.device == "cuda"
+        self._status = DeviceStatus(device, degraded=degraded, reason=f"CUDA unavailable: {unavailable}" if degraded else None)
         self._notify()
 
     @property

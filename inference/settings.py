@@ -59,6 +59,29 @@ class InferenceSettings(_Section):
     max_image_pixels: int = Field(default=40_000_000, gt=0)
     max_concurrent_runs: int = Field(default=1, gt=0)
 
+    # Decode limits, checked from the image's header before any pixel is decoded (see
+    # inference/image_limits.py). Row pointers, libjpeg's coefficient buffer and libwebp's canvas
+    # make a small file cost far more than its pixel count, so each dimension and the estimated
+    # decoded bytes are bounded on their own. A camera frame (8K or less) passes all of them.
+    max_image_width: int = Field(default=10_000, gt=0)
+    max_image_height: int = Field(default=10_000, gt=0)
+    # As stored in the file after decompression: 16-bit RGBA is 8.
+    max_image_bytes_per_pixel: int = Field(default=8, gt=0)
+    # Everything decoding one image allocates: decoded image, its RGB copy, libjpeg's coefficients,
+    # libwebp's canvases. 2 x max_concurrent_runs images decode at once (docs: memory budget).
+    max_decoded_image_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
+    # Progressive JPEGs from cameras and encoders have about 10 scans; each scan re-reads every
+    # coefficient of the image.
+    max_jpeg_scans: int = Field(default=32, gt=0)
+    # CPU seconds one decode may use (the decoding thread's, so load does not count); checked
+    # every 512 bytes of input, then the decode is abandoned.
+    max_decode_seconds: float = Field(default=3.0, gt=0)
+    # JPEG marker segments, PNG chunks (IDAT split into 8 KiB chunks included) or WebP RIFF
+    # chunks (animation frames included): Pillow handles each in Python.
+    max_image_chunks: int = Field(default=4096, gt=0)
+    # Multipart parts in a detect request (found by counting boundaries before parsing).
+    max_multipart_parts: int = Field(default=8, gt=0)
+
     @field_validator("device", "arena_extend_strategy", "cudnn_conv_algo_search", mode="before")
     @classmethod
     def _strip(cls, value: Any) -> Any:
@@ -101,9 +124,20 @@ class ServerSettings(_Section):
     port: int = Field(default=DEFAULT_PORT, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     access_log: bool = False
-    # Connections and requests handled at once; more get 503. Each may hold a request body of
-    # up to inference.max_request_bytes, so this bounds the memory bodies can take.
-    max_connections: int = Field(default=64, ge=1)
+    # Detect requests in progress at once (reading, queued or running); more get a JSON 503 at
+    # once. Each may hold a request body of up to inference.max_request_bytes, so this bounds the
+    # memory bodies can take. Probes and /metrics are never refused, and idle connections do not
+    # count (they are closed after header_timeout).
+    max_pending_requests: int = Field(default=32, ge=1)
+    # Seconds a connection may take to send a complete request head (idle keep-alive included);
+    # then it is closed. Slow or idle clients cannot pile up.
+    header_timeout: float = Field(default=10.0, gt=0)
+    # Seconds a detect request may take to send its whole body; then 408 and the connection closes.
+    body_timeout: float = Field(default=20.0, gt=0)
+    # Request line plus headers; more is refused with 431 (h11 also stops buffering there).
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024)
+    # Overload and timeout warnings are logged at most once per this many seconds, with a count.
+    log_interval: float = Field(default=60.0, gt=0)
 
 
 class MqttSettings(_Section):

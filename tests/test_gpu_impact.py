@@ -84,7 +84,8 @@ def test_fewer_bigger_slices_show_before_after_and_the_device_plugin_restart():
     assert "GPU memory per pod:             2560 -> 5120 MiB" in section
     # Unchanged values are shown once.
     assert "mode:                           time-slicing\n" in section and "VRAM headroom per GPU:          1024 MiB\n" in section
-    assert "rolls DaemonSet nvidia-device-plugin-daemonset" in section
+    assert ("rolls DaemonSets gpu-feature-discovery, nvidia-device-plugin-daemonset; "
+            "then checks each node's new allocatable") in section
     assert "Deployment cat-watcher/cat-watcher rolls: its 4 pods replaced by 2" in section
     assert "nvidia.com/gpu.replicas 4 -> 2" in section
 

@@ -114,7 +114,9 @@ def test_custom_in_node_groups_with_a_listed_preset_beside_it():
         "nodeGroups": [
             {"name": "old", "nodes": ["box-a"], "gpu": {"preset": "gtx-1070"}},
             {"name": "new", "nodes": ["box-b"], "gpu": {**RTX_4070, "reserveMb": 512, "replicas": 2}},
-        ]
+        ],
+        # Pascal needs an R580 driver: the host brings its own here.
+        "operator": {"installDriver": False},
     }
     groups = {g.name: g for g in plan_rollout(parse_stack_config(config), catalogue()).groups}
     assert groups["new"].gpu.reserve_mb == 512 and groups["new"].replicas_per_device == 2
@@ -133,8 +135,9 @@ def test_the_shipped_custom_stack_renders_four_time_sliced_slices():
 
 def test_a_pascal_custom_gpu_gets_the_cuda12_image_like_the_pascal_preset():
     custom = render_config({"gpu": {"preset": "custom", "displayName": "Quadro P4000", "vramMb": 8192,
-                                    "computeCapability": "6.1", "replicas": 2}})
-    listed = render_config({"gpu": {"preset": "gtx-1070", "replicas": 2}})
+                                    "computeCapability": "6.1", "replicas": 2},
+                            "operator": {"installDriver": False}})
+    listed = render_config({"gpu": {"preset": "gtx-1070", "replicas": 2}, "operator": {"installDriver": False}})
     image = lambda recording: one(recording, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]  # noqa: E731
     assert image(custom) == image(listed) and image(custom).endswith("-cuda12")
 

@@ -67,3 +67,11 @@ def test_dockerfile_builds_the_onnxruntime_the_contract_names():
     assert f"--build-arg ONNXRUNTIME='{contract.ONNXRUNTIME_CUDA12}'" in dockerfile
     assert f"-t {contract.IMAGE_CUDA12} ." in dockerfile
     assert "USER 10001:10001" in dockerfile and str(contract.RUN_AS_USER) == "10001"
+
+
+def test_gpu_pods_insist_on_cuda_so_a_cpu_fallback_is_reported_degraded():
+    """`auto` would treat a GPU pod without usable CUDA as a normal CPU machine (no alert)."""
+    recording = render_config({"gpu": {"preset": "rtx-3060"}})
+    for deployment in objects(recording, "Deployment"):
+        env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env[contract.DEVICE_ENV] == "cuda"

@@ -247,7 +247,9 @@ class BaseBackend:
     def pod_env(self, group: NodeGroupPlan) -> list[dict[str, str]]:
         return [
             {"name": contract.GPU_MEMORY_LIMIT_ENV, "value": str(group.memory_per_pod_mb)},
-            {"name": contract.DEVICE_ENV, "value": "auto"},
+            # `cuda`, not `auto`: a pod given a GPU slice that ends up on CPU must report itself
+            # degraded (and alert); `auto` treats a machine without usable CUDA as normal.
+            {"name": contract.DEVICE_ENV, "value": "cuda"},
         ]
 
     def config_readers(self, group: NodeGroupPlan) -> tuple[str, ...]:

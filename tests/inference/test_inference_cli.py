@@ -118,9 +118,9 @@ def test_unusable_models_exit_non_zero_and_never_become_ready(tmp_path: Path, mo
     assert process.stderr is not None and message.format(**paths) in process.stderr.read().decode()
 
 
-def test_serve_bounds_concurrent_connections(monkeypatch: pytest.MonkeyPatch, model_dir: Path) -> None:
-    """Request bodies are read before a model-run slot is taken: uvicorn's connection limit
-    (503 beyond it) is what bounds the memory they hold."""
+def test_serve_has_no_connection_cap_but_a_head_deadline(monkeypatch: pytest.MonkeyPatch, model_dir: Path) -> None:
+    """uvicorn's limit_concurrency counted idle connections and refused even probes: it must
+    stay off. The head deadline and the head size limit come from the settings."""
     import uvicorn
 
     from inference import cli
@@ -129,7 +129,7 @@ def test_serve_bounds_concurrent_connections(monkeypatch: pytest.MonkeyPatch, mo
 
     class NoServer:
         def __init__(self, config: uvicorn.Config) -> None:
-            captured["limit"] = config.limit_concurrency
+            captured["config"] = config
 
         def run(self) -> None:
             pass
@@ -137,7 +137,11 @@ def test_serve_bounds_concurrent_connections(monkeypatch: pytest.MonkeyPatch, mo
     for name in [n for n in os.environ if n.startswith("CAT_WATCHER__")]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("CAT_WATCHER__INFERENCE__DETECTOR_MODEL_PATH", str(model_dir / "detector.onnx"))
-    monkeypatch.setenv("CAT_WATCHER__SERVER__MAX_CONNECTIONS", "7")
+    monkeypatch.setenv("CAT_WATCHER__SERVER__MAX_HEADER_BYTES", "4096")
     monkeypatch.setattr(uvicorn, "Server", NoServer)
     cli.serve()
-    assert captured["limit"] == 7
+    config = captured["config"]
+    assert isinstance(config, uvicorn.Config)
+    assert config.limit_concurrency is None
+    assert config.h11_max_incomplete_event_size == 4096
+    assert isinstance(config.http, type) and config.http.__name__ == "HeadDeadlineProtocol"

@@ -36,5 +36,6 @@ def test_metric_names_are_the_ones_exposed() -> None:
     declared = {name.removesuffix("_total") for name in (
         contract.METRIC_REQUESTS_TOTAL, contract.METRIC_REQUEST_DURATION, contract.METRIC_INFERENCE_DURATION,
         contract.METRIC_DEVICE_INFO, contract.METRIC_DEGRADED, contract.METRIC_GPU_MEMORY_LIMIT, contract.METRIC_RUNS_IN_FLIGHT,
+        contract.METRIC_REFUSED_TOTAL, contract.METRIC_PENDING_REQUESTS,
     )}
     assert exposed == declared

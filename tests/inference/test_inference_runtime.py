@@ -80,10 +80,11 @@ def test_gpu_failures_are_told_from_request_errors(message: str, gpu: bool) -> N
 
 
 def test_real_cuda_provider_that_cannot_start_falls_back_to_cpu_once(model_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """onnxruntime-gpu lists CUDA here but has no CUDA libraries: the real "fails to start" path."""
+    """onnxruntime-gpu lists CUDA here but has no CUDA libraries: the real "fails to start" path,
+    reached when the up-front check passes (it cannot foresee every failure)."""
     assert CUDA_PROVIDER in ort.get_available_providers()
     statuses: list[DeviceStatus] = []
-    runtime = ModelRuntime(InferenceSettings(device="cuda", gpu_memory_limit=1024), on_status_change=statuses.append)
+    runtime = ModelRuntime(InferenceSettings(device="cuda", gpu_memory_limit=1024), on_status_change=statuses.append, cuda_check=lambda: None)
     with caplog.at_level(logging.WARNING, logger="inference.runtime"):
         runtime.load("detector", (model_dir / "detector.onnx").read_bytes())
         runtime.load("identifier", (model_dir / "identifier.onnx").read_bytes())
@@ -148,7 +149,7 @@ def test_session_creation_error_from_cuda_falls_back(model_dir: Path) -> None:
 
 
 def test_a_corrupt_model_is_an_error_not_a_fallback(model_dir: Path) -> None:
-    runtime = ModelRuntime(InferenceSettings(device="cuda"))
+    runtime = ModelRuntime(InferenceSettings(device="cuda"), cuda_check=lambda: None)
     with pytest.raises(Exception, match="(?i)protobuf|invalid|load model"):
         runtime.load("detector", (model_dir / "detector.onnx").read_bytes()[:5000])
     assert runtime.status == DeviceStatus("cuda", degraded=False)

@@ -75,7 +75,7 @@ def test_cat_names_accept_comma_and_json_lists(clean_env: Callable[..., None], v
         ("INFERENCE__CAT_NAMES", '["Tom", ', "CAT_WATCHER__INFERENCE__CAT_NAMES: invalid JSON list"),
         ("INFERENCE__CAT_NAMES", "Tom,Tom", "CAT_WATCHER__INFERENCE__CAT_NAMES: cat names must be unique"),
         ("SERVER__PORT", "70000", "CAT_WATCHER__SERVER__PORT: must be less than or equal to 65535"),
-        ("SERVER__MAX_CONNECTIONS", "0", "CAT_WATCHER__SERVER__MAX_CONNECTIONS: must be greater than or equal to 1"),
+        ("SERVER__MAX_PENDING_REQUESTS", "0", "CAT_WATCHER__SERVER__MAX_PENDING_REQUESTS: must be greater than or equal to 1"),
         ("INFERENCE__DEVCE", "cpu", "CAT_WATCHER__INFERENCE__DEVCE: unknown variable"),
         ("LOG_LEVEL", "debug", "CAT_WATCHER__LOG_LEVEL: unknown variable"),
     ],
