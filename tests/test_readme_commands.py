@@ -128,7 +128,12 @@ MAPPED: dict[str, str] = {
     # The service: started as a process, answers /healthz, POST /v1/detect (a JPEG body) and /metrics.
     "catwatcher-inference serve": "tests/inference/test_inference_cli.py::test_serve_answers_over_http_and_stops_cleanly",
     "curl -H 'Content-Type: image/jpeg' --data-binary @frame.jpg localhost:8000/v1/detect": "tests/inference/test_inference_cli.py::test_serve_answers_over_http_and_stops_cleanly",
-    # The load script, in a short variant (zero 5xx, bounded memory growth).
+    # `serve --help`: every CAT_WATCHER__ variable with its default.
+    "catwatcher-inference serve --help": "tests/inference/test_inference_serve_help.py::test_serve_help_lists_every_variable_with_its_default",
+    # Benchmark scripts with a test of their own: a short run of the script, or (memory after a
+    # burst, minutes long) the attack test that bounds the same RSS against a real serve process.
+    "python tests/bench/decode_memory.py": "tests/inference/test_inference_image_limits.py::test_header_estimate_is_not_below_the_measured_decode_peak",
+    "python tests/bench/memory_after_burst.py": "tests/inference/test_inference_attacks.py::test_memory_stays_inside_the_pod_and_returns_near_baseline_then_the_log_is_quiet",
     "python tests/bench/load_service.py --seconds 60": "tests/inference/test_inference_load.py::test_short_load_has_no_server_errors_and_flat_memory",
 }
 
@@ -240,6 +245,12 @@ def _check_bench_service(result, project):
     assert re.search(r"service/raw throughput ratio: \d+\.\d+", result.stdout), result.stdout
 
 
+def _check_hostile_clients(result, project):
+    rows = {line.split("  ")[0]: line for line in result.stdout.splitlines()}
+    assert "5 idle connections" in rows and rows["5 idle connections"].split()[-3] == "200", result.stdout
+    assert "503" in rows["32 stalled bodies (admission full)"], result.stdout
+
+
 PRESET_TABLE_CODE = "from infra.presets import markdown_table; print(markdown_table())"
 DISTRIBUTION_TABLE_CODE = "from infra.distributions import markdown_table; print(markdown_table())"
 
@@ -259,8 +270,12 @@ RUN: dict[str, Any] = {
 # Benchmarks run here in a short variant (the README's full run takes minutes).
 SHORT_VARIANTS: dict[str, tuple[str, ...]] = {
     "python tests/bench/bench_service.py": ("--requests", "2", "--rounds", "1"),
+    "python tests/bench/hostile_clients.py": ("--idle", "5", "--probes", "2"),
 }
-RUN.update({"python tests/bench/bench_service.py": _check_bench_service})
+RUN.update({
+    "python tests/bench/bench_service.py": _check_bench_service,
+    "python tests/bench/hostile_clients.py": _check_hostile_clients,
+})
 
 
 def run_commands() -> list[Command]:
