@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 
 PROJECT = "catwatcher"
@@ -13,19 +14,22 @@ def key_path(*parts: str | int) -> str:
     for part in parts:
         if isinstance(part, int):
             text += f"[{part}]"
+        elif not part or any(not char.isprintable() or char.isspace() for char in part):
+            # A key with spaces, control or line-separator characters stays on its line, quoted.
+            text += f"[{json.dumps(part)}]"
         else:
             text += f".{part}" if text else part
     return f"{PROJECT}:{text}"
 
 
 class ConfigError(ValueError):
-    """One or more problems in a stack's config, one a line, each line naming its key."""
+    """One or more problems in a stack's config, one per line, each naming its key path."""
 
     def __init__(self, problems: Sequence[tuple[str, str]]):
         if not problems:
             raise ValueError("ConfigError needs at least one problem")
         self.problems = list(problems)
-        super().__init__("\n".join(f"{key}: {message}" for key, message in self.problems))
+        super().__init__("\n".join(f"{key}: {' '.join(str(message).split())}" for key, message in self.problems))
 
     @property
     def keys(self) -> list[str]:

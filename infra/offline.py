@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-import yaml
 
+from infra import engine_config
+from infra.config_rules import clear_text_secrets, stack_file_problems
 from infra.errors import ConfigError
 from infra.pulumi_internals import Mocks, ObservingMockMonitor, RegisteredResource, run_under_mocks, stack_exports
 
@@ -145,7 +146,13 @@ def project_root(start: Path | None = None) -> Path:
 
 
 def project_settings(root: Path) -> dict[str, Any]:
-    return yaml.safe_load((root / "Pulumi.yaml").read_text())
+    """Pulumi.yaml as the engine reads and validates it."""
+    try:
+        project = engine_config.read_project(root)
+        engine_config.validate_project(project)
+    except (engine_config.YamlError, engine_config.EngineError) as error:
+        raise RenderError(f"{root / 'Pulumi.yaml'}: {error}") from None
+    return project
 
 
 def stacks_dir(root: Path) -> Path:
@@ -174,19 +181,57 @@ def _strip_secure(value: Any) -> tuple[Any, bool]:
 
 
 def load_stack_config(root: Path, stack: str) -> tuple[dict[str, str], list[str]]:
-    """The stack's config as the engine hands it to a program: flat keys, JSON for structures."""
+    """The stack's config as `pulumi up -s STACK` hands it to the program (infra/engine_config.py):
+    flat keys, scalars as written, structures as JSON, Pulumi.yaml's values and defaults merged in."""
+    project = project_settings(root)
     path = stacks_dir(root) / f"Pulumi.{stack}.yaml"
     if not path.is_file():
         raise RenderError(f"no stack '{stack}' ({path} is missing); stacks: {', '.join(available_stacks(root)) or 'none'}")
-    document = yaml.safe_load(path.read_text()) or {}
+    try:
+        stack_file = engine_config.read_stack_file(path, project["name"])
+        if problems := _stack_file_problems(stack_file, project["name"]):
+            raise RenderError(str(ConfigError(problems)))
+        merged = engine_config.merge_config(stack, project, stack_file.config)
+    except engine_config.YamlError as error:
+        raise RenderError(str(error)) from None
+    except engine_config.EngineError as error:
+        raise RenderError(f"{error}{_missing_hints(project, str(error))}") from None
     config: dict[str, str] = {}
     secret_keys: list[str] = []
-    for key, raw in (document.get("config") or {}).items():
-        value, secret = _strip_secure(raw)
-        config[key] = value if isinstance(value, str) else json.dumps(value)
-        if secret:
+    for key, value in merged.items():
+        if value.secure and not value.is_object:
+            config[key] = MASK
             secret_keys.append(key)
+        elif value.is_object:
+            content, secret = _strip_secure(value.content())
+            config[key] = json.dumps(content) if secret else value.text
+            if secret:
+                secret_keys.append(key)
+        else:
+            config[key] = value.text
     return config, secret_keys
+
+
+def _stack_file_problems(stack_file: engine_config.StackFile, project: str) -> list[tuple[str, str]]:
+    """What the engine accepts silently but we refuse: unknown top-level keys, clear-text passwords."""
+    problems = [(f"{stack_file.path.name}: {key}", message) for key, message in stack_file_problems(stack_file.document)]
+    for key, value in stack_file.config.items():
+        if key.startswith(f"{project}:") and value.is_object:
+            problems += clear_text_secrets(value.content(), (key[len(project) + 1:],))
+    return problems
+
+
+def _missing_hints(project: Mapping[str, Any], message: str) -> str:
+    """After the engine's "missing configuration value 'k'": what each missing key is for."""
+    if "is missing configuration" not in message:
+        return ""
+    declarations = project.get("config") or {}
+    hints = [
+        f"{project['name']}:{key}: {declarations[key].get('description', 'required')}"
+        for key in sorted(declarations)
+        if f"'{key}'" in message and isinstance(declarations[key], dict)
+    ]
+    return "".join(f"; {hint}" for hint in hints)
 
 
 # --- running ---------------------------------------------------------------------------------

@@ -6,7 +6,6 @@ path, before anything is registered with Pulumi.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -18,11 +17,11 @@ from infra import custom_gpu
 from infra.distributions import NodeRuntime
 from infra.distributions import resolve as resolve_node_runtime
 from infra.errors import ConfigError
-from infra.model import CredentialsSpec, GpuPreset, GpuSpec, StackConfig, is_image_pinned
+from infra.model import CredentialsSpec, GpuPreset, GpuSpec, StackConfig, is_image_pinned, parse_quantity
 from infra.operator_chart import chart_version_problem, operator_value_problems
 from infra.sharing import backend_for
 from infra.sharing.base import READER_ORDER, ClusterMigStrategy, GroupRequest, MigPlan, NodeGroupPlan, Problems
-from infra.sharing.mig import cluster_mig_strategy, mig_parted_config
+from infra.sharing.mig import cluster_mig_strategy, mig_parted_config, mixed_strategy_conflicts
 
 __all__ = ["MigPlan", "NodeGroupPlan", "RolloutPlan", "plan_rollout"]
 
@@ -169,6 +168,7 @@ def plan_rollout(config: StackConfig, catalogue: Mapping[str, GpuPreset]) -> Rol
     ]
     _check_groups(config, problems)
     _check_one_mig_strategy(config, groups, problems)
+    _check_mixed_strategy_without_mps(config, groups, problems)
     node_runtime = None
     if chart_problem := chart_version_problem(config.operator.chart_version):
         problems.items.append(chart_problem)
@@ -204,16 +204,8 @@ def _group_specs(
         yield ("nodeGroups", index, "gpu"), group.name, tuple(group.nodes), group.gpu, group.inference_replicas
 
 
-QUANTITY_SUFFIXES = {"m": 1e-3, "": 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
-
-
-def quantity(text: str) -> float:
-    """A Kubernetes quantity as a number ("500m" -> 0.5, "2Gi" -> 2147483648)."""
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)(m|Ki|Mi|Gi|Ti)?", text)
-    if match is None:  # the config model's pattern admits only these
-        raise ValueError(f"not a Kubernetes quantity: {text!r}")
-    number, suffix = match.groups()
-    return float(number) * QUANTITY_SUFFIXES[suffix or ""]
+# The model accepts the full quantity grammar; one parser for both.
+quantity = parse_quantity
 
 
 def _check_app(config: StackConfig, problems: _Problems) -> None:
@@ -289,6 +281,14 @@ def _check_one_mig_strategy(config: StackConfig, groups: list[NodeGroupPlan], pr
                 f"{mig_groups[0].name}; the operator applies one strategy to every node): the device plugin "
                 f"rejects it; use another sharing mode here or MIG strategy single",
             )
+
+
+def _check_mixed_strategy_without_mps(config: StackConfig, groups: list[NodeGroupPlan], problems: _Problems) -> None:
+    specs = {spec.name: (index, spec) for index, spec in enumerate(config.node_groups or [])}
+    for name, message in mixed_strategy_conflicts(groups):
+        index, spec = specs[name]
+        # Name the key the user set: the sharing mode, or the preset whose recommendation is MPS.
+        problems.add(("nodeGroups", index, "gpu", "sharing" if spec.gpu.sharing else "preset"), message)
 
 
 R580_LAST_FOR = "Maxwell, Pascal and Volta"

@@ -19,6 +19,7 @@ from components import (
     SharingConfigArgs,
 )
 from components.cat_watcher import InferenceGroup, NetworkPolicy, PodResources, selector_labels
+from infra.config_rules import config_key_problems
 from infra.errors import PROJECT, ConfigError
 from infra.operator_chart import gpu_operator_args
 from infra.plan import NodeGroupPlan, RolloutPlan, plan_rollout
@@ -40,6 +41,9 @@ def secret_config_keys() -> set[str]:
 
 def load_plan() -> RolloutPlan:
     try:
+        # Keys we would silently ignore (`kubernetes:context`, `catwatchr:app`) come first.
+        if problems := config_key_problems(engine_config()):
+            raise ConfigError(problems)
         config = parse_stack_config(decode_config(project_config()), secret_config_keys())
         return plan_rollout(config, catalogue())
     except ConfigError as error:

@@ -23,10 +23,23 @@ def render_stack(stack: str) -> Recording:
     return run_program(ROOT, stack)
 
 
+TEST_KUBE_CONTEXT = "test-cluster"
+
+
+def with_cluster(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Every stack must name its cluster; tests about something else get a placeholder context
+    (a config that sets `cluster.kubeContext` itself, or a non-mapping `cluster`, is left alone)."""
+    cluster = config.get("cluster", {})
+    if isinstance(cluster, dict) and "kubeContext" not in cluster:
+        return {**config, "cluster": {"kubeContext": TEST_KUBE_CONTEXT, **cluster}}
+    return dict(config)
+
+
 def render_config(config: Mapping[str, Any], stack: str = "test", secret_keys: tuple[str, ...] = ()) -> Recording:
     """Run the program on an in-memory config: `{"gpu": {...}}` -> `catwatcher:gpu` JSON.
-    `secret_keys` names top-level keys the engine would treat as secret (e.g. "credentials")."""
-    flat = {f"catwatcher:{key}": json.dumps(value) for key, value in config.items()}
+    `secret_keys` names top-level keys the engine would treat as secret (e.g. "credentials").
+    A config without `cluster.kubeContext` gets a placeholder one (with_cluster)."""
+    flat = {f"catwatcher:{key}": json.dumps(value) for key, value in with_cluster(config).items()}
     return run_program(ROOT, stack, config=flat, secret_keys=[f"catwatcher:{key}" for key in secret_keys])
 
 

@@ -16,7 +16,7 @@ from infra.offline import RecordingMonitor, RenderError
 from infra.plan import plan_rollout
 from infra.presets import catalogue
 from infra.stack_config import parse_stack_config
-from tests.conftest import render_config
+from tests.conftest import render_config, with_cluster
 
 CORPUS = Path(__file__).with_name("bad_configs.yaml")
 STACK_RESOURCE = "pulumi:pulumi:Stack"
@@ -102,7 +102,7 @@ def test_bad_config_is_refused_by_the_program_before_any_registration(case, moni
 @pytest.mark.parametrize("case", params())
 def test_bad_config_is_refused_by_the_pure_path(case):
     with pytest.raises(ConfigError) as caught:
-        plan_rollout(parse_stack_config(case["config"]), catalogue())
+        plan_rollout(parse_stack_config(with_cluster(case["config"])), catalogue())
     error = caught.value
     assert case["key"] in error.keys, str(error)
     assert_names_key(str(error), case["key"], case["fragment"])

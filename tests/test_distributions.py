@@ -93,7 +93,7 @@ def test_unknown_distribution_is_refused_naming_the_key():
 
 def cluster(**keys) -> ClusterSpec:
     """Stack-file spelling (camelCase), as the program validates it."""
-    return ClusterSpec.model_validate(keys)
+    return ClusterSpec.model_validate({"kubeContext": "test-cluster", **keys})
 
 
 def operator(**keys) -> OperatorSpec:

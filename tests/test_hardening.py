@@ -55,8 +55,17 @@ def test_credentials_land_in_a_secret_the_deployment_references_and_never_in_cle
     assert PASSWORD not in text
 
 
-def test_passwords_are_secret_even_when_the_stack_forgot_secure():
-    recording = render_config({**BASE, "credentials": CREDENTIALS})
+def test_a_password_the_stack_forgot_to_encrypt_is_refused_naming_it_without_echoing_it():
+    with pytest.raises(RenderError) as caught:
+        render_config({**BASE, "credentials": CREDENTIALS})
+    message = str(caught.value)
+    assert "catwatcher:credentials.mqtt.password: in clear text" in message
+    assert "pulumi config set --secret --path 'catwatcher:credentials.mqtt.password'" in message
+    assert PASSWORD not in message
+
+
+def test_encrypted_passwords_are_masked():
+    recording = render_config({**BASE, "credentials": CREDENTIALS}, secret_keys=("credentials",))
     assert set(one(recording, "Secret")["stringData"].values()) == {"[secret]"}
 
 

@@ -13,7 +13,7 @@ from infra.operator_chart import chart_value_paths, supported_chart_versions
 from infra.plan import plan_rollout
 from infra.presets import catalogue
 from infra.stack_config import parse_stack_config
-from tests.conftest import render_config
+from tests.conftest import render_config, with_cluster
 
 HOMELAB = {"gpu": {"preset": "rtx-3060"}}
 
@@ -25,7 +25,7 @@ def test_supported_versions_are_those_with_value_paths_and_distribution_facts():
 
 def test_unsupported_chart_version_is_refused_naming_the_key_and_the_valid_ones():
     with pytest.raises(ConfigError) as caught:
-        plan_rollout(parse_stack_config({**HOMELAB, "operator": {"chartVersion": "v99.0.0"}}), catalogue())
+        plan_rollout(parse_stack_config(with_cluster({**HOMELAB, "operator": {"chartVersion": "v99.0.0"}})), catalogue())
     assert caught.value.keys == ["catwatcher:operator.chartVersion"]
     assert "'v99.0.0'" in str(caught.value) and "supported: v26.7.0" in str(caught.value)
 
@@ -42,10 +42,10 @@ MIG = {"nodeGroups": [{"name": "mig", "nodes": ["n1"], "gpu": {"preset": "a100-4
 
 def test_a_value_the_chart_lacks_is_a_config_error_not_a_failure_mid_deployment(chart_without_mig):
     with pytest.raises(ConfigError) as caught:
-        plan_rollout(parse_stack_config(MIG), catalogue())
+        plan_rollout(parse_stack_config(with_cluster(MIG)), catalogue())
     assert caught.value.keys == ["catwatcher:operator.chartVersion"]
     assert "has no values migManager.config.name" in str(caught.value)
-    plan_rollout(parse_stack_config(HOMELAB), catalogue())  # stacks without MIG still plan
+    plan_rollout(parse_stack_config(with_cluster(HOMELAB)), catalogue())  # stacks without MIG still plan
 
 
 def test_the_program_registers_nothing_when_a_value_is_unknown(chart_without_mig, monkeypatch):

@@ -11,14 +11,14 @@ from infra.errors import ConfigError
 from infra.plan import plan_rollout
 from infra.presets import catalogue
 from infra.stack_config import parse_stack_config
-from tests.conftest import ROOT, one, render_config, render_stack
+from tests.conftest import ROOT, one, render_config, render_stack, with_cluster
 from tests.newcomer import cli
 
 RTX_4070 = {"preset": "custom", "displayName": "NVIDIA GeForce RTX 4070", "vramMb": 12282, "computeCapability": "8.9"}
 
 
 def plan(gpu: dict):
-    return plan_rollout(parse_stack_config({"gpu": gpu}), catalogue())
+    return plan_rollout(parse_stack_config(with_cluster({"gpu": gpu})), catalogue())
 
 
 def problems(gpu: dict) -> dict[str, str]:
@@ -118,7 +118,7 @@ def test_custom_in_node_groups_with_a_listed_preset_beside_it():
         # Pascal needs an R580 driver: the host brings its own here.
         "operator": {"installDriver": False},
     }
-    groups = {g.name: g for g in plan_rollout(parse_stack_config(config), catalogue()).groups}
+    groups = {g.name: g for g in plan_rollout(parse_stack_config(with_cluster(config)), catalogue()).groups}
     assert groups["new"].gpu.reserve_mb == 512 and groups["new"].replicas_per_device == 2
 
 

@@ -26,7 +26,7 @@ def pod_environment(recording) -> dict[str, str]:
 
 @pytest.mark.parametrize("sharing", ["time-slicing", "mps", "none"])
 def test_the_service_accepts_every_variable_the_pod_gets(monkeypatch, sharing):
-    recording = render_config({"gpu": {"preset": "rtx-3060", "sharing": sharing}, "credentials": CREDENTIALS})
+    recording = render_config({"gpu": {"preset": "rtx-3060", "sharing": sharing}, "credentials": CREDENTIALS}, secret_keys=("credentials",))
     env = pod_environment(recording)
     # The Secret's keys reach the pod through envFrom; the render masks their values.
     env.update({"CAT_WATCHER__MQTT__HOST": "mqtt.local", "CAT_WATCHER__MQTT__PORT": "1883",

@@ -15,6 +15,7 @@ from infra.presets import catalogue
 from infra.sharing import BACKENDS, backend_for
 from infra.sharing.base import BaseBackend, SharingBackend, fit_memory_per_pod
 from infra.stack_config import parse_stack_config
+from tests.conftest import with_cluster
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = list(get_args(SharingMode))
@@ -25,7 +26,7 @@ def group(gpu: dict):
         config = {"nodeGroups": [{"name": "mig", "nodes": ["gpu-node-1"], "gpu": gpu}]}
     else:
         config = {"gpu": gpu}
-    return plan_rollout(parse_stack_config(config), catalogue()).groups[0]
+    return plan_rollout(parse_stack_config(with_cluster(config)), catalogue()).groups[0]
 
 
 def test_every_mode_of_the_config_schema_has_exactly_one_backend():

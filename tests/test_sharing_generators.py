@@ -9,6 +9,7 @@ from infra.plan import plan_rollout
 from infra.presets import catalogue
 from infra.sharing.mig import mig_parted_config
 from infra.stack_config import parse_stack_config
+from tests.conftest import with_cluster
 from tests.upstream_rules import device_plugin_violations, mig_layout_violations
 
 
@@ -21,7 +22,7 @@ def group(gpu: dict):
         config = {"nodeGroups": [{"name": "mig", "nodes": ["gpu-node-1"], "gpu": gpu}]}
     else:
         config = {"gpu": gpu}
-    return plan_rollout(parse_stack_config(config), catalogue()).groups[0]
+    return plan_rollout(parse_stack_config(with_cluster(config)), catalogue()).groups[0]
 
 
 def test_time_slicing_text_round_trips_and_follows_upstream_rules():

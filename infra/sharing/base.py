@@ -112,6 +112,35 @@ class NodeGroupPlan:
         return self.backend.resource_name(self)
 
 
+# A pod's GPU memory is at least its CUDA context and libraries: ~0.7 GiB per process measured on
+# an H200 with lazy loading, less on consumer cards (../shared/reference/GPU-SHARING-MEASURED.md).
+MIN_DERIVED_POD_MB = 512
+
+
+def memory_conflicts(
+    request: GroupRequest, devices: DeviceSharing, device_mb: int, replicas: int, memory: int, explicit: bool, noun: str
+) -> list[tuple[KeyPath, str]]:
+    """`replicas x memory + reserve` does not fit the device: one line for each key the user set
+    that takes part, saying what would fit if the others stay; the preset's figures are not blamed."""
+    spec, reserve = request.spec, request.gpu.reserve_mb
+    total = replicas * memory + reserve
+    per_pod = f"{memory} MiB" if explicit else f"{memory} MiB (the least one pod needs: CUDA context and libraries)"
+    summary = f"{replicas} pods x {per_pod} + {reserve} MiB reserve = {total} MiB exceeds the {device_mb} MiB of the {noun}"
+    replicas_key = ("mig", "timeSlicingReplicas") if devices.mig is not None else ("replicas",)
+    replicas_set = (devices.mig.time_slicing_replicas if devices.mig is not None else spec.replicas) is not None
+    candidates = [
+        (explicit, ("memoryPerPodMb",), f"at most {max((device_mb - reserve) // max(replicas, 1), 0)} MiB per pod"),
+        (replicas_set, replicas_key, f"at most {max((device_mb - reserve) // max(memory, 1), 0)} pods per device"),
+        (spec.reserve_mb is not None, ("reserveMb",), f"at most {max(device_mb - replicas * memory, 0)} MiB reserve"),
+        (spec.vram_mb is not None and devices.device_mb is None, ("vramMb",), f"at least {total} MiB"),
+    ]
+    chosen = [(key, fit) for is_set, key, fit in candidates if is_set]
+    set_names = ", ".join(".".join(key) for key, _ in chosen)
+    if not chosen:  # nothing set by the user conflicts: the preset itself cannot share this way
+        return [((*request.path, "preset"), f"{summary}; pick fewer pods (replicas) or another sharing mode")]
+    return [((*request.path, *key), f"{summary} (you set {set_names}); {fit}") for key, fit in chosen]
+
+
 def fit_memory_per_pod(
     device_mb: int, reserve_mb: int, replicas: int, requested_mb: int | None, preferred_mb: int | None
 ) -> tuple[int, int]:
@@ -201,15 +230,12 @@ class BaseBackend:
         memory, largest_fit = fit_memory_per_pod(
             device_mb, gpu.reserve_mb, replicas, request.spec.memory_per_pod_mb, self.preferred_memory_mb(gpu)
         )
-        if memory <= 0:
-            problems.add((*request.path, "memoryPerPodMb"), f"must be > 0 MiB; got {memory}")
-        elif replicas * memory + gpu.reserve_mb > device_mb:
-            fit = max(largest_fit, 0)
-            problems.add(
-                (*request.path, "memoryPerPodMb"),
-                f"{replicas} pods x {memory} MiB + {gpu.reserve_mb} MiB reserve = {replicas * memory + gpu.reserve_mb} MiB "
-                f"exceeds the {device_mb} MiB of the {self.device_noun(gpu)}; at most {fit} MiB per pod",
-            )
+        explicit = request.spec.memory_per_pod_mb is not None
+        # A derived share below what one pod needs is as wrong as an explicit one that does not fit.
+        needed = memory if explicit else max(memory, MIN_DERIVED_POD_MB)
+        if replicas * needed + gpu.reserve_mb > device_mb:
+            for path, message in memory_conflicts(request, devices, device_mb, replicas, needed, explicit, self.device_noun(gpu)):
+                problems.add(path, message)
         return memory
 
     def preferred_memory_mb(self, gpu: GpuPreset) -> int | None:

@@ -91,6 +91,21 @@ def cluster_mig_strategy(groups: Sequence[NodeGroupPlan]) -> ClusterMigStrategy:
     return next((group.mig.strategy for group in groups if group.mig), "none")
 
 
+def mixed_strategy_conflicts(groups: Sequence[NodeGroupPlan]) -> list[tuple[str, str]]:
+    """(group name, why) for each MPS group in a cluster whose MIG strategy is mixed: the operator
+    sets one MIG strategy on every node's device plugin, and the plugin refuses MPS with mixed."""
+    mixed = next((group for group in groups if group.mig and group.mig.strategy == "mixed"), None)
+    if mixed is None:
+        return []
+    return [
+        (group.name, f"MPS cannot run in a cluster with the mixed MIG strategy (node group {mixed.name}): the operator "
+                     "applies one MIG strategy to every node's device plugin, which refuses mixed with MPS; use "
+                     "time-slicing here, or the single MIG strategy there")
+        for group in groups
+        if group.sharing == "mps"
+    ]
+
+
 def mig_parted_config(groups: Sequence[NodeGroupPlan]) -> dict[str, Any] | None:
     """A mig-parted `version: v1` layout file holding each MIG group's layout, or None."""
     layouts: dict[str, Any] = {MIG_ALL_DISABLED: [{"devices": "all", "mig-enabled": False}]}
