@@ -1,8 +1,9 @@
 """HTTP API (Starlette): health, readiness, metrics and `POST /v1/detect`.
 
 Requests are accepted concurrently; decoding runs in worker threads and model runs are bounded by
-a semaphore (`max_concurrent_runs`) so a pod never oversubscribes its GPU slice. The event loop
-itself never does CPU-heavy work, and at most 2 x `max_concurrent_runs` decoded images exist.
+a semaphore (`max_concurrent_runs`) so a pod never oversubscribes its GPU slice. Frames waiting
+for a run are micro-batched (`max_batch`, see inference/batching.py). The event loop itself never
+does CPU-heavy work, and at most 2 x `max_concurrent_runs` x `max_batch` decoded images exist.
 `RequestGuard` admits at most `max_pending_requests` detect requests (each holding a body) and
 never refuses probes or metrics; every refusal is JSON, counted and logged at most once per
 `log_interval`.
@@ -13,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +32,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from inference import contract
-from inference.engine import CatWatcherEngine
+from inference.batching import MicroBatcher
+from inference.engine import CatWatcherEngine, PreparedImage
 from inference.errors import ClientError
 from inference.metrics import ServiceMetrics
 from inference.runtime import DeviceStatus
@@ -66,7 +68,7 @@ class ServiceState:
     metrics: ServiceMetrics
     engine: CatWatcherEngine | None = None
     load_error: str | None = None
-    run_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
+    batcher: MicroBatcher[PreparedImage, dict[str, Any]] | None = None
     admission: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
     refusal_log: IntervalLog | None = None
 
@@ -77,14 +79,19 @@ class ServiceState:
             self.refusal_log = IntervalLog(log, self.settings.server.log_interval)
         self.refusal_log.warning(reason, message)
 
-    def open_slots(self, max_concurrent_runs: int) -> None:
-        """Model runs are bounded by `max_concurrent_runs`; decoded images by twice that.
+    def open_slots(self, max_concurrent_runs: int, max_batch: int = 1, max_batch_wait: float = 0.0) -> None:
+        """Model runs are bounded by `max_concurrent_runs`; decoded images by twice the frames
+        those runs take.
 
-        Twice keeps the next image decoding while the model runs, yet a burst of clients waits
+        Twice keeps the next batch decoding while the model runs, yet a burst of clients waits
         holding only its compressed body, not a 5 MB float tensor each.
         """
-        self.run_slots = asyncio.Semaphore(max_concurrent_runs)
-        self.admission = asyncio.Semaphore(2 * max_concurrent_runs)
+        self.batcher = MicroBatcher(self.run_frames, max_batch, max_batch_wait, max_concurrent_runs, self.metrics.runs_in_flight.inc)
+        self.admission = asyncio.Semaphore(2 * max_concurrent_runs * max_batch)
+
+    def run_frames(self, frames: Sequence[PreparedImage]) -> list[dict[str, Any]]:
+        assert self.engine is not None
+        return [self.engine.infer(frames[0])] if len(frames) == 1 else self.engine.infer_batch(frames)
 
 
 def error_response(status: int, error: str, detail: str) -> JSONResponse:
@@ -245,12 +252,15 @@ def create_app(settings: Settings, load_engine: EngineLoader | None = None, on_f
             if on_fatal is not None:
                 on_fatal(error)
             return
+        if state.batcher is not None:
+            # A model with a fixed batch size runs frames one by one.
+            state.batcher.max_batch = min(state.batcher.max_batch, state.engine.max_batch)
         status = state.engine.status
         log.info("models loaded: device=%s degraded=%s identifier=%s", status.device, status.degraded, state.engine.identifier is not None)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        state.open_slots(settings.inference.max_concurrent_runs)
+        state.open_slots(settings.inference.max_concurrent_runs, settings.inference.max_batch, settings.inference.max_batch_wait_ms / 1000)
         loading = asyncio.create_task(load_models())
         yield
         loading.cancel()
@@ -300,12 +310,8 @@ def create_app(settings: Settings, load_engine: EngineLoader | None = None, on_f
         data = await image_bytes(request, settings)
         async with state.admission:
             prepared = await anyio.to_thread.run_sync(engine.prepare, data)
-            async with state.run_slots:
-                state.metrics.runs_in_flight.inc()
-                try:
-                    result = await anyio.to_thread.run_sync(engine.infer, prepared)
-                finally:
-                    state.metrics.runs_in_flight.dec()
+            assert state.batcher is not None
+            result = await state.batcher.submit(prepared)
         timings = prepared.timings
         state.metrics.inference_duration.labels("detect").observe(timings["detect"] / 1000)
         if engine.identifier is not None and result["detections"]:

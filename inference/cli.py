@@ -1,4 +1,4 @@
-"""`catwatcher-inference serve` and `catwatcher-inference make-models --out DIR`."""
+"""`catwatcher-inference serve`, `make-models --out DIR` and `quantize MODEL --calibration DIR --out FILE`."""
 
 from __future__ import annotations
 
@@ -45,6 +45,12 @@ def _parser() -> argparse.ArgumentParser:
     make.add_argument("--out", type=Path, required=True, help="directory to write the models into")
     make.add_argument("--cat-names", default=None, help="comma-separated cat names (identifier classes)")
     make.add_argument("--seed", type=int, default=0, help="seed for the fixed random weights")
+    quantize = commands.add_parser("quantize", help="int8 copy of an fp32 detector or identifier for the CPU path (static, calibrated)")
+    quantize.add_argument("model", type=Path, help="fp32 ONNX model (detector or identifier)")
+    quantize.add_argument("--calibration", type=Path, required=True, help="directory of typical camera frames (.jpg, .png, .webp)")
+    quantize.add_argument("--out", type=Path, required=True, help="int8 model file to write")
+    quantize.add_argument("--max-frames", type=int, default=64, help="calibration frames to use (sorted by name)")
+    quantize.add_argument("--reduce-range", action="store_true", help="7-bit weights, for x86 CPUs without VNNI (avoids int8 saturation there)")
     return parser
 
 
@@ -116,10 +122,26 @@ def make_models(out: Path, cat_names: str | None, seed: int) -> int:
     return 0
 
 
+def quantize(model: Path, calibration: Path, out: Path, max_frames: int, reduce_range: bool = False) -> int:
+    from inference.quantize import QuantizeError, quantize_model
+
+    try:
+        report = quantize_model(model, calibration, out, max_frames, reduce_range)
+    except QuantizeError as error:
+        print(f"{PROGRAM} quantize: {error}", file=sys.stderr)
+        return 2
+    for skipped in report.skipped:
+        print(f"{PROGRAM} quantize: skipped {skipped}", file=sys.stderr)
+    print(f"{report.output}: int8 {report.kind}, calibrated on {report.frames} frames, {report.float_nodes} post-processing nodes kept in float")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = _parser().parse_args(argv)
     if arguments.command == "serve":
         return serve()
+    if arguments.command == "quantize":
+        return quantize(arguments.model, arguments.calibration, arguments.out, arguments.max_frames, arguments.reduce_range)
     return make_models(arguments.out, arguments.cat_names, arguments.seed)
 
 

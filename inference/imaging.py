@@ -15,6 +15,11 @@ from PIL import Image, UnidentifiedImageError
 from inference.errors import ClientError
 from inference.image_limits import ABANDONABLE_DECODE_BLOCK, AbandonableSource
 
+try:  # libjpeg-turbo straight from the bytes, with DCT scaling in eighths
+    import simplejpeg
+except ImportError:  # pragma: no cover - the inference extra installs it
+    simplejpeg = None
+
 # Formats cameras and Frigate produce; anything else is refused before a decoder runs.
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP")
 LETTERBOX_FILL = 114
@@ -50,14 +55,9 @@ def letterbox_geometry(width: int, height: int, size: int) -> Letterbox:
     return Letterbox(width, height, resized_width, resized_height, (size - resized_width) // 2, (size - resized_height) // 2)
 
 
-def decode_image(data: bytes, max_pixels: int, target_size: Callable[[int, int], tuple[int, int]] | None = None, max_seconds: float | None = None) -> tuple[Image.Image, tuple[int, int]]:
-    """Decodes to RGB, refusing oversized dimensions from the header before any pixel is decoded.
-
-    Returns the image and its size as sent. `target_size(width, height)` lets the JPEG decoder
-    scale down by 1/2, 1/4 or 1/8 in the DCT domain while keeping at least that size: much
-    cheaper than decoding at full size and resizing afterwards. With `max_seconds` the decode is
-    abandoned (ClientError 422) once it runs longer.
-    """
+def _open_checked(data: bytes, max_pixels: int, max_seconds: float | None = None) -> Image.Image:
+    """Opens the image header only, refusing empty, unknown or oversized input. With
+    `max_seconds` the later decode reads through an AbandonableSource (see _load_rgb)."""
     if not data:
         raise ClientError(400, "empty_body", "the request body is empty; send the image bytes")
     try:
@@ -72,28 +72,101 @@ def decode_image(data: bytes, max_pixels: int, target_size: Callable[[int, int],
         raise ClientError(422, "invalid_image", f"image has no pixels ({width}x{height})")
     if width * height > max_pixels:
         raise ClientError(413, "image_too_large", f"{width}x{height} is {width * height} pixels; the limit is {max_pixels}")
+    return image
+
+
+def _load_rgb(
+    image: Image.Image, target_size: Callable[[int, int], tuple[int, int]] | None, max_seconds: float | None = None
+) -> Image.Image:
     if target_size is not None:
-        image.draft("RGB", target_size(width, height))
+        image.draft("RGB", target_size(*image.size))
     if max_seconds is not None:
         image.decodermaxblock = ABANDONABLE_DECODE_BLOCK
     try:
         image.load()
-        return (image if image.mode == "RGB" else image.convert("RGB")), (width, height)
+        return image if image.mode == "RGB" else image.convert("RGB")
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as error:
         raise ClientError(422, "invalid_image", f"image data is truncated or corrupt ({error})") from None
 
 
-def letterbox_tensor(image: Image.Image, box: Letterbox, size: int) -> np.ndarray:
-    """[1, 3, size, size] float32 RGB in 0..1, padded with grey 114 as YOLOv8 was trained.
+def decode_image(
+    data: bytes,
+    max_pixels: int,
+    target_size: Callable[[int, int], tuple[int, int]] | None = None,
+    max_seconds: float | None = None,
+) -> tuple[Image.Image, tuple[int, int]]:
+    """Decodes to RGB, refusing oversized dimensions from the header before any pixel is decoded.
 
-    Writes the image straight into the padded tensor (no intermediate uint8 canvas).
+    Returns the image and its size as sent. `target_size(width, height)` lets the JPEG decoder
+    scale down by 1/2, 1/4 or 1/8 in the DCT domain while keeping at least that size: much
+    cheaper than decoding at full size and resizing afterwards. With `max_seconds` the decode is
+    abandoned (ClientError 422) once it has used that much CPU time.
     """
-    if image.size != (box.resized_width, box.resized_height):
-        image = image.resize((box.resized_width, box.resized_height), Image.Resampling.BILINEAR)
+    image = _open_checked(data, max_pixels, max_seconds)
+    size = image.size
+    return _load_rgb(image, target_size, max_seconds), size
+
+
+def decode_pixels(
+    data: bytes,
+    max_pixels: int,
+    target_size: Callable[[int, int], tuple[int, int]] | None = None,
+    max_seconds: float | None = None,
+) -> tuple[Image.Image | np.ndarray, tuple[int, int]]:
+    """Like `decode_image`; the service's decoder. Baseline JPEGs come back as an [H, W, 3] uint8
+    array, everything else as Pillow's RGB image (np.asarray gives the same array).
+
+    Baseline (sequential) YCbCr and greyscale JPEGs, what cameras send, go through simplejpeg: DCT
+    scaling in eighths (Pillow's draft only halves), no Image object, slightly less CPU. Their
+    decoding time is bounded by the pixel and body limits. Progressive JPEGs, whose scan count an
+    attacker controls, stay with Pillow and its safeguards. Anything simplejpeg refuses,
+    including JPEGs with recoverable corruption, is decoded by Pillow, which stays the authority
+    on what is a valid image.
+    """
+    image = _open_checked(data, max_pixels, max_seconds)
+    size = image.size
+    if simplejpeg is not None and image.format == "JPEG" and image.mode in ("RGB", "L") and not image.info.get("progressive"):
+        min_width, min_height = target_size(*size) if target_size is not None else size
+        try:
+            return simplejpeg.decode_jpeg(data, colorspace="RGB", min_width=min_width, min_height=min_height), size
+        except ValueError:
+            pass
+    # Pillow's image as is: the letterbox resizes it without a full-size array copy.
+    return _load_rgb(image, target_size, max_seconds), size
+
+
+def letterbox_tensor(image: Image.Image | np.ndarray, box: Letterbox, size: int, dtype: type[np.generic] = np.float32) -> np.ndarray:
+    """[1, 3, size, size] RGB padded with grey 114 as YOLOv8 was trained: float32 in 0..1, or
+    uint8 in 0..255 for a model that scales its input itself (inference/modelprep.py).
+
+    Writes the pixels straight into the padded tensor (no intermediate canvas) and fills only the
+    padding bands.
+    """
+    if isinstance(image, Image.Image):
+        # Resize the decoded image itself: an array copy of a large PNG first would double the
+        # decode's peak memory, which inference/image_limits.py estimates without it.
+        if image.size != (box.resized_width, box.resized_height):
+            image = image.resize((box.resized_width, box.resized_height), Image.Resampling.BILINEAR)
+        pixels = np.asarray(image)
+    else:
+        pixels = image
+        if pixels.shape[:2] != (box.resized_height, box.resized_width):
+            resized = Image.fromarray(pixels).resize((box.resized_width, box.resized_height), Image.Resampling.BILINEAR)
+            pixels = np.asarray(resized)
     to_unit = np.float32(1 / 255)
-    tensor = np.full((1, 3, size, size), np.float32(LETTERBOX_FILL) * to_unit, dtype=np.float32)
-    region = tensor[0, :, box.pad_y : box.pad_y + box.resized_height, box.pad_x : box.pad_x + box.resized_width]
-    np.multiply(np.asarray(image).transpose(2, 0, 1), to_unit, out=region, casting="unsafe")
+    tensor = np.empty((1, 3, size, size), dtype=dtype)
+    fill = LETTERBOX_FILL if dtype == np.uint8 else np.float32(LETTERBOX_FILL) * to_unit
+    top, left = box.pad_y, box.pad_x
+    bottom, right = top + box.resized_height, left + box.resized_width
+    tensor[0, :, :top, :] = fill
+    tensor[0, :, bottom:, :] = fill
+    tensor[0, :, top:bottom, :left] = fill
+    tensor[0, :, top:bottom, right:] = fill
+    region = tensor[0, :, top:bottom, left:right]
+    if dtype == np.uint8:
+        region[...] = pixels.transpose(2, 0, 1)
+    else:
+        np.multiply(pixels.transpose(2, 0, 1), to_unit, out=region, casting="unsafe")
     return tensor
 
 

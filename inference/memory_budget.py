@@ -2,11 +2,11 @@
 
     worst case = baseline
                + max_pending_requests x max_request_bytes x 2     request bodies
-               + 2 x max_concurrent_runs x (max_decoded_image_bytes + detector input)   decoding
+               + 2 x max_concurrent_runs x max_batch x (max_decoded_image_bytes + detector input)   decoding
 
 A body is held from the moment its request is admitted until its image is decoded; while it is
 joined from its chunks, or its multipart `image` part is copied out, it exists twice. Decoding is
-admitted for twice the model slots (inference.app.ServiceState.open_slots), and each decode is
+admitted for twice the frames the model slots take (inference.app.ServiceState.open_slots), and each decode is
 refused beforehand if its header estimate exceeds max_decoded_image_bytes
 (inference.image_limits; tests/bench/decode_memory.py checks the estimate against measurement).
 Idle or half-sent connections are not in the sum: each holds at most max_header_bytes and is
@@ -49,7 +49,7 @@ class MemoryBudget:
 def worst_case(settings: Settings, baseline: int = BASELINE_BYTES) -> MemoryBudget:
     inference = settings.inference
     bodies = settings.server.max_pending_requests * inference.max_request_bytes * 2
-    decoding = 2 * inference.max_concurrent_runs * (inference.max_decoded_image_bytes + DETECTOR_INPUT_BYTES)
+    decoding = 2 * inference.max_concurrent_runs * inference.max_batch * (inference.max_decoded_image_bytes + DETECTOR_INPUT_BYTES)
     return MemoryBudget(baseline, bodies, decoding)
 
 

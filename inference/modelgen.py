@@ -37,6 +37,7 @@ DETECTOR_STRIDES = (8, 16, 32)
 DFL_BINS = 16
 PLACEHOLDER_CAT_NAMES = ("mochi", "luna", "tiger")
 CLASS_BIAS = -6.0
+BATCH_AXIS = "batch"
 
 
 class _GraphBuilder:
@@ -135,7 +136,10 @@ def _anchor_grid(size: int, strides: Sequence[int]) -> tuple[np.ndarray, np.ndar
 
 
 def build_detector(num_classes: int = len(BEHAVIOURS), seed: int = 0) -> onnx.ModelProto:
-    """YOLOv8n layout (widths 16..256, C2f, SPPF, PAN neck, decoupled DFL head) -> [1, 4+nc, 8400]."""
+    """YOLOv8n layout (widths 16..256, C2f, SPPF, PAN neck, decoupled DFL head): [N, 3, 640, 640] -> [N, 4+nc, 8400].
+
+    The batch axis is dynamic (as `yolo export dynamic=True` writes it), so frames can be batched.
+    """
     g = _GraphBuilder(seed)
     x = g.conv(DETECTOR_INPUT, 3, 16, 3, 2)  # 320
     x = _c2f(g, g.conv(x, 16, 32, 3, 2), 32, 32, 1, True)  # 160
@@ -154,11 +158,12 @@ def build_detector(num_classes: int = len(BEHAVIOURS), seed: int = 0) -> onnx.Mo
         # A strongly negative class bias (as YOLOv8 initialises it) keeps random-weight scores low,
         # so the placeholder reports no cats instead of thousands of boxes.
         cls = g.conv(g.conv(g.conv(feature, channels, 64, 3), 64, 64, 3), 64, num_classes, act=False, bias=CLASS_BIAS)
-        per_scale.append(g.reshape(g.concat([box, cls]), [1, box_channels + num_classes, -1]))
+        # 0 keeps the batch axis as it comes (dynamic), -1 flattens the grid.
+        per_scale.append(g.reshape(g.concat([box, cls]), [0, box_channels + num_classes, -1]))
     box, cls = g.split(g.concat(per_scale, axis=2), [box_channels, num_classes])
 
     # Distribution focal loss decoding: expected value of a 16-bin softmax per box side.
-    bins = g.op("Softmax", [g.reshape(box, [1, 4, DFL_BINS, -1])], axis=2)[0]
+    bins = g.op("Softmax", [g.reshape(box, [0, 4, DFL_BINS, -1])], axis=2)[0]
     projection = g.constant(np.arange(DFL_BINS, dtype=np.float32).reshape(1, 1, DFL_BINS, 1), "dfl")
     distances = g.op("ReduceSum", [g.op("Mul", [bins, projection])[0], g.constant(np.array([2], dtype=np.int64), "axes")], keepdims=0)[0]
     left_top, right_bottom = g.split(distances, [2, 2])
@@ -173,8 +178,8 @@ def build_detector(num_classes: int = len(BEHAVIOURS), seed: int = 0) -> onnx.Mo
 
     anchors_total = anchors.shape[2]
     return g.model(
-        [helper.make_tensor_value_info(DETECTOR_INPUT, TensorProto.FLOAT, [1, 3, DETECTOR_SIZE, DETECTOR_SIZE])],
-        [helper.make_tensor_value_info(DETECTOR_OUTPUT, TensorProto.FLOAT, [1, 4 + num_classes, anchors_total])],
+        [helper.make_tensor_value_info(DETECTOR_INPUT, TensorProto.FLOAT, [BATCH_AXIS, 3, DETECTOR_SIZE, DETECTOR_SIZE])],
+        [helper.make_tensor_value_info(DETECTOR_OUTPUT, TensorProto.FLOAT, [BATCH_AXIS, 4 + num_classes, anchors_total])],
         "catwatcher_detector_yolov8n_like",
     )
 
@@ -206,8 +211,8 @@ def build_identifier(num_cats: int, seed: int = 1) -> onnx.ModelProto:
     weight = g.rng.standard_normal((num_cats, 1280), dtype=np.float32) * np.float32(1 / np.sqrt(1280))
     g.op("Gemm", [pooled, g.constant(weight, "fc_w"), g.constant(np.zeros(num_cats, np.float32), "fc_b")], output_names=[IDENTIFIER_OUTPUT], transB=1)
     return g.model(
-        [helper.make_tensor_value_info(IDENTIFIER_INPUT, TensorProto.FLOAT, ["batch", 3, IDENTIFIER_SIZE, IDENTIFIER_SIZE])],
-        [helper.make_tensor_value_info(IDENTIFIER_OUTPUT, TensorProto.FLOAT, ["batch", num_cats])],
+        [helper.make_tensor_value_info(IDENTIFIER_INPUT, TensorProto.FLOAT, [BATCH_AXIS, 3, IDENTIFIER_SIZE, IDENTIFIER_SIZE])],
+        [helper.make_tensor_value_info(IDENTIFIER_OUTPUT, TensorProto.FLOAT, [BATCH_AXIS, num_cats])],
         "catwatcher_identifier_efficientnet_b0_like",
     )
 

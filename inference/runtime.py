@@ -196,7 +196,8 @@ class ModelRuntime:
         self._factory = session_factory
         self._on_status_change = on_status_change
         self._lock = threading.Lock()
-        self._models: dict[str, bytes] = {}
+        # Each model's bytes and the model it runs as on CPU (e.g. int8; None = the same one).
+        self._models: dict[str, tuple[bytes, bytes | None]] = {}
         self._sessions: dict[str, tuple[Session, DeviceName]] = {}
         device: DeviceName = "cuda" if CUDA_PROVIDER in _names(self._providers) else "cpu"
         degraded = unavailable is not None and settings.device == "cuda"
@@ -210,12 +211,16 @@ class ModelRuntime:
     def session(self, name: str) -> Session:
         return self._sessions[name][0]
 
-    def load(self, name: str, model: bytes) -> Session:
-        """Creates `name`'s session on the current device; raises if the model itself is unusable."""
+    def load(self, name: str, model: bytes, cpu_model: bytes | None = None) -> Session:
+        """Creates `name`'s session on the current device; raises if the model itself is unusable.
+
+        `cpu_model` replaces `model` whenever it runs on CPU: from the start on a CPU device, or
+        after a fallback. Callers check it is usable (see `cpu_session`) before a GPU needs it.
+        """
         with self._lock:
-            self._models[name] = model
+            self._models[name] = (model, cpu_model)
             if self._status.device == "cpu":
-                self._sessions[name] = (self._factory(model, [CPU_PROVIDER], self._options), "cpu")
+                self._sessions[name] = (self._cpu_session(name), "cpu")
                 return self._sessions[name][0]
             providers = execution_providers(self._settings, self._available, self._arena_shares.get(name, 1.0))
             try:
@@ -248,9 +253,17 @@ class ModelRuntime:
     def _fall_back(self, reason: str) -> None:
         """Rebuilds every loaded model on CPU. Called with the lock held, at most once."""
         log.warning("serving on CPU, degraded: %s", reason)
-        self._sessions = {name: (self._factory(model, [CPU_PROVIDER], self._options), "cpu") for name, model in self._models.items()}
+        self._sessions = {name: (self._cpu_session(name), "cpu") for name in self._models}
         self._status = DeviceStatus("cpu", degraded=True, reason=reason)
         self._notify()
+
+    def _cpu_session(self, name: str) -> Session:
+        model, cpu_model = self._models[name]
+        return self._factory(cpu_model if cpu_model is not None else model, [CPU_PROVIDER], self._options)
+
+    def cpu_session(self, model: bytes) -> Session:
+        """A standalone CPU session with this runtime's options (to check a CPU-only model)."""
+        return self._factory(model, [CPU_PROVIDER], self._options)
 
     def _notify(self) -> None:
         if self._on_status_change is not None:

@@ -82,6 +82,18 @@ class InferenceSettings(_Section):
     # Multipart parts in a detect request (found by counting boundaries before parsing).
     max_multipart_parts: int = Field(default=8, gt=0)
 
+    # Speed (issue 16). Micro-batching: frames waiting for a model run go through the detector
+    # as one batch of up to `max_batch` (needs a dynamic batch axis; fixed-batch models run one
+    # by one). A run that could take more frames waits at most `max_batch_wait_ms` for them.
+    # 1 = no batching: on CPU a batch costs as much as its frames one by one, so waiting only
+    # adds latency; on a GPU slice 4 and a few milliseconds raise throughput.
+    max_batch: int = Field(default=1, ge=1, le=64)
+    max_batch_wait_ms: float = Field(default=2.0, ge=0.0, le=1000.0)
+    # Models used whenever that model runs on CPU (device=cpu, no CUDA, or after a GPU failure),
+    # e.g. the int8 output of `catwatcher-inference quantize`; unset = the fp32 model.
+    cpu_detector_model_path: Path | None = None
+    cpu_identifier_model_path: Path | None = None
+
     @field_validator("device", "arena_extend_strategy", "cudnn_conv_algo_search", mode="before")
     @classmethod
     def _strip(cls, value: Any) -> Any:
@@ -112,6 +124,8 @@ class InferenceSettings(_Section):
     def _presence_not_above_confidence(self) -> InferenceSettings:
         if self.presence_threshold > self.confidence_threshold:
             raise _FieldError("presence_threshold", "must not exceed CAT_WATCHER__INFERENCE__CONFIDENCE_THRESHOLD")
+        if self.cpu_identifier_model_path is not None and self.identifier_model_path is None:
+            raise _FieldError("cpu_identifier_model_path", "needs CAT_WATCHER__INFERENCE__IDENTIFIER_MODEL_PATH (the model it replaces on CPU)")
         return self
 
     @property

@@ -193,7 +193,7 @@ def load_stack_config(root: Path, stack: str) -> tuple[dict[str, str], list[str]
             raise RenderError(str(ConfigError(problems)))
         merged = engine_config.merge_config(stack, project, stack_file.config)
     except engine_config.YamlError as error:
-        raise RenderError(str(error)) from None
+        raise RenderError(str(error).replace(str(path), _shown(path))) from None
     except engine_config.EngineError as error:
         raise RenderError(f"{error}{_missing_hints(project, str(error))}") from None
     config: dict[str, str] = {}
@@ -210,6 +210,14 @@ def load_stack_config(root: Path, stack: str) -> tuple[dict[str, str], list[str]
         else:
             config[key] = value.text
     return config, secret_keys
+
+
+def _shown(path: Path) -> str:
+    """A path as the user would type it: relative to the working directory when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _stack_file_problems(stack_file: engine_config.StackFile, project: str) -> list[tuple[str, str]]:

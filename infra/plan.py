@@ -20,7 +20,7 @@ from infra.errors import ConfigError
 from infra.model import CredentialsSpec, GpuPreset, GpuSpec, StackConfig, is_image_pinned, parse_quantity
 from infra.operator_chart import chart_version_problem, operator_value_problems
 from infra.sharing import backend_for
-from infra.sharing.base import READER_ORDER, ClusterMigStrategy, GroupRequest, MigPlan, NodeGroupPlan, Problems
+from infra.sharing.base import DERIVED_SHARE, READER_ORDER, ClusterMigStrategy, GroupRequest, MigPlan, NodeGroupPlan, Problems
 from infra.sharing.mig import cluster_mig_strategy, mig_parted_config, mixed_strategy_conflicts
 
 __all__ = ["MigPlan", "NodeGroupPlan", "RolloutPlan", "plan_rollout"]
@@ -370,7 +370,11 @@ def _plan_group(
     devices = backend.plan_devices(request, problems)
     if devices is None:
         return None
+    checked = len(problems.items)
     memory_per_pod = backend.plan_memory(request, devices, problems)
+    if checked > before:
+        # A share derived from a replica count already refused says nothing new; keep the root cause.
+        problems.items[checked:] = [item for item in problems.items[checked:] if DERIVED_SHARE not in item[1]]
 
     per_gpu = devices.devices_per_gpu * devices.replicas_per_device
     slices = gpus * per_gpu

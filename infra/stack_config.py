@@ -56,6 +56,8 @@ def _describe(item: Mapping[str, Any], secret_keys: Collection[str]) -> tuple[st
         hint = f"; valid keys here: {', '.join(valid)}" if valid else ""
         return key_path(*location), f"unknown key{hint}"
     message = item["msg"].removeprefix("Value error, ")
+    if (bound := _BOUNDS.get(item["type"])) and bound[1] in item.get("ctx", {}):
+        message = f"must be {bound[0]} {item['ctx'][bound[1]]}"
     if item["type"] == "string_pattern_mismatch":
         message = _PATTERN_HINTS.get(item.get("ctx", {}).get("pattern", ""), message)
     if item["type"] == "missing" and (description := _description_at(location)):
@@ -86,6 +88,7 @@ def _pattern_hints() -> dict[str, str]:
 
 
 _PATTERN_HINTS = _pattern_hints()
+_BOUNDS = {"greater_than": (">", "gt"), "greater_than_equal": (">=", "ge"), "less_than": ("<", "lt"), "less_than_equal": ("<=", "le")}
 
 
 def _valid_keys(model: type[BaseModel], location: tuple[str | int, ...]) -> list[str]:

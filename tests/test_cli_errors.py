@@ -94,8 +94,7 @@ def test_a_stack_file_that_is_not_a_mapping_is_named(project, scratch_stacks, tm
 def test_every_problem_of_a_stack_on_its_own_line(project, scratch_stacks, tmp_path):
     name = scratch_stacks(
         "two-problems",
-        "config:\n  catwatcher:cluster:\n    kubeContext: homelab\n"
-        "  catwatcher:gpu:\n    preset: rtx-3060\n    sharing: mps\n    replicas: 1\n"
+        "config:\n  catwatcher:cluster:\n    kubeContext: homelab\n  catwatcher:gpu:\n    preset: rtx-3060\n    sharing: mps\n    replicas: 1\n"
         "  catwatcher:app:\n    image: docker.io/jeefy/cat-watcher:latest\n",
     )
     result = cli("render", name, "--out", str(tmp_path / "out"), project=project)

@@ -66,7 +66,7 @@ def test_inference_replicas_default_to_one_pod_per_slice():
         ({"gpu": {"preset": "rtx-3060"}, "app": {"image": "jeefy/cat-watcher:latest"}}, "catwatcher:app.image", "pinned"),
         ({"gpu": {"preset": "rtx-3060"}, "app": {"image": "jeefy/cat-watcher"}}, "catwatcher:app.image", "pinned"),
         ({}, "catwatcher:gpu", "missing"),
-        ({"gpu": {"preset": "rtx-3060", "memoryPerPodMb": -5}}, "catwatcher:gpu.memoryPerPodMb", "greater than 0"),
+        ({"gpu": {"preset": "rtx-3060", "memoryPerPodMb": -5}}, "catwatcher:gpu.memoryPerPodMb", "must be > 0"),
         ({"gpu": {"preset": "rtx-3060"}, "operator": {"chartVersion": "26.7.0"}}, "catwatcher:operator.chartVersion", "not a chart version"),
     ],
 )

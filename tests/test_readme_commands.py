@@ -130,6 +130,8 @@ MAPPED: dict[str, str] = {
     "curl -H 'Content-Type: image/jpeg' --data-binary @frame.jpg localhost:8000/v1/detect": "tests/inference/test_inference_cli.py::test_serve_answers_over_http_and_stops_cleanly",
     # `pulumi install` runs `pip install -r requirements.txt` in the program directory (infra/).
     "pulumi install": "tests/test_pulumi_install.py::test_a_fresh_virtualenv_from_the_program_directory_imports_and_runs_the_program",
+    # The int8 copy of the detector for the CPU path, and its agreement with fp32.
+    "catwatcher-inference quantize ./models/detector.onnx --calibration ./frames --out ./models/detector.int8.onnx": "tests/inference/test_inference_quantize.py::test_quantize_writes_an_int8_detector_that_agrees_with_fp32",
     # `serve --help`: every CAT_WATCHER__ variable with its default.
     "catwatcher-inference serve --help": "tests/inference/test_inference_serve_help.py::test_serve_help_lists_every_variable_with_its_default",
     # Benchmark scripts with a test of their own: a short run of the script, or (memory after a
@@ -272,7 +274,7 @@ RUN: dict[str, Any] = {
 
 # Benchmarks run here in a short variant (the README's full run takes minutes).
 SHORT_VARIANTS: dict[str, tuple[str, ...]] = {
-    "python tests/bench/bench_service.py": ("--requests", "2", "--rounds", "1"),
+    "python tests/bench/bench_service.py": ("--requests", "2", "--rounds", "1", "--skip-batching", "--skip-int8"),
     "python tests/bench/hostile_clients.py": ("--idle", "5", "--probes", "2"),
 }
 RUN.update({

@@ -115,6 +115,7 @@ class NodeGroupPlan:
 # A pod's GPU memory is at least its CUDA context and libraries: ~0.7 GiB per process measured on
 # an H200 with lazy loading, less on consumer cards (../shared/reference/GPU-SHARING-MEASURED.md).
 MIN_DERIVED_POD_MB = 512
+DERIVED_SHARE = "(the least one pod needs: CUDA context and libraries)"
 
 
 def memory_conflicts(
@@ -124,7 +125,7 @@ def memory_conflicts(
     that takes part, saying what would fit if the others stay; the preset's figures are not blamed."""
     spec, reserve = request.spec, request.gpu.reserve_mb
     total = replicas * memory + reserve
-    per_pod = f"{memory} MiB" if explicit else f"{memory} MiB (the least one pod needs: CUDA context and libraries)"
+    per_pod = f"{memory} MiB" if explicit else f"{memory} MiB {DERIVED_SHARE}"
     summary = f"{replicas} pods x {per_pod} + {reserve} MiB reserve = {total} MiB exceeds the {device_mb} MiB of the {noun}"
     replicas_key = ("mig", "timeSlicingReplicas") if devices.mig is not None else ("replicas",)
     replicas_set = (devices.mig.time_slicing_replicas if devices.mig is not None else spec.replicas) is not None

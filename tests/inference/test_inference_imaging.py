@@ -135,3 +135,58 @@ def test_decoding_accepts_only_camera_formats() -> None:
     with pytest.raises(ClientError) as raised:
         decode_image(buffer.getvalue(), 10_000)
     assert raised.value.status == 422
+
+
+def test_uint8_letterbox_matches_the_float_one_scaled() -> None:
+    pixels = np.asarray(photo_like(1280, 720))
+    box = letterbox_geometry(1280, 720, 640)
+    as_uint8 = letterbox_tensor(pixels, box, 640, np.uint8)
+    assert as_uint8.dtype == np.uint8 and as_uint8.shape == (1, 3, 640, 640)
+    assert (as_uint8[0, :, :140, :] == 114).all() and (as_uint8[0, :, 500:, :] == 114).all()
+    np.testing.assert_allclose(as_uint8 * np.float32(1 / 255), letterbox_tensor(pixels, box, 640), rtol=1e-6)
+
+
+@pytest.mark.parametrize(("width", "height"), [(1280, 720), (1920, 1080), (640, 480), (333, 777)])
+def test_fast_jpeg_decode_scales_like_pillow_draft(width: int, height: int) -> None:
+    from inference.imaging import decode_pixels
+
+    data = encode(photo_like(width, height))
+    box = letterbox_geometry(width, height, 640)
+    target = lambda w, h: (box.resized_width, box.resized_height)  # noqa: E731
+    pixels, size = decode_pixels(data, 40_000_000, target_size=target)
+    reference, _ = decode_image(data, 40_000_000, target_size=target)
+    assert size == (width, height) and pixels.dtype == np.uint8
+    # libjpeg-turbo scales by any n/8 (Pillow's draft by 1/2, 1/4, 1/8): never below the target, never above Pillow.
+    assert box.resized_height <= pixels.shape[0] <= reference.size[1] and box.resized_width <= pixels.shape[1] <= reference.size[0]
+    if pixels.shape[:2] == (reference.size[1], reference.size[0]):
+        # Both are libjpeg-turbo; upsampling details may differ by a level or two.
+        assert np.abs(pixels.astype(int) - np.asarray(reference)).max() <= 3
+    resized = letterbox_tensor(pixels, box, 640, np.uint8).astype(int)
+    assert np.abs(resized - letterbox_tensor(reference, box, 640, np.uint8)).mean() < 2
+
+
+def test_fast_decode_falls_back_to_pillow_for_what_it_refuses() -> None:
+    from inference.imaging import decode_pixels
+
+    cmyk = io.BytesIO()
+    Image.new("CMYK", (64, 48), (0, 255, 0, 0)).save(cmyk, "JPEG")
+    pixels, size = decode_pixels(cmyk.getvalue(), 10_000)
+    assert size == (64, 48) and np.asarray(pixels).shape == (48, 64, 3)
+    with pytest.raises(ClientError) as raised:
+        decode_pixels(encode(photo_like(640, 480))[:3000], 40_000_000)
+    assert (raised.value.status, raised.value.error) == (422, "invalid_image")
+
+
+def test_only_baseline_jpegs_take_the_fast_decoder(monkeypatch: pytest.MonkeyPatch) -> None:
+    from inference import imaging
+
+    calls: list[int] = []
+    real = imaging.simplejpeg.decode_jpeg
+    monkeypatch.setattr(imaging.simplejpeg, "decode_jpeg", lambda data, **options: calls.append(len(data)) or real(data, **options))
+    frame = photo_like(320, 240)
+    progressive = io.BytesIO()
+    frame.save(progressive, "JPEG", progressive=True)
+    pixels, _ = imaging.decode_pixels(progressive.getvalue(), 1_000_000)
+    assert np.asarray(pixels).shape == (240, 320, 3) and calls == []
+    imaging.decode_pixels(encode(frame), 1_000_000)
+    assert len(calls) == 1
