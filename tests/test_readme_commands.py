@@ -15,6 +15,7 @@ A README command that is none of these fails `test_every_readme_command_is_run_m
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -642,3 +643,25 @@ def _anchor(heading: str) -> str:
     """GitHub's heading anchor: lower case, punctuation dropped, spaces to hyphens."""
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
+
+
+def _tests_needing_the_reference() -> dict[str, int]:
+    """Test functions that take the `reference` fixture (they skip without the upstream files),
+    with how many tests each one is (one per stack when it also takes `rendered` or `stack`)."""
+    found = {}
+    for path in sorted([*(ROOT / "tests").glob("test_*.py"), *(ROOT / "tests" / "inference").glob("test_*.py")]):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
+                arguments = {a.arg for a in node.args.args}
+                if "reference" in arguments:
+                    found[node.name] = len(STACKS) if arguments & {"rendered", "stack"} else 1
+    return found
+
+
+def test_the_skipped_tests_section_lists_every_test_that_needs_the_reference_files():
+    readme = README.read_text()
+    skipping = _tests_needing_the_reference()
+    count = re.search(r"reports (\d+) tests as skipped", readme)
+    assert count and int(count.group(1)) == sum(skipping.values())
+    section = readme.split("## Tests that skip in a fresh clone", 1)[1]
+    assert [name for name in skipping if name not in section] == []
