@@ -24,6 +24,10 @@ class InferenceGroup:
     node_selector: Mapping[str, str]
     gpu_resources: Mapping[str, str]  # extended-resource limits, e.g. {"nvidia.com/gpu": "1"}
     env: Sequence[Mapping[str, str]] = ()  # the slice the service must stay in
+    # The scheduler the pods name (HAMi's places pods by GPU memory); None: the default one.
+    scheduler_name: str | None = None
+    # The RuntimeClass the pods name; None: CatWatcherArgs.runtime_class.
+    runtime_class: str | None = None
 
 
 @dataclass(frozen=True)
@@ -139,8 +143,10 @@ def pod_spec(args: CatWatcherArgs, group: InferenceGroup, credentials_secret: pu
         ],
         "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
     }
-    if args.runtime_class:
-        spec["runtimeClassName"] = args.runtime_class
+    if runtime_class := group.runtime_class or args.runtime_class:
+        spec["runtimeClassName"] = runtime_class
+    if group.scheduler_name:
+        spec["schedulerName"] = group.scheduler_name
     if credentials_secret is not None:
         spec["containers"][0]["envFrom"] = [{"secretRef": {"name": credentials_secret}}]
     return spec

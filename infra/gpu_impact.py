@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import yaml
 
 from inference.contract import GPU_MEMORY_LIMIT_ENV
+from infra.hami_chart import facts as hami_facts
 
 # Upstream names (k8s-device-plugin, gpu-operator, mig-parted): the contract, not our choice.
 DEVICE_PLUGIN_CONFIG_LABEL = "nvidia.com/device-plugin.config"
@@ -36,6 +37,10 @@ MPS_DAEMONSET = "nvidia-device-plugin-mps-control-daemon"
 # deployments/gpu-operator/reconfigure-mig.sh: gpu.deploy.* labels = paused-for-mig-change).
 MIG_PAUSED_DAEMONSETS = ("nvidia-device-plugin-daemonset", "gpu-feature-discovery", "nvidia-dcgm-exporter")
 GPU_RESOURCE_PREFIX = "nvidia.com/"
+# The operator keeps its device plugin off a node labelled false (controllers/state_manager.go).
+DEPLOY_DEVICE_PLUGIN_LABEL = "nvidia.com/gpu.deploy.device-plugin"
+# A group whose GPUs HAMi's device plugin and scheduler own (infra/hami_chart.py).
+MODE_HAMI = "hami"
 NODE_GROUP_LABEL = "catwatcher.io/node-group"
 UNLABELLED_NODES = "every unlabelled GPU node"
 
@@ -72,7 +77,7 @@ class GroupFacts:
     """One node group as the cluster will see it."""
 
     name: str
-    mode: str  # the device plugin's strategy (none | time-slicing | mps), "mig" or "mig + <strategy>" under MIG
+    mode: str  # the device plugin's strategy (none | time-slicing | mps), "mig" or "mig + <strategy>" under MIG, or "hami"
     resource: str | None  # what the pods ask for
     replicas_per_device: int
     slices: int | None  # allocatable the group's nodes advertise, summed
@@ -116,10 +121,24 @@ class StackFacts:
     deployments: Mapping[str, Mapping[str, Any]]  # "namespace/name" -> spec
     node_labels: Mapping[str, Mapping[str, str]]  # node -> labels we patch
     operator_values: Mapping[str, Any]
+    hami_values: Mapping[str, Any] = field(default_factory=dict)  # empty: no HAMi release
 
 
 def _operator_release(render: RenderLike) -> Mapping[str, Any]:
     return next((r for r in render.releases.values() if r.get("chart") == OPERATOR_CHART), {})
+
+
+def _hami_release(render: RenderLike) -> Mapping[str, Any]:
+    return next((r for r in render.releases.values() if r.get("chart") == hami_facts().chart), {})
+
+
+def _hami_owns(nodes: Sequence[str], node_labels: Mapping[str, Mapping[str, str]], operator_plugin_off: bool) -> bool:
+    """Whether HAMi's device plugin, not the operator's, serves these nodes: the operator's is off
+    cluster-wide (for the unlabelled nodes) or by each node's deploy label."""
+    return bool(nodes) and all(
+        operator_plugin_off if node == UNLABELLED_NODES else node_labels.get(node, {}).get(DEPLOY_DEVICE_PLUGIN_LABEL) == "false"
+        for node in nodes
+    )
 
 
 def _object(render: RenderLike, kind: str, namespace: str, name: str | None) -> Mapping[str, Any]:
@@ -259,6 +278,8 @@ def stack_facts(render: RenderLike) -> StackFacts:
     mig_map = _object(render, "ConfigMap", namespace, ((values.get("migManager") or {}).get("config") or {}).get("name"))
     mig_layouts = _mapping(_yaml((mig_map.get("data") or {}).get(MIG_LAYOUT_KEY, "")).get("mig-configs"))
     exported = (render.outputs or {}).get("slices") or {}
+    hami_values = _mapping(_hami_release(render).get("values"))
+    operator_plugin_off = _mapping(values.get("devicePlugin")).get("enabled") is False
 
     node_labels = {
         document["metadata"]["name"]: dict(document["metadata"].get("labels") or {}) for document in _of_kind(render, "Node")
@@ -285,11 +306,17 @@ def stack_facts(render: RenderLike) -> StackFacts:
         pod_spec = ((spec.get("template") or {}).get("spec")) or {}
         export = exported.get(key) or {}
         resource = _gpu_limit(pod_spec) or export.get("resource")
+        replicas = replicas_per_device(config)
+        if hami_values and _hami_owns(nodes, node_labels, operator_plugin_off):
+            # HAMi's plugin advertises each GPU deviceSplitCount times; pods ask for its count
+            # resource (plus gpumem), whatever else their limits name.
+            mode, resource = MODE_HAMI, hami_values.get("resourceName", hami_facts().gpu_resource)
+            replicas = _mapping(hami_values.get("devicePlugin")).get("deviceSplitCount", hami_facts().device_split_count)
         groups[key] = GroupFacts(
             name=key,
             mode=mode,
             resource=resource,
-            replicas_per_device=replicas_per_device(config),
+            replicas_per_device=replicas,
             slices=export.get("slices"),
             pods=spec.get("replicas", export.get("pods")) if deployment else export.get("pods"),
             memory_per_pod_mb=_memory_limit(pod_spec) or export.get("gpuMemoryLimitMb"),
@@ -301,7 +328,7 @@ def stack_facts(render: RenderLike) -> StackFacts:
             gfd_labels=gfd_sharing_labels(config, resource.removesuffix(".shared")) if resource else {},
         )
     jobs = {job.name: job for document in _of_kind(render, "Job") if (job := restart_job(document))}
-    return StackFacts(groups, jobs, deployments, node_labels, values)
+    return StackFacts(groups, jobs, deployments, node_labels, values, hami_values)
 
 
 # --- comparing two renders -------------------------------------------------------------------
@@ -405,6 +432,16 @@ def _restarts(base: StackFacts, head: StackFacts) -> list[str]:
     elif paths := list(_value_paths(base.operator_values, head.operator_values)):
         restarts.append(f"Helm release {OPERATOR_CHART} values change ({', '.join(paths)}): the operator "
                         "updates its ClusterPolicy and rolls each DaemonSet whose spec changes")
+    hami = hami_facts().chart
+    if bool(base.hami_values) != bool(head.hami_values):
+        restarts.append(
+            f"Helm release {hami} is installed: HAMi's scheduler, admission webhook and device plugin start; its "
+            "plugin registers nvidia.com/gpu where the operator's no longer runs" if head.hami_values else
+            f"Helm release {hami} is uninstalled: HAMi's scheduler, webhook and device plugin stop; pods it placed keep "
+            "running until the Deployment replaces them")
+    elif paths := list(_value_paths(base.hami_values, head.hami_values)):
+        restarts.append(f"Helm release {hami} values change ({', '.join(paths)}): HAMi's chart rolls its device "
+                        "plugin and scheduler (checksum annotations on their pod templates)")
     return restarts
 
 
@@ -481,7 +518,8 @@ def gpu_impact(base: RenderLike, head: RenderLike) -> GpuImpact:
     gpu_restarts = _restarts(before, after)
     labels = _label_changes(before, after)
     touched = any(g.status != "unchanged" for g in groups) or labels or any(
-        name not in before.restart_jobs for name in after.restart_jobs) or before.operator_values != after.operator_values
+        name not in before.restart_jobs for name in after.restart_jobs) or before.operator_values != after.operator_values \
+        or before.hami_values != after.hami_values
     # Pod rolls for other reasons (an image, a CPU limit) belong to the object diff alone.
     restarts = [*gpu_restarts, *_deployment_restarts(before, after)] if touched else []
     new_jobs = [job for name, job in after.restart_jobs.items() if name not in before.restart_jobs]

@@ -16,7 +16,7 @@ from pydantic.alias_generators import to_camel
 
 from inference import contract
 
-SharingMode = Literal["none", "time-slicing", "mps", "mig"]
+SharingMode = Literal["none", "time-slicing", "mps", "mig", "hami"]
 MigStrategy = Literal["single", "mixed"]
 Distribution = Literal["kubeadm", "k3s", "rke2", "microk8s", "k0s", "talos"]
 
@@ -294,6 +294,9 @@ class GpuSpec(StrictModel):
         default=False, description="Advertise shared GPUs as nvidia.com/gpu.shared"
     )
     mig: MigSpec | None = None
+    gpu_cores_per_pod: int | None = Field(
+        default=None, ge=1, le=100, description="sharing: hami only; each pod's share of the GPU's SMs, percent"
+    )
 
 
 class NodeGroupSpec(StrictModel):

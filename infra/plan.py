@@ -11,13 +11,15 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from components.gpu_operator import AllocatableCheck
+from components.gpu_operator import DEVICE_PLUGIN_DAEMONSET, AllocatableCheck
 from inference import contract
 from infra import custom_gpu
 from infra.distributions import NodeRuntime
 from infra.distributions import resolve as resolve_node_runtime
 from infra.errors import ConfigError
 from infra.model import CredentialsSpec, GpuPreset, GpuSpec, StackConfig, is_image_pinned, parse_quantity
+from infra.hami_chart import hami_value_problems
+from infra.sharing.hami import Hami
 from infra.operator_chart import chart_version_problem, operator_value_problems
 from infra.sharing import backend_for
 from infra.sharing.base import DERIVED_SHARE, READER_ORDER, ClusterMigStrategy, GroupRequest, MigPlan, NodeGroupPlan, Problems
@@ -51,6 +53,9 @@ class RolloutPlan:
         """What each group's nodes must advertise once the config is live."""
         checks = []
         for group in self.groups:
+            if DEVICE_PLUGIN_DAEMONSET not in group.backend.config_readers(group):
+                # Another device plugin (HAMi's) advertises these nodes' GPUs, on its own schedule.
+                continue
             gpus_per_node = group.gpus // max(len(group.nodes), 1)
             parts = [f"{gpus_per_node} GPU"]
             if group.devices_per_gpu > 1:
@@ -120,6 +125,15 @@ class RolloutPlan:
         return values
 
     @cached_property
+    def hami_groups(self) -> tuple[NodeGroupPlan, ...]:
+        """Groups whose GPUs HAMi's device plugin and scheduler own."""
+        return tuple(group for group in self.groups if isinstance(group.backend, Hami))
+
+    def runtime_class(self, group: NodeGroupPlan) -> str | None:
+        """The RuntimeClass a group's pods name."""
+        return group.backend.runtime_class(group, self.node_runtime.runtime_class)
+
+    @cached_property
     def credential_variables(self) -> dict[str, str]:
         return credential_variables(self.config.credentials)
 
@@ -177,13 +191,29 @@ def plan_rollout(config: StackConfig, catalogue: Mapping[str, GpuPreset]) -> Rol
             node_runtime = resolve_node_runtime(config.cluster, config.operator)
         except ConfigError as error:
             problems.items.extend(error.problems)
+    if node_runtime is not None:
+        _check_runtime_class(config, groups, node_runtime, problems)
     problems.raise_if_any()
     assert node_runtime is not None
     plan = RolloutPlan(config=config, groups=tuple(groups), node_runtime=node_runtime)
     _check_driver(plan, problems)
     problems.items.extend(operator_value_problems(plan))
+    problems.items.extend(hami_value_problems(plan))
     problems.raise_if_any()
     return plan
+
+
+def _check_runtime_class(config: StackConfig, groups: list[NodeGroupPlan], runtime: NodeRuntime, problems: _Problems) -> None:
+    if not runtime.cdi_nri_plugin:
+        return
+    for group in groups:
+        if group.backend.needs_runtime_class:
+            problems.add(
+                ("cluster", "useNriPlugin"),
+                f"sharing: {group.sharing} (node group {group.name}) hands GPUs over as NVIDIA_VISIBLE_DEVICES, "
+                "which needs the nvidia RuntimeClass the NRI plugin setup does not create; set useNriPlugin: false",
+            )
+            return
 
 
 def _group_specs(
@@ -367,6 +397,8 @@ def _plan_group(
     before = len(problems.items)
 
     backend.check_spec(request, problems)
+    if spec.gpu_cores_per_pod is not None and not backend.limits_gpu_cores:
+        problems.add((*path, "gpuCoresPerPod"), f"only valid with sharing: hami (sharing is {sharing})")
     devices = backend.plan_devices(request, problems)
     if devices is None:
         return None
@@ -397,4 +429,5 @@ def _plan_group(
         rename_shared=spec.rename_shared,
         mig=devices.mig,
         inference_replicas=pods,
+        gpu_cores_per_pod=spec.gpu_cores_per_pod,
     )

@@ -19,8 +19,10 @@ from components import (
     SharingConfigArgs,
 )
 from components.cat_watcher import InferenceGroup, NetworkPolicy, PodResources, selector_labels
+from components.hami import Hami
 from infra.config_rules import config_key_problems
 from infra.errors import PROJECT, ConfigError
+from infra.hami_chart import hami_args
 from infra.operator_chart import gpu_operator_args
 from infra.plan import NodeGroupPlan, RolloutPlan, plan_rollout
 from infra.presets import catalogue
@@ -95,6 +97,12 @@ def compose(plan: RolloutPlan) -> None:
         ),
         opts=on_cluster,
     )
+    gpu_ready: list[pulumi.Resource] = list(operator.ready)
+    if plan.hami_groups:
+        # After the operator (driver and toolkit first) and the node labels that keep its plugin
+        # off HAMi's nodes.
+        hami = Hami("hami", hami_args(plan, depends_on=[*operator.ready, *sharing.node_patches]), opts=on_cluster)
+        gpu_ready += hami.ready
     app_config = config.app
     app = CatWatcher(
         "cat-watcher",
@@ -111,11 +119,13 @@ def compose(plan: RolloutPlan) -> None:
                     node_selector=group.backend.node_selector(group),
                     gpu_resources=group.backend.pod_resources(group),
                     env=group.backend.pod_env(group),
+                    scheduler_name=group.backend.scheduler_name(group),
+                    runtime_class=plan.runtime_class(group),
                 )
                 for group in plan.groups
             ],
             resources=PodResources(**app_config.resources.model_dump()),
-            gpu_ready=operator.ready,
+            gpu_ready=gpu_ready,
             runtime_class=plan.node_runtime.runtime_class,
             credentials=plan.credential_variables,
             network_policy=NetworkPolicy(

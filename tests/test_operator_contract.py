@@ -86,7 +86,8 @@ def test_the_clash_check_finds_what_main_used_to_declare(contract):
 def test_dcgm_queries_by_workload_pod_keep_working(rendered):
     """The exporter's own pod/namespace labels win (honorLabels), so pod=~"cat-watcher.*" works."""
     values = operator_values(rendered)
-    monitors = [m for m in objects(rendered, "ServiceMonitor") if m["metadata"]["name"] != "cat-watcher"]
+    monitors = [m for m in objects(rendered, "ServiceMonitor") if m["metadata"]["name"] != "cat-watcher"
+                and not m["metadata"]["name"].startswith("hami-")]  # HAMi's own (tests/test_component_hami.py)
     assert values["dcgmExporter"]["serviceMonitor"] == {"enabled": False}  # ours, not the operator's
     assert [m["spec"]["endpoints"][0]["honorLabels"] for m in monitors] == [True]
 
@@ -97,7 +98,11 @@ def test_every_reader_restarts_in_order_then_each_group_is_verified(stack, rende
     config = stack_config(stack)
     configs = sharing_configs(rendered)
     uses_mps = any("mps" in (c.get("sharing") or {}) for c in configs.values())
-    expected_readers = [GFD, MPS, PLUGIN] if uses_mps else [GFD, PLUGIN]
+    specs = group_specs(config)
+    # HAMi's device plugin, not the operator's, serves HAMi groups: only GFD reads their config,
+    # and their allocatable is HAMi's (tests/test_hami_mode.py).
+    operator_plugin_groups = {name for name, spec in specs.items() if spec.sharing != "hami"}
+    expected_readers = [GFD, MPS, PLUGIN] if uses_mps else [GFD, PLUGIN] if operator_plugin_groups else [GFD]
     assert set(expected_readers) <= set(contract.sharing_config_readers)
     steps, verify = restart_steps(rendered)
     assert steps == [(verb, reader) for reader in expected_readers for verb in ("wait", "patch", "rollout")]
@@ -106,8 +111,8 @@ def test_every_reader_restarts_in_order_then_each_group_is_verified(stack, rende
     assert int(timeout) > 0
     parsed = {re.match(r"group ([^:]+):", reason).group(1): (resource, int(count), nodes)
               for resource, count, nodes, reason in (check.split("|") for check in checks)}
-    specs = group_specs(config)
-    assert set(parsed) == set(specs) == set(configs)
+    assert set(specs) == set(configs)
+    assert set(parsed) == operator_plugin_groups
     mig_layouts = {}
     if mig := [m for m in objects(rendered, "ConfigMap") if m["metadata"]["name"] == "cat-watcher-mig-parted-config"]:
         mig_layouts = yaml.safe_load(mig[0]["data"]["config.yaml"])["mig-configs"]

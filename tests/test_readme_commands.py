@@ -121,6 +121,7 @@ MAPPED: dict[str, str] = {
     # Every `.venv/bin/catwatcher-infra diff` line of the README, on a fresh clone with two commits.
     "catwatcher-infra diff --git-base HEAD homelab-3060": "tests/test_newcomer_path.py::test_the_readme_diff_examples_work_on_a_fresh_clone",
     "catwatcher-infra diff homelab-3060 homelab-3090-mps": "tests/test_newcomer_path.py::test_the_readme_diff_examples_work_on_a_fresh_clone",
+    "catwatcher-infra diff homelab-3060 homelab-3060-hami": "tests/test_newcomer_path.py::test_the_readme_diff_examples_work_on_a_fresh_clone",
     "catwatcher-infra diff homelab-3060 --git-base 'HEAD~1' --git-head HEAD": "tests/test_newcomer_path.py::test_the_readme_diff_examples_work_on_a_fresh_clone",
     "catwatcher-infra diff homelab-3060 --git-base HEAD --format markdown": "tests/test_readme_commands.py::test_the_gpu_impact_example_is_real_output",
     # The Troubleshooting examples: each asserts the exact line the README shows.

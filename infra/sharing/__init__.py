@@ -9,13 +9,14 @@ from collections.abc import Mapping
 
 from infra.model import SharingMode
 from infra.sharing.base import SharingBackend
+from infra.sharing.hami import Hami
 from infra.sharing.mig import Mig
 from infra.sharing.mps import Mps
 from infra.sharing.none import NoSharing
 from infra.sharing.time_slicing import TimeSlicing
 
 BACKENDS: Mapping[SharingMode, SharingBackend] = {
-    backend.mode: backend for backend in (NoSharing(), TimeSlicing(), Mps(), Mig())
+    backend.mode: backend for backend in (NoSharing(), TimeSlicing(), Mps(), Mig(), Hami())
 }
 
 

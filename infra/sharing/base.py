@@ -8,10 +8,11 @@ labels, pod resources and env, the config readers to restart and the monitoring 
 Nothing outside infra/sharing/ compares mode strings.
 
 Adding a mode (HAMi, DRA) is one module here plus its registration in infra/sharing/__init__.py,
-its value in `SharingMode` (infra/model.py) and its tests. HAMi, for instance, would override
-`node_labels` (its scheduler's `gpu=on`, and `nvidia.com/gpu.deploy.device-plugin=false` so the
-operator's plugin stays off its nodes), `pod_resources` (`nvidia.com/gpumem`), `operator_values`
-and bring its own chart as a component the program adds when a group uses it.
+its value in `SharingMode` (infra/model.py) and its tests. HAMi (infra/sharing/hami.py), for
+instance, overrides `node_labels` (`gpu=on`, `nvidia.com/gpu.deploy.device-plugin=false`),
+`pod_resources` (`nvidia.com/gpumem`), `operator_values` (the operator's plugin off),
+`config_readers` (none), `scheduler_name` and `runtime_class`, and brings its own chart as a
+component (components/hami.py) that the program adds when a group uses it.
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ class NodeGroupPlan:
     rename_shared: bool
     mig: MigPlan | None
     inference_replicas: int
+    gpu_cores_per_pod: int | None = None  # SM share per pod, where the mode enforces one
 
     @property
     def backend(self) -> SharingBackend:
@@ -208,6 +210,16 @@ class SharingBackend(Protocol):
     def describe_recommendation(self, preset: GpuPreset) -> str:
         """The preset table's `recommended sharing` cell."""
 
+    # --- what only some modes need ---
+    limits_gpu_cores: ClassVar[bool]  # whether `gpuCoresPerPod` means anything here
+    needs_runtime_class: ClassVar[bool]  # hands GPUs over as NVIDIA_VISIBLE_DEVICES (nvidia runtime)
+
+    def scheduler_name(self, group: NodeGroupPlan) -> str | None:
+        """The scheduler the group's pods name; None: the cluster's default."""
+
+    def runtime_class(self, group: NodeGroupPlan, distribution_default: str | None) -> str | None:
+        """The RuntimeClass the group's pods name, given the distribution's."""
+
 
 GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
 # Readers restart in this order: GFD sets `nvidia.com/mps.capable`, which schedules the MPS
@@ -219,6 +231,8 @@ class BaseBackend:
     """Behaviour most modes share; a backend overrides what differs."""
 
     mode: ClassVar[SharingMode]
+    limits_gpu_cores: ClassVar[bool] = False
+    needs_runtime_class: ClassVar[bool] = False
 
     def check_spec(self, request: GroupRequest, problems: Problems) -> None:
         if request.spec.mig is not None:
@@ -288,6 +302,12 @@ class BaseBackend:
 
     def shares_devices(self, group: NodeGroupPlan) -> bool:
         return group.replicas_per_device > 1
+
+    def scheduler_name(self, group: NodeGroupPlan) -> str | None:
+        return None
+
+    def runtime_class(self, group: NodeGroupPlan, distribution_default: str | None) -> str | None:
+        return distribution_default
 
     def describe_recommendation(self, preset: GpuPreset) -> str:
         recommended = preset.recommended
