@@ -31,7 +31,12 @@ DETECT_PATH: Final = "/v1/detect"
 ENV_PREFIX: Final = "CAT_WATCHER__"
 ENV_NESTED_DELIMITER: Final = "__"
 GPU_MEMORY_LIMIT_ENV: Final = "CAT_WATCHER__INFERENCE__GPU_MEMORY_LIMIT"
+GPU_MEMORY_OVERHEAD_ENV: Final = "CAT_WATCHER__INFERENCE__GPU_MEMORY_OVERHEAD"
 DEVICE_ENV: Final = "CAT_WATCHER__INFERENCE__DEVICE"
+# The detector's part of the pod's arena when an identifier model runs beside it (the rest is
+# the identifier's): the detector runs on a 640x640 frame, the identifier on small crops. The
+# planner (`catwatcher-infra plan`) sizes the arena from it.
+DETECTOR_ARENA_SHARE: Final = 0.75
 
 # Prometheus metric names, exactly as exposed on METRICS_PATH (alerts are written against them).
 METRIC_REQUESTS_TOTAL: Final = "catwatcher_requests_total"  # counter, label outcome

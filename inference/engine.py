@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from inference import contract
 from inference.errors import ModelLoadError
 from inference.image_limits import ImageLimits, check_image_limits
 from inference.imaging import (
@@ -33,9 +34,8 @@ from inference.settings import InferenceSettings, env_name
 DETECTOR = "detector"
 IDENTIFIER = "identifier"
 CAT_NAMES_FILE = "cat_names.json"
-# How the pod's GPU memory limit is split between the two sessions' arenas: the detector runs
-# on a 640x640 frame, the identifier on small 224x224 crops.
-ARENA_SHARES_WITH_IDENTIFIER = {DETECTOR: 0.75, IDENTIFIER: 0.25}
+# How the pod's GPU memory limit is split between the two sessions' arenas.
+ARENA_SHARES_WITH_IDENTIFIER = {DETECTOR: contract.DETECTOR_ARENA_SHARE, IDENTIFIER: 1 - contract.DETECTOR_ARENA_SHARE}
 DEFAULT_DETECTOR_SIZE = 640
 DEFAULT_IDENTIFIER_SIZE = 224
 DETECTOR_VARIABLE = env_name(("inference", "detector_model_path"))

@@ -59,9 +59,10 @@ SessionFactory = Callable[[bytes, Sequence[Provider], ort.SessionOptions], Sessi
 def cuda_provider_options(settings: InferenceSettings, arena_share: float = 1.0) -> dict[str, str]:
     """CUDA execution provider options (onnxruntime takes them as strings).
 
-    Every session has its own arena, so each gets `arena_share` of the pod's limit: together
-    they stay within it. `gpu_mem_limit` caps only the arenas, not cuDNN workspaces or the CUDA
-    context, so leave headroom below the slice; HEURISTIC avoids EXHAUSTIVE's big workspaces.
+    Every session has its own arena, so each gets `arena_share` of the pod's arena limit:
+    together they stay within it. `gpu_mem_limit` caps only the arenas, not the CUDA context and
+    cuBLAS/cuDNN state, so the arena limit is the pod's budget minus that overhead
+    (`InferenceSettings.arena_limit_mb`); HEURISTIC avoids EXHAUSTIVE's big workspaces.
     """
     options = {
         "device_id": str(settings.device_id),
@@ -69,7 +70,7 @@ def cuda_provider_options(settings: InferenceSettings, arena_share: float = 1.0)
         "cudnn_conv_algo_search": settings.cudnn_conv_algo_search,
     }
     if settings.gpu_memory_limit is not None:
-        options["gpu_mem_limit"] = str(int(settings.gpu_memory_limit_bytes * arena_share))
+        options["gpu_mem_limit"] = str(int(settings.arena_limit_bytes * arena_share))
     return options
 
 

@@ -1,4 +1,5 @@
-"""`catwatcher-infra`: render stacks offline, diff two renders, list the GPU presets, export the config schema.
+"""`catwatcher-infra`: render stacks offline, diff two renders, list the GPU presets, plan pods per
+GPU, export the config schema.
 
 Every foreseeable failure ends as short lines on stderr and exit 1 (2 for a usage error); with
 several stacks, every stack is checked and each failing line starts with its stack's name.
@@ -222,6 +223,47 @@ def _schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan(args: argparse.Namespace) -> int:
+    from infra.footprint import FootprintError, model_footprint
+    from infra.planner import PlanInputError, PlanReport, arena_for_models, plan_modes, resolve_gpu
+    from infra.presets import catalogue
+
+    overrides = {
+        "vram_mb": args.vram_mb,
+        "reserve_mb": args.reserve_mb,
+        "overhead_mb": args.overhead_mb,
+        "compute_capability": args.compute_capability,
+    }
+    try:
+        gpu = resolve_gpu(catalogue(), args.preset, overrides)
+        if args.identifier and not args.model:
+            raise PlanInputError("--identifier needs --model (the detector it runs beside)")
+        models = []
+        if args.model:
+            models.append(model_footprint(Path(args.model), args.batch, args.input_size))
+        if args.identifier:
+            models.append(model_footprint(Path(args.identifier), args.identifier_batch, None))
+        if args.arena_mb is not None:
+            arena_mb, source = args.arena_mb, "--arena-mb"
+        elif models:
+            arena_mb = arena_for_models(*models)
+            source = "the models' estimate" + (", split 75/25 as the service splits it" if len(models) > 1 else "")
+        elif args.preset == "custom":
+            raise PlanInputError("--preset custom needs --model or --arena-mb (the arena one pod needs)")
+        else:
+            arena_mb, source = gpu.recommended.memory_per_pod_mb, f"{gpu.key}'s recommended memoryPerPodMb"
+        report = PlanReport(gpu, arena_mb, source, models, plan_modes(gpu, arena_mb))
+    except PlanInputError as error:
+        raise UsageError(str(error)) from None
+    except FootprintError as error:
+        raise CommandError(str(error)) from None
+    if args.format == "json":
+        sys.stdout.write(json.dumps(report.as_dict(), indent=2) + "\n")
+    else:
+        sys.stdout.write(report.text())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -244,6 +286,21 @@ def build_parser() -> argparse.ArgumentParser:
     presets = commands.add_parser("presets", help="the GPU preset catalogue: every value each preset sets")
     presets.add_argument("--format", choices=("text", "json"), default="text")
     presets.set_defaults(func=_presets)
+
+    plan = commands.add_parser("plan", help="how many Cat Watcher pods fit one GPU, per sharing mode")
+    plan.add_argument("--preset", required=True, help="a GPU preset, or custom (with --vram-mb and --compute-capability)")
+    plan.add_argument("--model", help="the detector ONNX file: its weights and activations size the arena")
+    plan.add_argument("--identifier", help="the identifier ONNX file that runs beside the detector")
+    plan.add_argument("--batch", type=int, default=1, help="detector batch (default 1)")
+    plan.add_argument("--identifier-batch", type=int, default=8, help="cat crops identified at once (default 8)")
+    plan.add_argument("--input-size", type=int, help="detector input size when the model's is dynamic")
+    plan.add_argument("--arena-mb", type=int, help="arena per pod, instead of a model's estimate or the preset's")
+    plan.add_argument("--vram-mb", type=int, help="override the preset's VRAM")
+    plan.add_argument("--reserve-mb", type=int, help="override the preset's reserve")
+    plan.add_argument("--overhead-mb", type=int, help="override the per-pod overhead (measure yours: see the README)")
+    plan.add_argument("--compute-capability", help="override the preset's compute capability, e.g. 8.6")
+    plan.add_argument("--format", choices=("text", "json"), default="text")
+    plan.set_defaults(func=_plan)
 
     schema = commands.add_parser("schema", help="JSON schema of a stack file, for editors")
     schema.add_argument("--out", help="write to this file instead of stdout")

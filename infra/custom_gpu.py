@@ -1,7 +1,7 @@
 """`gpu.preset: custom`: a GPU the catalogue does not list, described in the stack file itself.
 
 The stack gives what a preset would (`displayName`, `vramMb`, `computeCapability`; optionally
-`architecture`, `reserveMb`); everything else follows from those, and the result is an ordinary
+`architecture`, `reserveMb`, `overheadMb`); everything else follows from those, and the result is an ordinary
 GpuPreset, so the plan checks it exactly as it checks a listed card.
 """
 
@@ -12,8 +12,11 @@ from infra.model import GpuPreset, GpuSpec, Recommendation
 CUSTOM = "custom"
 # What every shipped preset reserves for the driver, CUDA context and display.
 DEFAULT_RESERVE_MB = 1024
-# The per-pod figure most shipped presets recommend: what one Cat Watcher model set needs.
-DEFAULT_MEMORY_PER_POD_MB = 2560
+# The per-pod arena most shipped presets recommend: what one Cat Watcher model set is sized to.
+DEFAULT_MEMORY_PER_POD_MB = 2304
+# A card nobody measured, whose SM count the stack does not say: the catalogue's largest
+# per-process overhead (the H200's measured figure; infra/data/gpu_presets.yaml has the sources).
+DEFAULT_OVERHEAD_MB = 800
 
 # GpuSpec field, stack-file key, how to find the value.
 REQUIRED_KEYS = (
@@ -38,12 +41,13 @@ def architecture_of(compute_capability: str) -> str:
     return {3: "kepler", 5: "maxwell", 6: "pascal", 9: "hopper", 10: "blackwell", 12: "blackwell"}.get(major, "unknown")
 
 
-def default_recommendation(vram_mb: int, reserve_mb: int) -> Recommendation:
-    """Time-slicing 2-4 ways (the catalogue's advice for consumer cards), pods of up to 2560 MiB."""
+def default_recommendation(vram_mb: int, reserve_mb: int, overhead_mb: int = DEFAULT_OVERHEAD_MB) -> Recommendation:
+    """Time-slicing 2-4 ways (the catalogue's advice for consumer cards), arenas of up to
+    DEFAULT_MEMORY_PER_POD_MB, each pod's budget (arena + overhead) fitting the card."""
     usable = vram_mb - reserve_mb
-    replicas = min(max(usable // DEFAULT_MEMORY_PER_POD_MB, 2), 4)
+    replicas = min(max(usable // (DEFAULT_MEMORY_PER_POD_MB + overhead_mb), 2), 4)
     # A card too small for two pods still gets a positive figure; the plan's fit check refuses it.
-    per_pod = max(min(DEFAULT_MEMORY_PER_POD_MB, usable // replicas), 1)
+    per_pod = max(min(DEFAULT_MEMORY_PER_POD_MB, usable // replicas - overhead_mb), 1)
     return Recommendation.model_validate({"sharing": "time-slicing", "replicas": replicas, "memoryPerPodMb": per_pod})
 
 
@@ -51,6 +55,7 @@ def custom_preset(spec: GpuSpec) -> GpuPreset:
     """The preset a complete custom spec describes (call `missing_keys` first). No MIG: its
     profiles and PCI ids cannot be derived, and every MIG-capable card has a preset."""
     reserve = spec.reserve_mb if spec.reserve_mb is not None else DEFAULT_RESERVE_MB
+    overhead = spec.overhead_mb if spec.overhead_mb is not None else DEFAULT_OVERHEAD_MB
     return GpuPreset.model_validate(
         {
             # Messages name the device by its key: for a custom GPU that is its name.
@@ -60,6 +65,7 @@ def custom_preset(spec: GpuSpec) -> GpuPreset:
             "vramMb": spec.vram_mb,
             "computeCapability": spec.compute_capability,
             "reserveMb": reserve,
-            "recommended": default_recommendation(spec.vram_mb, reserve),
+            "overheadMb": overhead,
+            "recommended": default_recommendation(spec.vram_mb, reserve, overhead),
         }
     )

@@ -478,7 +478,7 @@ def _warnings(impacts: Sequence[GroupImpact], rolled: set[str] | None) -> list[s
             device = "MIG instance" if after.mig_layout else "GPU"
             warnings.append(f"{after.name}: VRAM headroom {headroom} MiB per {device}, below {HEADROOM_WARNING_MB} MiB "
                             f"({after.device_memory_mb} - {after.reserve_mb} reserve - {after.pods_per_device} x "
-                            f"{after.memory_per_pod_mb}): only the reserve is left for what ONNX Runtime's arena does not cover")
+                            f"{after.memory_per_pod_mb}): only the reserve is left spare (each pod's budget already counts its CUDA context)")
         if after.slices is not None and after.pods is not None and after.slices < after.pods:
             warnings.append(f"{after.name}: {after.pods} pods but {after.slices} slices: "
                             f"{after.pods - after.slices} pods stay Pending")

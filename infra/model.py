@@ -226,7 +226,8 @@ class MigGeometry(StrictModel):
 class Recommendation(StrictModel):
     sharing: SharingMode
     replicas: int
-    memory_per_pod_mb: MebiBytes
+    memory_per_pod_mb: MebiBytes  # ONNX Runtime's arena per pod; the budget adds overhead_mb
+    note: str | None = None  # why the recommendation is what it is (shown in the README table)
 
 
 class GpuPreset(StrictModel):
@@ -236,6 +237,9 @@ class GpuPreset(StrictModel):
     vram_mb: MebiBytes
     compute_capability: ComputeCapability
     reserve_mb: int = Field(ge=0)
+    # GPU memory a process holds outside ONNX Runtime's arena (CUDA context, libraries); see
+    # infra/budget.py and the sources in infra/data/gpu_presets.yaml.
+    overhead_mb: int = Field(ge=0)
     recommended: Recommendation
     mig: MigGeometry | None = None
 
@@ -284,8 +288,11 @@ class GpuSpec(StrictModel):
     sharing: SharingMode | None = None
     # The lower bound depends on the sharing mode (>= 2 to share, 1 for none): the plan checks it.
     replicas: int | None = Field(default=None, le=1024, description="Pods that share one GPU")
-    memory_per_pod_mb: MebiBytes | None = None
+    memory_per_pod_mb: MebiBytes | None = Field(default=None, description="ONNX Runtime arena per pod (MiB)")
     reserve_mb: Annotated[int, Field(ge=0, le=1_048_576)] | None = None
+    overhead_mb: Annotated[int, Field(ge=0, le=1_048_576)] | None = Field(
+        default=None, description="GPU MiB a pod holds outside its arena (CUDA context, libraries); default: the preset's"
+    )
     vram_mb: MebiBytes | None = None
     compute_capability: ComputeCapability | None = None
     display_name: str | None = Field(default=None, description="The card's name; required with preset: custom")

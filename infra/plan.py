@@ -22,7 +22,7 @@ from infra.hami_chart import hami_value_problems
 from infra.sharing.hami import Hami
 from infra.operator_chart import chart_version_problem, operator_value_problems
 from infra.sharing import backend_for
-from infra.sharing.base import DERIVED_SHARE, READER_ORDER, ClusterMigStrategy, GroupRequest, MigPlan, NodeGroupPlan, Problems
+from infra.sharing.base import READER_ORDER, ClusterMigStrategy, GroupRequest, MigPlan, NodeGroupPlan, Problems
 from infra.sharing.mig import cluster_mig_strategy, mig_parted_config, mixed_strategy_conflicts
 
 __all__ = ["MigPlan", "NodeGroupPlan", "RolloutPlan", "plan_rollout"]
@@ -357,7 +357,7 @@ def _resolve_preset(spec: GpuSpec, catalogue: Mapping[str, GpuPreset]) -> GpuPre
         return None
     overrides = {
         field: value
-        for field in ("vram_mb", "compute_capability", "reserve_mb", "display_name", "architecture")
+        for field in ("vram_mb", "compute_capability", "reserve_mb", "overhead_mb", "display_name", "architecture")
         if (value := getattr(spec, field)) is not None
     }
     return preset.model_copy(update=overrides) if overrides else preset
@@ -377,6 +377,9 @@ def _plan_group(
         return None
     if spec.reserve_mb is not None and spec.reserve_mb < 0:
         problems.add((*path, "reserveMb"), "must be >= 0")
+        return None
+    if spec.overhead_mb is not None and spec.overhead_mb < 0:
+        problems.add((*path, "overheadMb"), "must be >= 0")
         return None
     if spec.preset == custom_gpu.CUSTOM and (missing := custom_gpu.missing_keys(spec)):
         for key, hint in missing:
@@ -402,11 +405,10 @@ def _plan_group(
     devices = backend.plan_devices(request, problems)
     if devices is None:
         return None
-    checked = len(problems.items)
-    memory_per_pod = backend.plan_memory(request, devices, problems)
-    if checked > before:
-        # A share derived from a replica count already refused says nothing new; keep the root cause.
-        problems.items[checked:] = [item for item in problems.items[checked:] if DERIVED_SHARE not in item[1]]
+    # Pods' budgets only mean something for a device plan without problems: don't pile a
+    # memory complaint onto, say, too many MPS clients.
+    memory_problems = problems if len(problems.items) == before or spec.memory_per_pod_mb is not None else _Problems()
+    memory_fit = backend.plan_memory(request, devices, memory_problems)
 
     per_gpu = devices.devices_per_gpu * devices.replicas_per_device
     slices = gpus * per_gpu
@@ -425,7 +427,7 @@ def _plan_group(
         sharing=sharing,
         replicas_per_device=devices.replicas_per_device,
         devices_per_gpu=devices.devices_per_gpu,
-        memory_per_pod_mb=memory_per_pod,
+        memory_fit=memory_fit,
         rename_shared=spec.rename_shared,
         mig=devices.mig,
         inference_replicas=pods,

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from infra.custom_gpu import CUSTOM, DEFAULT_RESERVE_MB, REQUIRED_KEYS
+from infra.custom_gpu import CUSTOM, DEFAULT_OVERHEAD_MB, DEFAULT_RESERVE_MB, REQUIRED_KEYS
 from infra.model import GpuPreset
 from infra.sharing import backend_for
 
@@ -49,15 +49,18 @@ def catalogue() -> dict[str, GpuPreset]:
 def markdown_table(presets: dict[str, GpuPreset] | None = None) -> str:
     """The README's preset table, generated from the catalogue (a test keeps them in sync)."""
     rows = [
-        "| preset | GPU | VRAM (MiB) | compute capability | MPS | MIG profiles | recommended sharing |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| preset | GPU | VRAM (MiB) | compute capability | MPS | MIG profiles | overhead per pod (MiB) | recommended sharing |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for key, preset in (presets or catalogue()).items():
         advice = backend_for(preset.recommended.sharing).describe_recommendation(preset)
+        if preset.recommended.note:
+            advice += f" ({preset.recommended.note})"
         mig = ", ".join(preset.mig.profiles) if preset.mig else "-"
         mps = "yes" if preset.mps_capable else "no"
         rows.append(
-            f"| `{key}` | {preset.display_name} | {preset.vram_mb} | {preset.compute_capability} | {mps} | {mig} | {advice} |"
+            f"| `{key}` | {preset.display_name} | {preset.vram_mb} | {preset.compute_capability} | {mps} | {mig} "
+            f"| {preset.overhead_mb} | {advice} |"
         )
     return "\n".join(rows) + "\n"
 
@@ -76,8 +79,8 @@ def catalogue_document(presets: dict[str, GpuPreset] | None = None) -> dict[str,
     }
     custom = {
         "required": [key for _, key, _ in REQUIRED_KEYS],
-        "optional": ["architecture", "reserveMb"],
-        "defaults": {"reserveMb": DEFAULT_RESERVE_MB, "architecture": "from computeCapability"},
+        "optional": ["architecture", "reserveMb", "overheadMb"],
+        "defaults": {"reserveMb": DEFAULT_RESERVE_MB, "overheadMb": DEFAULT_OVERHEAD_MB, "architecture": "from computeCapability"},
         "migCapable": False,
     }
     return {"presets": listed, CUSTOM: custom}
@@ -85,7 +88,8 @@ def catalogue_document(presets: dict[str, GpuPreset] | None = None) -> dict[str,
 
 def catalogue_text(presets: dict[str, GpuPreset] | None = None) -> str:
     """The catalogue as an aligned table, with how to override a value or describe another GPU."""
-    header = ("preset", "GPU", "VRAM MiB", "reserve MiB", "compute", "arch", "MPS clients", "MIG profiles", "recommended")
+    header = ("preset", "GPU", "VRAM MiB", "reserve MiB", "overhead MiB", "compute", "arch", "MPS clients", "MIG profiles",
+              "recommended")
     rows = [header]
     for key, preset in (presets or catalogue()).items():
         rows.append((
@@ -93,6 +97,7 @@ def catalogue_text(presets: dict[str, GpuPreset] | None = None) -> str:
             preset.display_name,
             str(preset.vram_mb),
             str(preset.reserve_mb),
+            str(preset.overhead_mb),
             preset.compute_capability,
             preset.architecture,
             str(preset.mps_max_replicas) if preset.mps_capable else "no MPS",
@@ -103,9 +108,12 @@ def catalogue_text(presets: dict[str, GpuPreset] | None = None) -> str:
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1] for row in rows]
     lines += [
         "",
-        "Every value may be overridden under catwatcher:gpu (vramMb, reserveMb, computeCapability, sharing,",
-        "replicas, memoryPerPodMb): start from the nearest preset and override what differs.",
-        f"A GPU not listed: preset: {CUSTOM} with displayName, vramMb and computeCapability",
-        f"(optional: architecture, reserveMb, default {DEFAULT_RESERVE_MB}); MPS follows from computeCapability, no MIG.",
+        "Every value may be overridden under catwatcher:gpu (vramMb, reserveMb, overheadMb, computeCapability,",
+        "sharing, replicas, memoryPerPodMb): start from the nearest preset and override what differs.",
+        "A pod's budget is its arena (memoryPerPodMb) + overhead (CUDA context, libraries); `catwatcher-infra plan`",
+        "shows how many fit in each mode.",
+        f"A GPU not listed: preset: {CUSTOM} with displayName, vramMb and computeCapability (optional: architecture,",
+        f"reserveMb, default {DEFAULT_RESERVE_MB}, overheadMb, default {DEFAULT_OVERHEAD_MB}); MPS follows from",
+        "computeCapability, no MIG.",
     ]
     return "\n".join(line.rstrip() for line in lines) + "\n"

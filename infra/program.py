@@ -172,7 +172,10 @@ def slice_facts(group: NodeGroupPlan) -> dict[str, object]:
         "resource": group.resource_name,
         "pods": group.inference_replicas,
         "slices": group.slices,
-        "gpuMemoryLimitMb": group.memory_per_pod_mb,
+        # The pod's whole GPU budget (arena + overhead), as its GPU_MEMORY_LIMIT env says.
+        "gpuMemoryLimitMb": group.budget_mb,
+        "arenaMb": group.memory_per_pod_mb,
+        "overheadMb": group.overhead_mb,
         "sharing": group.sharing,
         "gpus": group.gpus,
         "replicasPerDevice": group.replicas_per_device,

@@ -52,7 +52,7 @@ bad("comments-only", "file", "'cluster'", "kubectl config get-contexts", text="#
 good("byte-order-mark", "file", text="\ufeffconfig:\n  catwatcher:cluster: {kubeContext: a}\n  catwatcher:gpu: {preset: rtx-3060}\n")
 good("keys-without-namespace-belong-to-the-project", "file", text="config:\n  cluster: {kubeContext: a}\n  gpu: {preset: rtx-3060}\n")
 good("anchors-and-merge-keys", "file", text="config:\n  catwatcher:cluster: &c {kubeContext: a}\n  catwatcher:gpu:\n    <<: {preset: rtx-3060}\n    replicas: 4\n")
-good("whole-float-reaches-the-program-as-an-integer", "file", text="config:\n  catwatcher:cluster: {kubeContext: a}\n  catwatcher:gpu: {preset: rtx-3060, count: 2.0, memoryPerPodMb: 2560.0}\n")
+good("whole-float-reaches-the-program-as-an-integer", "file", text="config:\n  catwatcher:cluster: {kubeContext: a}\n  catwatcher:gpu: {preset: rtx-3060, count: 2.0, memoryPerPodMb: 2304.0}\n")
 # ---------------- types
 bad("count-true", "types", "catwatcher:gpu.count", "valid integer", {"gpu": {**G, "count": True}})
 bad("replicas-on", "types", "catwatcher:gpu.replicas", "valid integer", text="config:\n  catwatcher:cluster: {kubeContext: a}\n  catwatcher:gpu: {preset: rtx-3060, replicas: on}\n")
@@ -258,7 +258,7 @@ bad("replicas-100000", "derived", "catwatcher:gpu.replicas", "must be <= 1024", 
 bad("replicas-1000-do-not-fit", "derived", "catwatcher:gpu.replicas", "at most", {"gpu": {**G, "replicas": 1000}})
 bad("reserve-takes-the-whole-card", "derived", "catwatcher:gpu.reserveMb", "at most", {"gpu": {**G, "reserveMb": 12288}})
 bad("vram-too-small-for-the-presets-pods", "derived", "catwatcher:gpu.vramMb", "at most", {"gpu": {**G, "vramMb": 1024, "memoryPerPodMb": 512, "replicas": 4}})
-bad("memory-per-pod-set-too-large", "derived", "catwatcher:gpu.memoryPerPodMb", "at most 2816 MiB", {"gpu": {**G, "memoryPerPodMb": 4000}})
+bad("memory-per-pod-set-too-large", "derived", "catwatcher:gpu.memoryPerPodMb", "at most 2396 MiB arena per pod", {"gpu": {**G, "memoryPerPodMb": 4000}})
 bad("app-replicas-more-than-slices", "derived", "catwatcher:app.replicas", "at most 4", {"gpu": G, "app": {"replicas": 100}})
 bad("inference-replicas-more-than-slices", "derived", "catwatcher:nodeGroups[0].inferenceReplicas", "at most 4", {"nodeGroups": [{"name": "a", "nodes": ["n1"], "gpu": G, "inferenceReplicas": 9}]})
 bad("mps-replicas-above-the-cap", "derived", "catwatcher:gpu.replicas", "at most 48", {"gpu": {"preset": "rtx-3090", "sharing": "mps", "replicas": 64}})
@@ -273,7 +273,7 @@ good("context-with-at-sign-and-colon", "valid", {"cluster": {"kubeContext": "arn
 good("kubernetes-1-40", "valid", {"cluster": {"kubeContext": K, "kubernetesVersion": "1.40"}})
 good("rename-shared", "valid", {"gpu": {**G, "renameShared": True}})
 good("everything-spelled-out", "valid", {"cluster": {"kubeContext": K, "distribution": "kubeadm", "kubernetesVersion": "1.33", "useNriPlugin": False},
-    "gpu": {**G, "sharing": "time-slicing", "replicas": 4, "memoryPerPodMb": 2560, "count": 1},
+    "gpu": {**G, "sharing": "time-slicing", "replicas": 4, "memoryPerPodMb": 2304, "count": 1},
     "operator": {"namespace": "gpu-operator", "releaseName": "gpu-operator", "chartVersion": "v26.7.0", "installDriver": False, "timeoutSeconds": 900},
     "app": {"namespace": "cat-watcher", "name": "cat-watcher", "replicas": 4, "resources": {"cpuRequest": "500m", "cpuLimit": "2", "memoryRequest": "1Gi", "memoryLimit": "2Gi"},
             "networkPolicy": {"enabled": True, "clientNamespaces": ["frigate"], "monitoringNamespace": "monitoring"}},

@@ -24,28 +24,29 @@ def refused(config: dict) -> ConfigError:
 @pytest.mark.parametrize(
     ("preset", "sharing", "replicas", "memory"),
     [
-        ("gtx-1070", "time-slicing", 2, 3584),
-        ("gtx-1660", "time-slicing", 2, 2560),
-        ("rtx-3060", "time-slicing", 4, 2560),
-        ("rtx-3090", "mps", 8, 2560),
-        ("rtx-4090", "mps", 8, 2560),
+        # The brief's pod counts; arenas lowered where a pod's overhead no longer left room.
+        ("gtx-1070", "time-slicing", 2, 3072),
+        ("gtx-1660", "time-slicing", 2, 2048),
+        ("rtx-3060", "time-slicing", 4, 2304),
+        ("rtx-3090", "mps", 8, 2304),
+        ("rtx-4090", "mps", 8, 2048),
     ],
 )
 def test_presets_carry_the_briefs_recommendations(preset, sharing, replicas, memory):
     # installDriver: false: Pascal needs an R580 driver, tested in tests/test_operator_contract.py.
     group = plan({"gpu": {"preset": preset}, "operator": {"installDriver": False}}).groups[0]
     assert (group.sharing, group.replicas_per_device, group.memory_per_pod_mb) == (sharing, replicas, memory)
-    assert group.replicas_per_device * group.memory_per_pod_mb + group.gpu.reserve_mb <= group.gpu.vram_mb
+    assert group.replicas_per_device * (group.memory_per_pod_mb + group.gpu.overhead_mb) + group.gpu.reserve_mb <= group.gpu.vram_mb
 
 
 def test_stack_overrides_any_preset_value():
-    group = plan({"gpu": {"preset": "rtx-3060", "vramMb": 16384, "reserveMb": 512, "replicas": 5, "memoryPerPodMb": 3000}}).groups[0]
-    assert (group.gpu.vram_mb, group.gpu.reserve_mb, group.replicas_per_device, group.memory_per_pod_mb) == (16384, 512, 5, 3000)
+    group = plan({"gpu": {"preset": "rtx-3060", "vramMb": 16384, "reserveMb": 512, "overheadMb": 400, "replicas": 5, "memoryPerPodMb": 2700}}).groups[0]
+    assert (group.gpu.vram_mb, group.gpu.reserve_mb, group.gpu.overhead_mb, group.replicas_per_device, group.memory_per_pod_mb) == (16384, 512, 400, 5, 2700)
 
 
 def test_replicas_override_keeps_the_presets_memory_while_it_fits():
-    assert plan({"gpu": {"preset": "rtx-3060", "replicas": 3}}).groups[0].memory_per_pod_mb == 2560
-    assert plan({"gpu": {"preset": "rtx-3060", "replicas": 5}}).groups[0].memory_per_pod_mb == (12288 - 1024) // 5
+    assert plan({"gpu": {"preset": "rtx-3060", "replicas": 3}}).groups[0].memory_per_pod_mb == 2304
+    assert plan({"gpu": {"preset": "rtx-3060", "replicas": 5}}).groups[0].memory_per_pod_mb == (12288 - 1024) // 5 - 420
 
 
 def test_inference_replicas_default_to_one_pod_per_slice():
@@ -56,7 +57,7 @@ def test_inference_replicas_default_to_one_pod_per_slice():
     ("config", "key", "fragment"),
     [
         ({"gpu": {"preset": "rtx-3060", "replicas": 1}}, "catwatcher:gpu.replicas", ">= 2"),
-        ({"gpu": {"preset": "rtx-3060", "memoryPerPodMb": 4000}}, "catwatcher:gpu.memoryPerPodMb", "at most 2816 MiB"),
+        ({"gpu": {"preset": "rtx-3060", "memoryPerPodMb": 4000}}, "catwatcher:gpu.memoryPerPodMb", "at most 2396 MiB arena per pod"),
         ({"gpu": {"preset": "rtx-3060"}, "app": {"replicas": 5}}, "catwatcher:app.replicas", "at most 4"),
         ({"gpu": {"preset": "rtx-3060", "replicsa": 4}}, "catwatcher:gpu.replicsa", "valid keys here"),
         ({"gpu": {"preset": "rtx-3070"}}, "catwatcher:gpu.preset", "rtx-3060"),

@@ -64,7 +64,7 @@ def test_diff_between_two_revisions(clone):
     subprocess.run(["git", "-C", str(clone), "commit", "-qam", "1070: smaller pods"], check=True)
     result = cli("diff", "homelab-1070", "--git-base", "HEAD~1", "--git-head", "HEAD", cwd=clone)
     assert result.returncode == 0, result.stderr
-    assert "CAT_WATCHER__INFERENCE__GPU_MEMORY_LIMIT].value: 3584 -> 3000" in result.stdout
+    assert "CAT_WATCHER__INFERENCE__GPU_MEMORY_LIMIT].value: 3492 -> 3420" in result.stdout
     assert "ConfigMap" not in result.stdout  # the sharing config itself is unchanged
 
 

@@ -64,7 +64,8 @@ def impact_section(text: str, end: str) -> str:
 
 
 def halve_3060(config: dict[str, Any]) -> None:
-    config["gpu"].update(replicas=2, memoryPerPodMb=5120)
+    # 2 x (5028 arena + 420 overhead) = 4 x (2304 + 420): the same VRAM headroom.
+    config["gpu"].update(replicas=2, memoryPerPodMb=5028)
     config["app"]["replicas"] = 2
 
 
@@ -74,16 +75,16 @@ def test_fewer_bigger_slices_show_before_after_and_the_device_plugin_restart():
     assert default.status == "changed"
     assert (default.before.slices, default.after.slices) == (4, 2)
     assert (default.before.pods, default.after.pods) == (4, 2)
-    assert (default.before.memory_per_pod_mb, default.after.memory_per_pod_mb) == (2560, 5120)
-    # 12288 MiB - 1024 reserve - 4 x 2560 before, - 2 x 5120 after.
-    assert default.before.headroom_mb == default.after.headroom_mb == 1024
+    assert (default.before.memory_per_pod_mb, default.after.memory_per_pod_mb) == (2724, 5448)  # budgets
+    # 12288 MiB - 1024 reserve - 4 x 2724 before, - 2 x 5448 after.
+    assert default.before.headroom_mb == default.after.headroom_mb == 368
     text = format_text([diff])
     section = impact_section(text, "== homelab-3060")
     assert section.startswith("GPU impact\n")
     assert "slices:                         4 -> 2" in section
-    assert "GPU memory per pod:             2560 -> 5120 MiB" in section
+    assert "GPU memory per pod:             2724 -> 5448 MiB" in section
     # Unchanged values are shown once.
-    assert "mode:                           time-slicing\n" in section and "VRAM headroom per GPU:          1024 MiB\n" in section
+    assert "mode:                           time-slicing\n" in section and "VRAM headroom per GPU:          368 MiB\n" in section
     assert ("rolls DaemonSets gpu-feature-discovery, nvidia-device-plugin-daemonset; "
             "then checks each node's new allocatable") in section
     assert "Deployment cat-watcher/cat-watcher rolls: its 4 pods replaced by 2" in section
@@ -282,7 +283,7 @@ def test_a_base_render_without_exports_still_shows_what_objects_carry():
     base, head = edited("homelab-3060", halve_3060)
     old = type(base)(objects=base.objects, releases=base.releases)  # as a revision before the export renders
     default = group(gpu_impact(old, head), "default")
-    assert default.before.slices is None and default.before.pods == 4 and default.before.memory_per_pod_mb == 2560
+    assert default.before.slices is None and default.before.pods == 4 and default.before.memory_per_pod_mb == 2724
     assert "slices:                         ? -> 2" in format_text([diff_renders("homelab-3060", old, head)])
 
 
@@ -303,8 +304,8 @@ def halved_clone(tmp_path_factory) -> Path:
     subprocess.run(["git", "clone", "-q", str(ROOT), str(target)], check=True)
     stack = target / "stacks" / "Pulumi.homelab-3060.yaml"
     text = stack.read_text()
-    edited_text = text.replace("replicas: 4", "replicas: 2").replace("memoryPerPodMb: 2560", "memoryPerPodMb: 5120")
-    assert edited_text.count("replicas: 2") == 2 and "memoryPerPodMb: 5120" in edited_text
+    edited_text = text.replace("replicas: 4", "replicas: 2").replace("memoryPerPodMb: 2304", "memoryPerPodMb: 5028")
+    assert edited_text.count("replicas: 2") == 2 and "memoryPerPodMb: 5028" in edited_text
     stack.write_text(edited_text)
     return target
 
@@ -315,7 +316,7 @@ def test_git_base_markdown_opens_with_the_gpu_impact(halved_clone):
     out = result.stdout
     assert out.startswith("## GPU impact\n")
     section = impact_section(out, "## Offline render diff")
-    assert "| 4 -> 2 | 4 -> 2 | 2560 -> 5120 MiB | 1024 MiB |" in section
+    assert "| 4 -> 2 | 4 -> 2 | 2724 -> 5448 MiB | 368 MiB |" in section
     assert "nvidia-device-plugin-daemonset" in section
     names = cli("diff", "homelab-3060", "homelab-1070", "--git-base", "HEAD", "--format", "names", cwd=halved_clone)
     assert names.returncode == 0, names.stderr
@@ -386,4 +387,4 @@ def test_git_head_text_opens_with_the_gpu_impact(halved_clone):
     assert result.returncode == 0, result.stderr
     section = impact_section(result.stdout, "== homelab-3060")
     assert section.startswith("GPU impact\n  homelab-3060\n")
-    assert "slices:                         4 -> 2" in section and "2560 -> 5120 MiB" in section
+    assert "slices:                         4 -> 2" in section and "2724 -> 5448 MiB" in section

@@ -51,27 +51,32 @@ def inference_container(recording) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def test_the_preset_recommendation_fits_under_hami():
     group = plan({"gpu": {"preset": "rtx-3060", "sharing": "hami"}}).groups[0]
-    assert (group.replicas_per_device, group.memory_per_pod_mb) == (4, 2560)
+    assert (group.replicas_per_device, group.memory_per_pod_mb) == (4, 2304)
+    # HAMi caps the whole budget: the arena plus the CUDA context and libraries.
+    assert group.backend.memory_cap_mb(group) == group.budget_mb == 2304 + group.overhead_mb
 
 
 def test_pods_per_gpu_up_to_device_split_count():
     assert facts().device_split_count == 10
-    group = plan({"gpu": {"preset": "rtx-4090", "sharing": "hami", "replicas": 10, "memoryPerPodMb": 2048}}).groups[0]
+    # 10 x (1280 arena + 800 overhead) + 1024 reserve = 21824 MiB: memory is not the limit here.
+    group = plan({"gpu": {"preset": "rtx-4090", "sharing": "hami", "replicas": 10, "memoryPerPodMb": 1280}}).groups[0]
     assert group.replicas_per_device == 10
-    problems = refused({"gpu": {"preset": "rtx-4090", "sharing": "hami", "replicas": 11, "memoryPerPodMb": 2048}})
+    problems = refused({"gpu": {"preset": "rtx-4090", "sharing": "hami", "replicas": 11, "memoryPerPodMb": 1280}})
     assert "deviceSplitCount" in problems["catwatcher:gpu.replicas"]
 
 
 def test_one_pod_per_gpu_is_a_capped_whole_gpu():
     group = plan({"gpu": {"preset": "rtx-3060", "sharing": "hami", "replicas": 1}}).groups[0]
-    assert group.replicas_per_device == 1 and group.memory_per_pod_mb == 2560
+    assert group.replicas_per_device == 1 and group.memory_per_pod_mb == 2304
 
 
 def test_memory_plus_reserve_must_fit_vram():
-    # 4 x 2816 + 1024 = 12288: exactly the RTX 3060's VRAM.
-    plan({"gpu": {"preset": "rtx-3060", "sharing": "hami", "replicas": 4, "memoryPerPodMb": 2816}})
-    problems = refused({"gpu": {"preset": "rtx-3060", "sharing": "hami", "replicas": 4, "memoryPerPodMb": 2817}})
-    assert "12292 MiB exceeds the 12288 MiB" in problems["catwatcher:gpu.memoryPerPodMb"]
+    # 4 x (2396 arena + 420 overhead) + 1024 = 12288: exactly the RTX 3060's VRAM.
+    plan({"gpu": {"preset": "rtx-3060", "sharing": "hami", "replicas": 4, "memoryPerPodMb": 2396}})
+    problems = refused({"gpu": {"preset": "rtx-3060", "sharing": "hami", "replicas": 4, "memoryPerPodMb": 2397}})
+    assert "4 pods x (2397 arena + 420 overhead) + 1024 reserve = 12292 MiB > 12288 MiB" in problems[
+        "catwatcher:gpu.memoryPerPodMb"
+    ]
 
 
 def test_gpu_cores_total_at_most_100():
@@ -133,7 +138,10 @@ def test_pods_ask_for_gpumem_equal_to_their_onnx_runtime_limit():
     env = {item["name"]: item["value"] for item in container["env"]}
     limits = container["resources"]["limits"]
     assert limits[facts().gpu_resource] == "1"
-    assert limits[facts().memory_resource] == env[contract.GPU_MEMORY_LIMIT_ENV] == "2560"
+    # The cap is the pod's whole budget; the service gives ONNX Runtime's arenas that minus the
+    # overhead (CUDA context and libraries), which HAMi-core counts too.
+    assert limits[facts().memory_resource] == env[contract.GPU_MEMORY_LIMIT_ENV] == "2724"
+    assert int(env[contract.GPU_MEMORY_LIMIT_ENV]) - int(env[contract.GPU_MEMORY_OVERHEAD_ENV]) == 2304
     assert facts().cores_resource not in limits
     assert spec["schedulerName"] == facts().scheduler_name
     assert spec["runtimeClassName"] == "nvidia"

@@ -76,12 +76,13 @@ def test_a_custom_gpu_is_planned_like_a_preset():
     (group,) = plan({**RTX_4070, "sharing": "mps", "replicas": 4}).groups
     assert (group.gpu.vram_mb, group.gpu.compute_capability, group.gpu.reserve_mb) == (12282, "8.9", 1024)
     assert group.gpu.architecture == "ada" and group.gpu.mps_max_replicas == 48
-    assert (group.sharing, group.replicas_per_device, group.memory_per_pod_mb) == ("mps", 4, 2560)
+    # 4 x (2014 arena + 800 overhead, the unmeasured-card default) + 1024 reserve <= 12282 MiB
+    assert (group.sharing, group.replicas_per_device, group.memory_per_pod_mb, group.overhead_mb) == ("mps", 4, 2014, 800)
 
 
 def test_a_custom_gpu_without_sharing_gets_the_consumer_card_default():
     (group,) = plan(dict(RTX_4070)).groups
-    assert (group.sharing, group.replicas_per_device, group.memory_per_pod_mb) == ("time-slicing", 4, 2560)
+    assert (group.sharing, group.replicas_per_device, group.memory_per_pod_mb) == ("time-slicing", 3, 2304)
 
 
 def test_custom_names_each_missing_description_key():
@@ -95,7 +96,7 @@ def test_custom_names_each_missing_description_key():
     [
         ({"computeCapability": "6.1", "sharing": "mps"}, "catwatcher:gpu.sharing", "mps needs compute capability >= 7.0"),
         ({"sharing": "mig"}, "catwatcher:gpu.sharing", "does not support MIG"),
-        ({"replicas": 4, "memoryPerPodMb": 3000}, "catwatcher:gpu.memoryPerPodMb", "exceeds the 12282 MiB of the NVIDIA GeForce RTX 4070"),
+        ({"replicas": 4, "memoryPerPodMb": 3000}, "catwatcher:gpu.memoryPerPodMb", "> 12282 MiB of the NVIDIA GeForce RTX 4070"),
         ({"sharing": "mps", "replicas": 49}, "catwatcher:gpu.replicas", "at most 48 clients"),
         ({"vramMb": 0}, "catwatcher:gpu.vramMb", "must be > 0"),
     ],
@@ -130,7 +131,7 @@ def test_the_shipped_custom_stack_renders_four_time_sliced_slices():
     assert deployment["spec"]["replicas"] == 4
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     env = {item["name"]: item.get("value") for item in container["env"]}
-    assert env["CAT_WATCHER__INFERENCE__GPU_MEMORY_LIMIT"] == "2560"
+    assert env["CAT_WATCHER__INFERENCE__GPU_MEMORY_LIMIT"] == str(2014 + 800)  # the budget: arena + overhead
 
 
 def test_a_pascal_custom_gpu_gets_the_cuda12_image_like_the_pascal_preset():
@@ -153,11 +154,11 @@ def test_architecture_follows_from_compute_capability_as_in_the_catalogue(capabi
             assert preset.architecture == architecture
 
 
-@pytest.mark.parametrize(("vram", "replicas", "per_pod"), [(12282, 4, 2560), (6144, 2, 2560), (4096, 2, 1536)])
+@pytest.mark.parametrize(("vram", "replicas", "per_pod"), [(12282, 3, 2304), (6144, 2, 1760), (4096, 2, 736)])
 def test_default_recommendation_fits_the_card(vram, replicas, per_pod):
     recommended = default_recommendation(vram, 1024)
     assert (recommended.sharing, recommended.replicas, recommended.memory_per_pod_mb) == ("time-slicing", replicas, per_pod)
-    assert recommended.replicas * recommended.memory_per_pod_mb + 1024 <= vram
+    assert recommended.replicas * (recommended.memory_per_pod_mb + 800) + 1024 <= vram
 
 
 def test_nearest_preset_plus_overrides_describes_an_unlisted_card():
@@ -165,4 +166,4 @@ def test_nearest_preset_plus_overrides_describes_an_unlisted_card():
     (group,) = plan({"preset": "rtx-3060", "displayName": "NVIDIA RTX A2000 12GB", "vramMb": 12282,
                      "sharing": "time-slicing", "replicas": 4}).groups
     assert (group.gpu.display_name, group.gpu.vram_mb, group.gpu.compute_capability) == ("NVIDIA RTX A2000 12GB", 12282, "8.6")
-    assert (group.replicas_per_device, group.memory_per_pod_mb) == (4, 2560)
+    assert (group.replicas_per_device, group.memory_per_pod_mb) == (4, 2304)

@@ -83,7 +83,7 @@ def test_deployment_is_sized_to_its_slice():
     pod = deployment["spec"]["template"]["spec"]
     container = pod["containers"][0]
     env = {e["name"]: e["value"] for e in container["env"]}
-    assert env["CAT_WATCHER__INFERENCE__GPU_MEMORY_LIMIT"] == "2560"
+    assert env["CAT_WATCHER__INFERENCE__GPU_MEMORY_LIMIT"] == "2724"  # 2304 arena + 420 overhead
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert deployment["spec"]["replicas"] == 4
     assert not container["image"].endswith(":latest") and ":" in container["image"]

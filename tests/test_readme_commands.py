@@ -134,6 +134,9 @@ MAPPED: dict[str, str] = {
     "pulumi install": "tests/test_pulumi_install.py::test_a_fresh_virtualenv_from_the_program_directory_imports_and_runs_the_program",
     # The int8 copy of the detector for the CPU path, and its agreement with fp32.
     "catwatcher-inference quantize ./models/detector.onnx --calibration ./frames --out ./models/detector.int8.onnx": "tests/inference/test_inference_quantize.py::test_quantize_writes_an_int8_detector_that_agrees_with_fp32",
+    # The planner, with the make-models detector and identifier, text and JSON, and a custom GPU.
+    "catwatcher-infra plan --preset rtx-3060 --model models/detector.onnx": "tests/test_planner.py::test_cli_plans_the_issues_example_in_text_and_json",
+    "catwatcher-infra plan --preset rtx-3060 --model models/detector.onnx --identifier models/identifier.onnx --identifier-batch 8 --format json": "tests/test_planner.py::test_cli_plans_the_issues_example_in_text_and_json",
     # `serve --help`: every CAT_WATCHER__ variable with its default.
     "catwatcher-inference serve --help": "tests/inference/test_inference_serve_help.py::test_serve_help_lists_every_variable_with_its_default",
     # Benchmark scripts with a test of their own: a short run of the script, or (memory after a
@@ -208,7 +211,7 @@ def _check_render_homelab_3060(result, project):
 def _check_render_yours(result, project):
     _rendered(project, QUICK_START_STACK)
     slices = json.loads((project / "build/rendered" / QUICK_START_STACK / "outputs.json").read_text())["slices"]
-    assert slices["default"]["slices"] == 4 and slices["default"]["gpuMemoryLimitMb"] == 2560
+    assert slices["default"]["slices"] == 4 and slices["default"]["pods"] == 4
 
 
 def _check_render_custom(result, project):
@@ -222,6 +225,10 @@ def _check_render_all(result, project):
 
 def _check_presets_table(result, project):
     assert all(key in result.stdout for key in presets.catalogue())
+
+
+def _check_plan_custom(result, project):
+    assert "time-slicing" in result.stdout and "1024" in result.stdout, result.stdout
 
 
 def _check_presets_json(result, project):
@@ -267,11 +274,13 @@ RUN: dict[str, Any] = {
     "catwatcher-infra render homelab-4070-custom": _check_render_custom,
     "catwatcher-infra render --all --out build/rendered": _check_render_all,
     "catwatcher-infra presets": _check_presets_table,
+    "catwatcher-infra plan --preset custom --vram-mb 16384 --compute-capability 8.9 --arena-mb 1024": _check_plan_custom,
     "catwatcher-infra presets --format json": _check_presets_json,
     "catwatcher-infra schema --out stacks/stack-config.schema.json": _check_schema,
     f"python -c {shlex.quote(PRESET_TABLE_CODE)}": _check_preset_table_code,
     f"python -c {shlex.quote(DISTRIBUTION_TABLE_CODE)}": _check_distribution_table_code,
     "catwatcher-inference make-models --out ./models": _check_make_models,
+    "catwatcher-inference make-models --out models": _check_make_models,
 }
 
 # Benchmarks run here in a short variant (the README's full run takes minutes).
@@ -335,7 +344,7 @@ def test_the_gpu_impact_example_is_real_output(project: Path, tmp_path: Path):
     clone = fresh_copy(tmp_path / "clone")
     stack = clone / "stacks" / "Pulumi.homelab-3060.yaml"
     text = stack.read_text()
-    edited = text.replace("    replicas: 4\n    memoryPerPodMb: 2560", "    replicas: 2\n    memoryPerPodMb: 5120")
+    edited = text.replace("    replicas: 4\n    memoryPerPodMb: 2304", "    replicas: 2\n    memoryPerPodMb: 5120")
     edited = edited.replace("  catwatcher:app:\n    replicas: 4", "  catwatcher:app:\n    replicas: 2")
     assert edited.count("replicas: 2") == 2 and "memoryPerPodMb: 5120" in edited, "homelab-3060 no longer has the values the example edits"
     stack.write_text(edited)

@@ -13,7 +13,8 @@ from infra.model import SharingMode
 from infra.plan import plan_rollout
 from infra.presets import catalogue
 from infra.sharing import BACKENDS, backend_for
-from infra.sharing.base import BaseBackend, SharingBackend, fit_memory_per_pod
+from infra import budget
+from infra.sharing.base import BaseBackend, SharingBackend
 from infra.stack_config import parse_stack_config
 from tests.conftest import with_cluster
 
@@ -75,16 +76,24 @@ def test_no_module_outside_the_backends_compares_sharing_mode_strings():
 
 
 @pytest.mark.parametrize(
-    ("device_mb", "reserve_mb", "replicas", "requested", "preferred", "expected"),
+    ("device_mb", "reserve_mb", "overhead_mb", "replicas", "requested", "preferred", "arena", "fits"),
     [
-        (12288, 1024, 4, None, 2560, (2560, 2816)),  # the preset's figure fits: kept
-        (12288, 1024, 5, None, 2560, (2252, 2252)),  # it does not: the largest fit
-        (12288, 1024, 5, 3000, 2560, (3000, 2252)),  # asked for: kept (the caller refuses it)
-        (4864, 0, 1, None, None, (4864, 4864)),  # one pod on a MIG instance: all of it
+        (12288, 1024, 420, 4, None, 2304, 2304, True),  # the preset's arena fits beside the overhead: kept
+        (12288, 1024, 420, 5, None, 2304, 11264 // 5 - 420, True),  # it does not: the largest fit
+        (12288, 1024, 420, 5, 3000, 2304, 3000, False),  # asked for: kept, and refused
+        (4864, 0, 800, 1, None, None, 4064, True),  # one pod on a MIG instance: all of it but the overhead
     ],
 )
-def test_per_pod_memory_arithmetic(device_mb, reserve_mb, replicas, requested, preferred, expected):
-    assert fit_memory_per_pod(device_mb, reserve_mb, replicas, requested, preferred) == expected
+def test_per_pod_memory_arithmetic(device_mb, reserve_mb, overhead_mb, replicas, requested, preferred, arena, fits):
+    fit = budget.fit("device", device_mb, reserve_mb, overhead_mb, replicas, arena_mb=requested, preferred_arena_mb=preferred)
+    assert (fit.pod.arena_mb, fit.pod.budget_mb, fit.fits) == (arena, arena + overhead_mb, fits)
+
+
+def test_every_backend_sizes_memory_with_the_budget():
+    for mode, preset in (("none", "rtx-3060"), ("time-slicing", "rtx-3060"), ("mps", "rtx-3060"), ("mig", "a100-40gb")):
+        plan = group({"preset": preset, "sharing": mode})
+        assert plan.budget_mb == plan.memory_per_pod_mb + plan.gpu.overhead_mb == plan.memory_fit.pod.budget_mb
+        assert plan.memory_fit.fits
 
 
 def test_none_gives_whole_gpus():
@@ -111,7 +120,8 @@ def test_mps_caps_the_client_memory_and_uses_the_mps_section():
     backend = backend_for("mps")
     assert list(backend.device_plugin_config(plan)["sharing"]) == ["mps"]
     env = {item["name"]: item["value"] for item in backend.pod_env(plan)}
-    assert env["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] == f"0={plan.memory_per_pod_mb}M"
+    # A hard cap counts the CUDA context and libraries too: it gets the whole budget.
+    assert env["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] == f"0={plan.budget_mb}M"
 
 
 def test_mig_accepts_its_strategy_labels_the_layout_and_names_the_profile():
@@ -121,4 +131,5 @@ def test_mig_accepts_its_strategy_labels_the_layout_and_names_the_profile():
     assert not backend_for("mps").works_with_mig_strategy("mixed")
     assert backend.resource_name(plan) == "nvidia.com/mig-1g.5gb"
     assert backend.node_labels(plan)["nvidia.com/mig.config"] == plan.mig.layout_name
-    assert plan.slices == 4 and plan.memory_per_pod_mb == plan.mig.workload_profile.memory_mb - plan.gpu.reserve_mb
+    assert plan.slices == 4 and plan.budget_mb == plan.mig.workload_profile.memory_mb - plan.gpu.reserve_mb
+    assert plan.memory_per_pod_mb == plan.budget_mb - plan.gpu.overhead_mb

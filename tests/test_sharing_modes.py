@@ -124,7 +124,7 @@ def test_heterogeneous_nodes_get_their_own_config_key_and_workloads():
     for labels in nodes.values():
         assert labels[DEVICE_PLUGIN_CONFIG_LABEL] in data  # no label points at a missing key
     assert "default" not in operator_values(recording)["devicePlugin"]["config"]
-    for group, replicas, memory in (("pascal", 2, "3584"), ("ampere", 4, "2560")):
+    for group, replicas, memory in (("pascal", 2, "3492"), ("ampere", 4, "2724")):
         deployment = one(recording, "Deployment", f"cat-watcher-{group}")
         pod = deployment["spec"]["template"]["spec"]
         assert pod["nodeSelector"] == {DEVICE_PLUGIN_CONFIG_LABEL: group}

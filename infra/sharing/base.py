@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Literal, Protocol
 from components.gpu_operator import DEVICE_PLUGIN_DAEMONSET, GFD_DAEMONSET, MPS_DAEMONSET
 from components.sharing_config import DEVICE_PLUGIN_CONFIG_LABEL, GPU_RESOURCE
 from inference import contract
+from infra import budget
 from infra.errors import key_path
 from infra.model import GpuPreset, GpuSpec, MigProfile, MigStrategy, SharingMode
 
@@ -88,11 +89,26 @@ class NodeGroupPlan:
     sharing: SharingMode
     replicas_per_device: int  # pods sharing one device (a GPU, or a MIG instance)
     devices_per_gpu: int  # MIG instances per GPU, 1 otherwise
-    memory_per_pod_mb: int
+    memory_fit: budget.DeviceFit  # the fit check: replicas_per_device pod budgets + reserve on one device
     rename_shared: bool
     mig: MigPlan | None
     inference_replicas: int
     gpu_cores_per_pod: int | None = None  # SM share per pod, where the mode enforces one
+
+    @property
+    def memory_per_pod_mb(self) -> int:
+        """ONNX Runtime's arena per pod (memoryPerPodMb)."""
+        return self.memory_fit.pod.arena_mb
+
+    @property
+    def overhead_mb(self) -> int:
+        """What a pod holds outside its arena: CUDA context, cuBLAS/cuDNN (the preset's overheadMb)."""
+        return self.memory_fit.pod.overhead_mb
+
+    @property
+    def budget_mb(self) -> int:
+        """All the GPU memory one pod may hold: arena + overhead. Hard caps get this."""
+        return self.memory_fit.pod.budget_mb
 
     @property
     def backend(self) -> SharingBackend:
@@ -114,51 +130,32 @@ class NodeGroupPlan:
         return self.backend.resource_name(self)
 
 
-# A pod's GPU memory is at least its CUDA context and libraries: ~0.7 GiB per process measured on
-# an H200 with lazy loading, less on consumer cards (../shared/reference/GPU-SHARING-MEASURED.md).
-MIN_DERIVED_POD_MB = 512
-DERIVED_SHARE = "(the least one pod needs: CUDA context and libraries)"
-
-
-def memory_conflicts(
-    request: GroupRequest, devices: DeviceSharing, device_mb: int, replicas: int, memory: int, explicit: bool, noun: str
-) -> list[tuple[KeyPath, str]]:
-    """`replicas x memory + reserve` does not fit the device: one line for each key the user set
-    that takes part, saying what would fit if the others stay; the preset's figures are not blamed."""
-    spec, reserve = request.spec, request.gpu.reserve_mb
-    total = replicas * memory + reserve
-    per_pod = f"{memory} MiB" if explicit else f"{memory} MiB {DERIVED_SHARE}"
-    summary = f"{replicas} pods x {per_pod} + {reserve} MiB reserve = {total} MiB exceeds the {device_mb} MiB of the {noun}"
+def memory_conflicts(request: GroupRequest, devices: DeviceSharing, fit: budget.DeviceFit) -> list[tuple[KeyPath, str]]:
+    """The pods' budgets do not fit the device: one line for each key the user set that takes
+    part, quoting the budget arithmetic and saying what would fit if the others stay; the
+    preset's figures are not blamed."""
+    spec, pod = request.spec, fit.pod
+    arena = max(pod.arena_mb, 1)  # a derived arena that came out empty: at least something
+    budget_mb = arena + pod.overhead_mb
+    usable = fit.device_mb - fit.reserve_mb
+    summary = budget.fit(fit.device, fit.device_mb, fit.reserve_mb, pod.overhead_mb, fit.pods, arena_mb=arena).arithmetic()
+    summary += f" of the {fit.device}"
     replicas_key = ("mig", "timeSlicingReplicas") if devices.mig is not None else ("replicas",)
     replicas_set = (devices.mig.time_slicing_replicas if devices.mig is not None else spec.replicas) is not None
     candidates = [
-        (explicit, ("memoryPerPodMb",), f"at most {max((device_mb - reserve) // max(replicas, 1), 0)} MiB per pod"),
-        (replicas_set, replicas_key, f"at most {max((device_mb - reserve) // max(memory, 1), 0)} pods per device"),
-        (spec.reserve_mb is not None, ("reserveMb",), f"at most {max(device_mb - replicas * memory, 0)} MiB reserve"),
-        (spec.vram_mb is not None and devices.device_mb is None, ("vramMb",), f"at least {total} MiB"),
+        (spec.memory_per_pod_mb is not None, ("memoryPerPodMb",), f"at most {max(fit.largest_arena_mb, 0)} MiB arena per pod"),
+        (replicas_set, replicas_key, f"at most {max(usable // budget_mb, 0)} pods per device"),
+        (spec.reserve_mb is not None, ("reserveMb",), f"at most {max(fit.device_mb - fit.pods * budget_mb, 0)} MiB reserve"),
+        (spec.vram_mb is not None and devices.device_mb is None, ("vramMb",), f"at least {fit.pods * budget_mb + fit.reserve_mb} MiB"),
+        (spec.overhead_mb is not None, ("overheadMb",), f"at most {max(usable // max(fit.pods, 1) - arena, 0)} MiB overhead"),
     ]
-    chosen = [(key, fit) for is_set, key, fit in candidates if is_set]
-    set_names = ", ".join(".".join(key) for key, _ in chosen)
-    if not chosen:  # nothing set by the user conflicts: the preset itself cannot share this way
+    chosen = [(key, advice) for is_set, key, advice in candidates if is_set]
+    if not chosen:  # nothing the user set conflicts: the preset itself cannot share this way
+        if pod.arena_mb <= 0:
+            summary += f": each pod's {pod.overhead_mb} MiB overhead alone leaves no arena"
         return [((*request.path, "preset"), f"{summary}; pick fewer pods (replicas) or another sharing mode")]
-    return [((*request.path, *key), f"{summary} (you set {set_names}); {fit}") for key, fit in chosen]
-
-
-def fit_memory_per_pod(
-    device_mb: int, reserve_mb: int, replicas: int, requested_mb: int | None, preferred_mb: int | None
-) -> tuple[int, int]:
-    """(memory per pod, largest that fits) on one device shared by `replicas` pods.
-
-    `replicas x per-pod + reserve` must fit the device. An explicit request is kept as asked
-    (the caller refuses it if it does not fit); a preferred figure (the preset's, which sizes
-    the model rather than the card) is kept while it fits; otherwise the largest fit.
-    """
-    largest_fit = (device_mb - reserve_mb) // max(replicas, 1)
-    if requested_mb is not None:
-        return requested_mb, largest_fit
-    if preferred_mb is not None:
-        return min(preferred_mb, largest_fit), largest_fit
-    return largest_fit, largest_fit
+    set_names = ", ".join(".".join(key) for key, _ in chosen)
+    return [((*request.path, *key), f"{summary} (you set {set_names}); {advice}") for key, advice in chosen]
 
 
 class SharingBackend(Protocol):
@@ -173,8 +170,9 @@ class SharingBackend(Protocol):
     def plan_devices(self, request: GroupRequest, problems: Problems) -> DeviceSharing | None:
         """Devices and replicas per device; None (with problems added) if the spec is unusable."""
 
-    def plan_memory(self, request: GroupRequest, devices: DeviceSharing, problems: Problems) -> int:
-        """GPU memory each pod may use (MiB); adds a problem if it does not fit the device."""
+    def plan_memory(self, request: GroupRequest, devices: DeviceSharing, problems: Problems) -> budget.DeviceFit:
+        """Each pod's arena and budget on one device (infra.budget.fit); adds a problem, quoting
+        the arithmetic, if `replicas x (arena + overhead) + reserve` does not fit the device."""
 
     # --- what the rollout needs ---
     def resource_name(self, group: NodeGroupPlan) -> str:
@@ -238,26 +236,24 @@ class BaseBackend:
         if request.spec.mig is not None:
             problems.add((*request.path, "mig"), f"only valid with sharing: mig (sharing is {self.mode})")
 
-    def plan_memory(self, request: GroupRequest, devices: DeviceSharing, problems: Problems) -> int:
-        gpu = request.gpu
+    def plan_memory(self, request: GroupRequest, devices: DeviceSharing, problems: Problems) -> budget.DeviceFit:
+        gpu, spec = request.gpu, request.spec
         device_mb = devices.device_mb if devices.device_mb is not None else gpu.vram_mb
         replicas = devices.replicas_per_device
-        memory, largest_fit = fit_memory_per_pod(
-            device_mb, gpu.reserve_mb, replicas, request.spec.memory_per_pod_mb, self.preferred_memory_mb(gpu)
+        fit = budget.fit(
+            self.device_noun(gpu, devices), device_mb, gpu.reserve_mb, gpu.overhead_mb, replicas,
+            arena_mb=spec.memory_per_pod_mb, preferred_arena_mb=self.preferred_memory_mb(gpu),
         )
-        explicit = request.spec.memory_per_pod_mb is not None
-        # A derived share below what one pod needs is as wrong as an explicit one that does not fit.
-        needed = memory if explicit else max(memory, MIN_DERIVED_POD_MB)
-        if replicas * needed + gpu.reserve_mb > device_mb:
-            for path, message in memory_conflicts(request, devices, device_mb, replicas, needed, explicit, self.device_noun(gpu)):
+        if not fit.fits:
+            for path, message in memory_conflicts(request, devices, fit):
                 problems.add(path, message)
-        return memory
+        return fit
 
     def preferred_memory_mb(self, gpu: GpuPreset) -> int | None:
         """None: a pod gets the largest share that fits."""
         return None
 
-    def device_noun(self, gpu: GpuPreset) -> str:
+    def device_noun(self, gpu: GpuPreset, devices: DeviceSharing) -> str:
         return gpu.key
 
     def resource_name(self, group: NodeGroupPlan) -> str:
@@ -286,8 +282,10 @@ class BaseBackend:
         return {self.resource_name(group): "1"}
 
     def pod_env(self, group: NodeGroupPlan) -> list[dict[str, str]]:
+        # The service gives ONNX Runtime's arenas the budget minus the overhead they cannot see.
         return [
-            {"name": contract.GPU_MEMORY_LIMIT_ENV, "value": str(group.memory_per_pod_mb)},
+            {"name": contract.GPU_MEMORY_LIMIT_ENV, "value": str(group.budget_mb)},
+            {"name": contract.GPU_MEMORY_OVERHEAD_ENV, "value": str(group.overhead_mb)},
             # `cuda`, not `auto`: a pod given a GPU slice that ends up on CPU must report itself
             # degraded (and alert); `auto` treats a machine without usable CUDA as normal.
             {"name": contract.DEVICE_ENV, "value": "cuda"},
@@ -311,7 +309,7 @@ class BaseBackend:
 
     def describe_recommendation(self, preset: GpuPreset) -> str:
         recommended = preset.recommended
-        return f"{recommended.sharing} x{recommended.replicas}, {recommended.memory_per_pod_mb} MiB per pod"
+        return f"{recommended.sharing} x{recommended.replicas}, {recommended.memory_per_pod_mb} MiB arena per pod"
 
 
 def replica_sharing_config(group: NodeGroupPlan, sharing_key: str, resource_names: Sequence[str]) -> dict[str, Any]:

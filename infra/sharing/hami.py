@@ -96,8 +96,9 @@ class Hami(BaseBackend):
         return resources
 
     def memory_cap_mb(self, group: NodeGroupPlan) -> int:
-        """HAMi's hard cap (MiB): the pod's whole GPU budget."""
-        return group.memory_per_pod_mb
+        """HAMi's hard cap (MiB): the pod's whole GPU budget (arena + overhead): HAMi-core counts
+        the CUDA context and libraries too, so the arena alone would be refused too early."""
+        return group.budget_mb
 
     def config_readers(self, group: NodeGroupPlan) -> tuple[str, ...]:
         # GPU feature discovery still runs on HAMi nodes and labels them from the sharing config;

@@ -52,8 +52,8 @@ class Mig(BaseBackend):
             mig=mig,
         )
 
-    def device_noun(self, gpu: GpuPreset) -> str:
-        return "MIG instance"
+    def device_noun(self, gpu: GpuPreset, devices: DeviceSharing) -> str:
+        return f"MIG instance {devices.mig.workload_profile.name}" if devices.mig else "MIG instance"
 
     def resource_name(self, group: NodeGroupPlan) -> str:
         assert group.mig is not None
@@ -81,7 +81,7 @@ class Mig(BaseBackend):
         if preset.mig is None:
             return super().describe_recommendation(preset)
         layout = ", ".join(f"{count} x {profile}" for profile, count in preset.mig.recommended_layout.items())
-        return f"mig ({layout})"
+        return f"mig ({layout}), {preset.recommended.memory_per_pod_mb} MiB arena per pod"
 
 
 def cluster_mig_strategy(groups: Sequence[NodeGroupPlan]) -> ClusterMigStrategy:

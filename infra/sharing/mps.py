@@ -36,11 +36,11 @@ class Mps(TimeSlicing):
             )
 
     def pod_env(self, group: NodeGroupPlan) -> list[dict[str, str]]:
-        # The MPS daemon already splits memory evenly (total / replicas); this caps the
-        # client lower still, at the per-pod limit this stack asks for.
+        # The MPS daemon already splits memory evenly (total / replicas); this caps the client
+        # lower still, at its whole budget: the cap counts the CUDA context and libraries too.
         return [
             *super().pod_env(group),
-            {"name": "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT", "value": f"0={group.memory_per_pod_mb}M"},
+            {"name": "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT", "value": f"0={group.budget_mb}M"},
         ]
 
     def config_readers(self, group: NodeGroupPlan) -> tuple[str, ...]:
