@@ -65,6 +65,12 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
+def _under_project(message: str, root: Path) -> str:
+    """The loaders name absolute paths; show those under the project as the user would type them."""
+    shown_root = _shown(root)
+    return message.replace(str(root) + os.sep, "" if shown_root == "." else shown_root + os.sep)
+
+
 def describe_load_failure(stack_file: Path, error: BaseException) -> str:
     """One line naming the stack file and what is wrong with it, whatever the loader raised."""
     message = " ".join(str(error).split())
@@ -90,8 +96,8 @@ def run_stacks(root: Path, stacks: Sequence[str]) -> tuple[list[Recording], list
     for stack in stacks:
         try:
             config, secret_keys = load_stack_config(root, stack)
-        except RenderError as error:  # no such stack: the message lists the ones that exist
-            failures.append(f"{stack}: {error}")
+        except RenderError as error:  # no such stack, or the file's line and column: as typed
+            failures.append(f"{stack}: {_under_project(str(error), root)}")
             continue
         except Exception as error:  # noqa: BLE001 - whatever the loader raises, name the file
             failures.append(f"{stack}: {describe_load_failure(stacks_dir(root) / f'Pulumi.{stack}.yaml', error)}")

@@ -218,7 +218,7 @@ def parse_yaml(text: str | bytes, source: str) -> Any:
         column = error.position - (text.rfind("\n", 0, error.position) + 1) + 1
         raise YamlError(f"{source}:{line}:{column}: character #x{error.character:04x} is not allowed in YAML") from None
     except yaml.YAMLError as error:
-        raise YamlError(f"{source}: {' '.join(str(error).split())}") from None
+        raise YamlError(f"{source}: not valid YAML: {' '.join(str(error).split())}") from None
     except RecursionError:
         raise YamlError(f"{source}: nested too deeply") from None
     if node is None:
