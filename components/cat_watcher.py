@@ -102,8 +102,14 @@ def selector_labels(app_name: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": app_name, "app.kubernetes.io/component": "inference"}
 
 
-def pod_spec(args: CatWatcherArgs, group: InferenceGroup, credentials_secret: pulumi.Input[str] | None = None) -> dict[str, Any]:
-    probe = {"httpGet": {"path": contract.HEALTH_PATH, "port": contract.PORT_NAME}, "periodSeconds": 10, "timeoutSeconds": 3}
+def pod_spec(
+    args: CatWatcherArgs, group: InferenceGroup, credentials_secret: pulumi.Input[str] | None = None
+) -> dict[str, Any]:
+    probe = {
+        "httpGet": {"path": contract.HEALTH_PATH, "port": contract.PORT_NAME},
+        "periodSeconds": 10,
+        "timeoutSeconds": 3,
+    }
     spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "securityContext": {
@@ -130,9 +136,17 @@ def pod_spec(args: CatWatcherArgs, group: InferenceGroup, credentials_secret: pu
                         **group.gpu_resources,
                     },
                 },
-                "startupProbe": {**probe, "httpGet": {"path": contract.READY_PATH, "port": contract.PORT_NAME}, "failureThreshold": 30},
+                "startupProbe": {
+                    **probe,
+                    "httpGet": {"path": contract.READY_PATH, "port": contract.PORT_NAME},
+                    "failureThreshold": 30,
+                },
                 "livenessProbe": {**probe, "failureThreshold": 3},
-                "readinessProbe": {**probe, "httpGet": {"path": contract.READY_PATH, "port": contract.PORT_NAME}, "failureThreshold": 2},
+                "readinessProbe": {
+                    **probe,
+                    "httpGet": {"path": contract.READY_PATH, "port": contract.PORT_NAME},
+                    "failureThreshold": 2,
+                },
                 "securityContext": {
                     "allowPrivilegeEscalation": False,
                     "readOnlyRootFilesystem": args.read_only_root_filesystem,
@@ -211,7 +225,14 @@ class CatWatcher(pulumi.ComponentResource):
             metadata={"name": args.app_name, "namespace": namespace_name, "labels": selector_labels(args.app_name)},
             spec={
                 "selector": selector_labels(args.app_name),
-                "ports": [{"name": contract.PORT_NAME, "port": contract.DEFAULT_PORT, "targetPort": contract.PORT_NAME, "protocol": "TCP"}],
+                "ports": [
+                    {
+                        "name": contract.PORT_NAME,
+                        "port": contract.DEFAULT_PORT,
+                        "targetPort": contract.PORT_NAME,
+                        "protocol": "TCP",
+                    }
+                ],
             },
             opts=child,
         )

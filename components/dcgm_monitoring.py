@@ -67,8 +67,21 @@ DCGM_METRICS: frozenset[str] = frozenset({DCGM_GPU_UTIL, DCGM_FB_USED, DCGM_FB_F
 # Labels of a DCGM series: the device's own; the workload's when the exporter maps the device to
 # a pod (`vgpu` with KUBERNETES_VIRTUAL_GPUS); GPU_I_* on MIG instances.
 DCGM_LABELS: frozenset[str] = frozenset(
-    {"gpu", "UUID", "device", "modelName", "Hostname", "pci_bus_id", "DCGM_FI_DRIVER_VERSION",
-     "GPU_I_ID", "GPU_I_PROFILE", "pod", "namespace", "container", "vgpu"}
+    {
+        "gpu",
+        "UUID",
+        "device",
+        "modelName",
+        "Hostname",
+        "pci_bus_id",
+        "DCGM_FI_DRIVER_VERSION",
+        "GPU_I_ID",
+        "GPU_I_PROFILE",
+        "pod",
+        "namespace",
+        "container",
+        "vgpu",
+    }
 )
 # Labels Prometheus adds to every scraped series (with honorLabels the exporter's own
 # pod/namespace/container win over the target's).
@@ -93,7 +106,10 @@ def service_series() -> dict[str, frozenset[str]]:
         contract.METRIC_GPU_MEMORY_LIMIT: frozenset(),
         contract.METRIC_RUNS_IN_FLIGHT: frozenset(),
     }
-    for histogram, label in ((contract.METRIC_REQUEST_DURATION, "outcome"), (contract.METRIC_INFERENCE_DURATION, "stage")):
+    for histogram, label in (
+        (contract.METRIC_REQUEST_DURATION, "outcome"),
+        (contract.METRIC_INFERENCE_DURATION, "stage"),
+    ):
         series[f"{histogram}_bucket"] = frozenset({label, "le"})
         series[f"{histogram}_sum"] = frozenset({label})
         series[f"{histogram}_count"] = frozenset({label})
@@ -209,15 +225,18 @@ def alert_rules(
         _alert(
             "CatWatcherGpuFramebufferNearlyFull",
             f"max by ({device}) ({DCGM_FB_USED} / ({DCGM_FB_USED} + {DCGM_FB_FREE})) > {FB_FULL_RATIO}",
-            "5m", "warning",
-            "GPU {{ $labels.gpu }} on {{ $labels.Hostname }} has {{ $value | humanizePercentage }} of its memory in use",
+            "5m",
+            "warning",
+            "GPU {{ $labels.gpu }} on {{ $labels.Hostname }} has "
+            "{{ $value | humanizePercentage }} of its memory in use",
             "Every pod sharing this GPU allocates from the same framebuffer: the next allocation "
             "of any of them may fail with CUDA out-of-memory. Lower replicas or memoryPerPodMb.",
         ),
         _alert(
             "CatWatcherGpuSaturated",
             f"max by (Hostname, gpu, modelName) (avg_over_time({DCGM_GPU_UTIL}[10m])) > {SATURATION_PERCENT}",
-            "15m", "warning",
+            "15m",
+            "warning",
             "GPU {{ $labels.gpu }} on {{ $labels.Hostname }} has been busy over "
             f"{SATURATION_PERCENT}% for 15 minutes",
             "Time-slicing contention: the pods on this GPU queue for it, so each inference "
@@ -230,7 +249,8 @@ def alert_rules(
             # move with how often they are.
             f"histogram_quantile(0.95, sum by (namespace, stage, le) "
             f"(rate({contract.METRIC_INFERENCE_DURATION}_bucket{{{app}}}[5m]))) > {INFERENCE_P95_SECONDS}",
-            "10m", "warning",
+            "10m",
+            "warning",
             "Cat Watcher p95 {{ $labels.stage }} time is {{ $value | humanizeDuration }}",
             "Inference is slower than it should be; with a saturated GPU this is time-slicing "
             "contention, with an idle GPU look for pods degraded to CPU.",
@@ -240,7 +260,8 @@ def alert_rules(
             # The gauge keeps the last XID until the exporter restarts: alert on a new value,
             # for 10 minutes, not forever after the first one.
             f"max by (Hostname, gpu, UUID) (changes({DCGM_XID_ERRORS}[10m]) > 0 and {DCGM_XID_ERRORS} > 0)",
-            "0m", "critical",
+            "0m",
+            "critical",
             "GPU {{ $labels.gpu }} on {{ $labels.Hostname }} reported a new XID error",
             "The driver logged an XID error (e.g. 13/31/43: a program faulted, usually one pod; "
             "48/63/64/74/79: hardware or bus, the whole GPU and every pod on it). "
@@ -249,7 +270,8 @@ def alert_rules(
         _alert(
             "CatWatcherDcgmExporterAbsent",
             f'absent(up{{job="{job}"}} == 1)',
-            "10m", "warning",
+            "10m",
+            "warning",
             "No DCGM exporter target is up",
             f"Prometheus scrapes no `{job}` target: GPU alerts and dashboards are blind. "
             "Check the exporter DaemonSet and the ServiceMonitor's labels.",
@@ -257,7 +279,8 @@ def alert_rules(
         _alert(
             "CatWatcherDegradedToCpu",
             f"max by (namespace, pod) ({contract.METRIC_DEGRADED}{{{app}}}) == 1",
-            "5m", "warning",
+            "5m",
+            "warning",
             "Cat Watcher pod {{ $labels.pod }} runs inference on the CPU",
             "The pod could not use its GPU slice (CUDA init failed or out of GPU memory) and "
             "fell back to the CPU: it answers, slowly.",
@@ -265,21 +288,24 @@ def alert_rules(
     ]
     # Devices used by exactly one pod (no sharing, or a MIG instance): their memory is that
     # pod's. On a device shared by several pods every pod would show the device's total.
-    shared = f"count by (Hostname, gpu, GPU_I_ID) ({DCGM_FB_USED}{{pod!=\"\"}}) > 1"
+    shared = f'count by (Hostname, gpu, GPU_I_ID) ({DCGM_FB_USED}{{pod!=""}}) > 1'
     used = (
-        f"max by (namespace, pod) ({DCGM_FB_USED}{{{app}, pod!=\"\"}} "
+        f'max by (namespace, pod) ({DCGM_FB_USED}{{{app}, pod!=""}} '
         f"unless on (Hostname, gpu, GPU_I_ID) ({shared})) * {MIB}"
     )
     limit = f"max by (namespace, pod) ({contract.METRIC_GPU_MEMORY_LIMIT}{{{app}}} > 0)"
-    rules.insert(1, _alert(
-        "CatWatcherPodNearGpuMemoryLimit",
-        f"{used} > on (namespace, pod) ({POD_LIMIT_RATIO} * {limit})",
-        "5m", "warning",
-        "Cat Watcher pod {{ $labels.pod }} uses over "
-        f"{POD_LIMIT_RATIO:.0%} of its GPU memory limit",
-        "The pod's GPU memory (arena, cuDNN workspaces and CUDA context) is near the limit "
-        "it was sized to; its next allocation may fail and degrade it to CPU.",
-    ))
+    rules.insert(
+        1,
+        _alert(
+            "CatWatcherPodNearGpuMemoryLimit",
+            f"{used} > on (namespace, pod) ({POD_LIMIT_RATIO} * {limit})",
+            "5m",
+            "warning",
+            f"Cat Watcher pod {{{{ $labels.pod }}}} uses over {POD_LIMIT_RATIO:.0%} of its GPU memory limit",
+            "The pod's GPU memory (arena, cuDNN workspaces and CUDA context) is near the limit "
+            "it was sized to; its next allocation may fail and degrade it to CPU.",
+        ),
+    )
     return rules
 
 
@@ -294,7 +320,9 @@ def dcgm_dashboard_data(revision: int) -> dict[str, str]:
 
 
 def cat_watcher_dashboard_data() -> dict[str, str]:
-    return {dashboard_data.CAT_WATCHER_FILE: json.dumps(dashboard_data.cat_watcher_dashboard(), indent=1, sort_keys=True)}
+    return {
+        dashboard_data.CAT_WATCHER_FILE: json.dumps(dashboard_data.cat_watcher_dashboard(), indent=1, sort_keys=True)
+    }
 
 
 class DcgmMonitoring(pulumi.ComponentResource):
@@ -331,12 +359,27 @@ class DcgmMonitoring(pulumi.ComponentResource):
         if args.service_monitor:
             # (logical suffix, kind, name, namespace, spec from the resolved namespace)
             prometheus_objects = (
-                ("dcgm-exporter", "ServiceMonitor", DCGM_SERVICE_MONITOR, args.operator_namespace,
-                 lambda namespace: dcgm_service_monitor_spec(namespace, args.exporter)),
-                ("cat-watcher", "ServiceMonitor", "cat-watcher", args.app_namespace,
-                 lambda namespace: app_service_monitor_spec(namespace, args.app_selector)),
-                ("rules", "PrometheusRule", "cat-watcher-gpu", args.app_namespace,
-                 lambda namespace: prometheus_rule_spec(namespace, args.exporter)),
+                (
+                    "dcgm-exporter",
+                    "ServiceMonitor",
+                    DCGM_SERVICE_MONITOR,
+                    args.operator_namespace,
+                    lambda namespace: dcgm_service_monitor_spec(namespace, args.exporter),
+                ),
+                (
+                    "cat-watcher",
+                    "ServiceMonitor",
+                    "cat-watcher",
+                    args.app_namespace,
+                    lambda namespace: app_service_monitor_spec(namespace, args.app_selector),
+                ),
+                (
+                    "rules",
+                    "PrometheusRule",
+                    "cat-watcher-gpu",
+                    args.app_namespace,
+                    lambda namespace: prometheus_rule_spec(namespace, args.exporter),
+                ),
             )
             for suffix, kind, object_name, namespace, spec in prometheus_objects:
                 k8s.apiextensions.CustomResource(
@@ -370,5 +413,10 @@ class DcgmMonitoring(pulumi.ComponentResource):
         self.dashboards = boards
         self.exporter_release = release_name
         self.register_outputs(
-            {"service_monitors": monitors, "prometheus_rules": rules, "dashboards": boards, "exporter_release": release_name}
+            {
+                "service_monitors": monitors,
+                "prometheus_rules": rules,
+                "dashboards": boards,
+                "exporter_release": release_name,
+            }
         )

@@ -195,14 +195,17 @@ while :; do
   fi
   sleep 10
 done
-""".replace("GPU_PRESENT_LABEL", GPU_PRESENT_LABEL).replace("EXIT_CODE", str(VERIFY_FAILED_EXIT_CODE))
+""".replace("GPU_PRESENT_LABEL", GPU_PRESENT_LABEL).replace("EXIT_CODE", str(VERIFY_FAILED_EXIT_CODE))  # noqa: E501 - the Job runs these lines as they are
 
 
 def restart_job_timeout(readers: int, verify_timeout_seconds: int) -> str:
     """How long Pulumi waits for the Job: the operator creating the DaemonSets (driver builds
     included), each reader's rollout, the verification, and ten minutes to spare."""
     minutes = (
-        _minutes(RESTART_WAIT_FOR_CREATE) + readers * _minutes(RESTART_ROLLOUT_TIMEOUT) + -(-verify_timeout_seconds // 60) + 10
+        _minutes(RESTART_WAIT_FOR_CREATE)
+        + readers * _minutes(RESTART_ROLLOUT_TIMEOUT)
+        + -(-verify_timeout_seconds // 60)
+        + 10
     )
     return f"{minutes}m"
 
@@ -252,7 +255,10 @@ def restart_job_spec(
             step(f"stamp-{reader}", ["kubectl", "patch", target, "--type=merge", "-p", restart_patch(content_hash)]),
             step(f"rollout-{reader}", ["kubectl", "rollout", "status", target, f"--timeout={RESTART_ROLLOUT_TIMEOUT}"]),
         ]
-    verify = step(VERIFY_CONTAINER, ["bash", "-c", VERIFY_SCRIPT, VERIFY_CONTAINER, *verify_arguments(checks, verify_timeout_seconds)])
+    verify = step(
+        VERIFY_CONTAINER,
+        ["bash", "-c", VERIFY_SCRIPT, VERIFY_CONTAINER, *verify_arguments(checks, verify_timeout_seconds)],
+    )
     # The last lines of its output (what each node advertises) become the pod's termination message.
     verify["terminationMessagePolicy"] = "FallbackToLogsOnError"
     return {
@@ -262,7 +268,11 @@ def restart_job_spec(
             "rules": [
                 {
                     "action": "FailJob",
-                    "onExitCodes": {"containerName": VERIFY_CONTAINER, "operator": "In", "values": [VERIFY_FAILED_EXIT_CODE]},
+                    "onExitCodes": {
+                        "containerName": VERIFY_CONTAINER,
+                        "operator": "In",
+                        "values": [VERIFY_FAILED_EXIT_CODE],
+                    },
                 }
             ]
         },

@@ -124,8 +124,7 @@ def service_monitor_spec(namespace: str, release_name: str, component: str) -> d
     return {
         "selector": {"matchLabels": selector_labels(release_name, component)},
         "namespaceSelector": {"matchNames": [namespace]},
-        "endpoints": [{"port": METRICS_PORTS[component], "path": "/metrics", "interval": "15s",
-                       "honorLabels": True}],
+        "endpoints": [{"port": METRICS_PORTS[component], "path": "/metrics", "interval": "15s", "honorLabels": True}],
     }
 
 
@@ -219,21 +218,36 @@ class Hami(pulumi.ComponentResource):
             release_name = args.release_name
             # (logical suffix, kind, name, namespace, spec from the resolved namespace)
             objects: list[tuple[str, str, str, pulumi.Input[str], Any]] = [
-                (f"{component}-monitor", "ServiceMonitor", COMPONENT_LABELS[component], namespace.metadata["name"],
-                 lambda ns, component=component: service_monitor_spec(ns, release_name, component))
+                (
+                    f"{component}-monitor",
+                    "ServiceMonitor",
+                    COMPONENT_LABELS[component],
+                    namespace.metadata["name"],
+                    lambda ns, component=component: service_monitor_spec(ns, release_name, component),
+                )
                 for component in ("devicePlugin", "scheduler")
             ]
             # The rule lives beside HAMi (the app's namespace may not exist yet); Prometheus
             # operator's default ruleNamespaceSelector ({}) reads every namespace.
-            objects.append(("rules", "PrometheusRule", "cat-watcher-hami", namespace.metadata["name"],
-                            lambda _: prometheus_rule_spec(args.app_namespace, release_name)))
+            objects.append(
+                (
+                    "rules",
+                    "PrometheusRule",
+                    "cat-watcher-hami",
+                    namespace.metadata["name"],
+                    lambda _: prometheus_rule_spec(args.app_namespace, release_name),
+                )
+            )
             for suffix, kind, object_name, object_namespace, spec in objects:
                 k8s.apiextensions.CustomResource(
                     f"{name}-{suffix}",
                     api_version="monitoring.coreos.com/v1",
                     kind=kind,
-                    metadata={"name": object_name, "namespace": object_namespace,
-                              "labels": dict(args.prometheus_labels)},
+                    metadata={
+                        "name": object_name,
+                        "namespace": object_namespace,
+                        "labels": dict(args.prometheus_labels),
+                    },
                     spec=pulumi.Output.from_input(object_namespace).apply(spec),
                     opts=child,
                 )
@@ -246,6 +260,10 @@ class Hami(pulumi.ComponentResource):
         self.service_monitors: list[str] = monitors
         self.ready: list[pulumi.Resource] = [release]
         self.register_outputs(
-            {"release_name": self.release_name, "scheduler_name": self.scheduler_name,
-             "namespace": self.namespace, "service_monitors": monitors}
+            {
+                "release_name": self.release_name,
+                "scheduler_name": self.scheduler_name,
+                "namespace": self.namespace,
+                "service_monitors": monitors,
+            }
         )

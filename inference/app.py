@@ -58,7 +58,7 @@ CLOSE_AFTER = frozenset({408, 413, 503})
 EngineLoader = Callable[[Callable[[DeviceStatus], None]], CatWatcherEngine]
 
 
-class NotReady(Exception):
+class NotReadyError(Exception):
     pass
 
 
@@ -86,7 +86,9 @@ class ServiceState:
         Twice keeps the next batch decoding while the model runs, yet a burst of clients waits
         holding only its compressed body, not a 5 MB float tensor each.
         """
-        self.batcher = MicroBatcher(self.run_frames, max_batch, max_batch_wait, max_concurrent_runs, self.metrics.runs_in_flight.inc)
+        self.batcher = MicroBatcher(
+            self.run_frames, max_batch, max_batch_wait, max_concurrent_runs, self.metrics.runs_in_flight.inc
+        )
         self.admission = asyncio.Semaphore(2 * max_concurrent_runs * max_batch)
 
     def run_frames(self, frames: Sequence[PreparedImage]) -> list[dict[str, Any]]:
@@ -101,7 +103,11 @@ def error_response(status: int, error: str, detail: str) -> JSONResponse:
 
 def head_bytes(scope: Scope) -> int:
     """Request line plus headers, as counted against `max_header_bytes`."""
-    return len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"") + sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+    return (
+        len(scope.get("raw_path") or b"")
+        + len(scope.get("query_string") or b"")
+        + sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+    )
 
 
 class RequestGuard:
@@ -124,16 +130,32 @@ class RequestGuard:
         server = self.state.settings.server
         size = head_bytes(scope)
         if size > server.max_header_bytes:
-            self.state.refuse("header_too_large", f"request head of {size} bytes refused (CAT_WATCHER__SERVER__MAX_HEADER_BYTES={server.max_header_bytes})")
-            await error_response(431, "header_too_large", f"request line and headers are {size} bytes; the limit is {server.max_header_bytes}")(scope, receive, send)
+            self.state.refuse(
+                "header_too_large",
+                f"request head of {size} bytes refused "
+                f"(CAT_WATCHER__SERVER__MAX_HEADER_BYTES={server.max_header_bytes})",
+            )
+            await error_response(
+                431,
+                "header_too_large",
+                f"request line and headers are {size} bytes; the limit is {server.max_header_bytes}",
+            )(scope, receive, send)
             return
         if scope["path"] in UNGUARDED_PATHS:
             await self.app(scope, receive, send)
             return
         if self.pending >= server.max_pending_requests:
-            self.state.refuse("overloaded", f"overloaded: {self.pending} detect requests in progress (CAT_WATCHER__SERVER__MAX_PENDING_REQUESTS={server.max_pending_requests}); answering 503")
+            self.state.refuse(
+                "overloaded",
+                f"overloaded: {self.pending} detect requests in progress "
+                f"(CAT_WATCHER__SERVER__MAX_PENDING_REQUESTS={server.max_pending_requests}); answering 503",
+            )
             self.state.metrics.observe_request("server_error", 0.0)
-            await error_response(503, "overloaded", f"{self.pending} requests are in progress, the limit is {server.max_pending_requests}; retry later")(scope, receive, send)
+            await error_response(
+                503,
+                "overloaded",
+                f"{self.pending} requests are in progress, the limit is {server.max_pending_requests}; retry later",
+            )(scope, receive, send)
             return
         self.pending += 1
         self.state.metrics.pending_requests.set(self.pending)
@@ -175,11 +197,16 @@ async def read_body(request: Request, limit: int, timeout: float | None = None) 
     except ClientDisconnect:
         raise ClientError(400, "client_disconnected", "the client closed the connection mid-body") from None
     except TimeoutError:
-        raise BodyTimeout(408, "body_timeout", f"the body did not arrive within {timeout:g} s (CAT_WATCHER__SERVER__BODY_TIMEOUT); {received} bytes received") from None
+        raise BodyTimeoutError(
+            408,
+            "body_timeout",
+            f"the body did not arrive within {timeout:g} s "
+            f"(CAT_WATCHER__SERVER__BODY_TIMEOUT); {received} bytes received",
+        ) from None
     return b"".join(chunks)
 
 
-class BodyTimeout(ClientError):
+class BodyTimeoutError(ClientError):
     """The body did not arrive in time (counted as a refusal as well as a client error)."""
 
 
@@ -201,7 +228,11 @@ def image_from_multipart(content_type: str, body: bytes, max_parts: int = 8) -> 
     """
     parts = count_multipart_parts(content_type, body)
     if parts > max_parts:
-        raise ClientError(400, "too_many_parts", f"multipart body has about {parts} parts; CAT_WATCHER__INFERENCE__MAX_MULTIPART_PARTS={max_parts}")
+        raise ClientError(
+            400,
+            "too_many_parts",
+            f"multipart body has about {parts} parts; CAT_WATCHER__INFERENCE__MAX_MULTIPART_PARTS={max_parts}",
+        )
     images: list[bytes] = []
 
     def on_field(field: Field) -> None:
@@ -214,7 +245,12 @@ def image_from_multipart(content_type: str, body: bytes, max_parts: int = 8) -> 
             images.append(file.file_object.read())
 
     try:
-        parser = create_form_parser({"Content-Type": content_type.encode("latin-1")}, on_field, on_file, config={"MAX_MEMORY_FILE_SIZE": len(body) + 1})
+        parser = create_form_parser(
+            {"Content-Type": content_type.encode("latin-1")},
+            on_field,
+            on_file,
+            config={"MAX_MEMORY_FILE_SIZE": len(body) + 1},
+        )
         parser.write(body)
         parser.finalize()
     except (FormParserError, ValueError, UnicodeEncodeError) as error:
@@ -229,13 +265,22 @@ async def image_bytes(request: Request, settings: Settings) -> bytes:
     media_type = media_type_of(request)
     if media_type == MULTIPART_MEDIA_TYPE:
         body = await read_body(request, limit, timeout)
-        return await anyio.to_thread.run_sync(image_from_multipart, request.headers["content-type"], body, settings.inference.max_multipart_parts)
+        return await anyio.to_thread.run_sync(
+            image_from_multipart, request.headers["content-type"], body, settings.inference.max_multipart_parts
+        )
     if media_type.startswith("image/") or media_type in RAW_MEDIA_TYPES:
         return await read_body(request, limit, timeout)
-    raise ClientError(415, "unsupported_media_type", f"send image/* or application/octet-stream bytes, or multipart/form-data with an {IMAGE_FIELD!r} file; got {media_type or 'no Content-Type'}")
+    raise ClientError(
+        415,
+        "unsupported_media_type",
+        "send image/* or application/octet-stream bytes, or multipart/form-data "
+        f"with an {IMAGE_FIELD!r} file; got {media_type or 'no Content-Type'}",
+    )
 
 
-def create_app(settings: Settings, load_engine: EngineLoader | None = None, on_fatal: Callable[[BaseException], None] | None = None) -> Starlette:
+def create_app(
+    settings: Settings, load_engine: EngineLoader | None = None, on_fatal: Callable[[BaseException], None] | None = None
+) -> Starlette:
     """The service. Models load in the background after start-up: /readyz says when they are in.
 
     `on_fatal` is called if loading fails (the CLI stops the server and exits non-zero).
@@ -246,7 +291,7 @@ def create_app(settings: Settings, load_engine: EngineLoader | None = None, on_f
     async def load_models() -> None:
         try:
             state.engine = await anyio.to_thread.run_sync(loader, state.metrics.set_status, abandon_on_cancel=True)
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - any load failure is reported and stops the server
             state.load_error = str(error)
             log.error("model loading failed: %s", error)
             if on_fatal is not None:
@@ -256,30 +301,43 @@ def create_app(settings: Settings, load_engine: EngineLoader | None = None, on_f
             # A model with a fixed batch size runs frames one by one.
             state.batcher.max_batch = min(state.batcher.max_batch, state.engine.max_batch)
         status = state.engine.status
-        log.info("models loaded: device=%s degraded=%s identifier=%s", status.device, status.degraded, state.engine.identifier is not None)
+        log.info(
+            "models loaded: device=%s degraded=%s identifier=%s",
+            status.device,
+            status.degraded,
+            state.engine.identifier is not None,
+        )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        state.open_slots(settings.inference.max_concurrent_runs, settings.inference.max_batch, settings.inference.max_batch_wait_ms / 1000)
+        state.open_slots(
+            settings.inference.max_concurrent_runs,
+            settings.inference.max_batch,
+            settings.inference.max_batch_wait_ms / 1000,
+        )
         loading = asyncio.create_task(load_models())
         yield
         loading.cancel()
 
     async def healthz(request: Request) -> JSONResponse:
         status = state.engine.status if state.engine else None
-        return JSONResponse({
-            "status": "ok",
-            "ready": state.engine is not None,
-            "device": status.device if status else None,
-            "degraded": bool(status and status.degraded),
-            "degraded_reason": status.reason if status else None,
-        })
+        return JSONResponse(
+            {
+                "status": "ok",
+                "ready": state.engine is not None,
+                "device": status.device if status else None,
+                "degraded": bool(status and status.degraded),
+                "degraded_reason": status.reason if status else None,
+            }
+        )
 
     async def readyz(request: Request) -> JSONResponse:
         if state.engine is None:
             detail = f"model loading failed: {state.load_error}" if state.load_error else "models are loading"
             return error_response(503, "not_ready", detail)
-        return JSONResponse({"status": "ready", "device": state.engine.status.device, "degraded": state.engine.status.degraded})
+        return JSONResponse(
+            {"status": "ready", "device": state.engine.status.device, "degraded": state.engine.status.degraded}
+        )
 
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -292,10 +350,10 @@ def create_app(settings: Settings, load_engine: EngineLoader | None = None, on_f
             outcome = "ok"
         except ClientError as error:
             outcome = "client_error"
-            if isinstance(error, BodyTimeout):
+            if isinstance(error, BodyTimeoutError):
                 state.refuse("body_timeout", f"dropped a request whose body stalled: {error.detail}")
             response = error_response(error.status, error.error, error.detail)
-        except NotReady:
+        except NotReadyError:
             response = error_response(503, "not_ready", "models are not loaded yet")
         except Exception:
             log.exception("detection failed")
@@ -306,7 +364,7 @@ def create_app(settings: Settings, load_engine: EngineLoader | None = None, on_f
     async def run_detection(request: Request, start: float) -> JSONResponse:
         engine = state.engine
         if engine is None:
-            raise NotReady
+            raise NotReadyError
         data = await image_bytes(request, settings)
         async with state.admission:
             prepared = await anyio.to_thread.run_sync(engine.prepare, data)

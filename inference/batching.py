@@ -83,7 +83,7 @@ class MicroBatcher(Generic[Item, Result]):
                 self._on_run(1)
             try:
                 results = self._run_batch([entry.item for entry in entries])
-            except BaseException as error:
+            except BaseException as error:  # noqa: BLE001 - handed to every waiting request, which raises it
                 loop.call_soon_threadsafe(_fail, entries, error)
                 return
             finally:

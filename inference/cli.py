@@ -24,7 +24,13 @@ def settings_help() -> str:
     for section, section_info in Settings.model_fields.items():
         for name, info in section_info.annotation.model_fields.items():  # type: ignore[union-attr]
             default = info.get_default(call_default_factory=True)
-            shown = "unset" if default in (None, ()) else str(default).lower() if isinstance(default, bool) else str(default)
+            shown = (
+                "unset"
+                if default in (None, ())
+                else str(default).lower()
+                if isinstance(default, bool)
+                else str(default)
+            )
             choices = get_args(info.annotation) if get_origin(info.annotation) is Literal else ()
             suffix = f" (one of {', '.join(choices)})" if choices else ""
             lines.append(f"  {env_name((section, name)):<50} default {shown}{suffix}")
@@ -37,20 +43,31 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "serve",
         help="serve the HTTP API, configured from CAT_WATCHER__* variables",
-        description="Serve the HTTP API (/healthz, /readyz, /metrics, POST /v1/detect), configured from environment variables.",
+        description="Serve the HTTP API (/healthz, /readyz, /metrics, POST "
+        "/v1/detect), configured from environment variables.",
         epilog=settings_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    make = commands.add_parser("make-models", help="write placeholder detector.onnx, identifier.onnx and cat_names.json")
+    make = commands.add_parser(
+        "make-models", help="write placeholder detector.onnx, identifier.onnx and cat_names.json"
+    )
     make.add_argument("--out", type=Path, required=True, help="directory to write the models into")
     make.add_argument("--cat-names", default=None, help="comma-separated cat names (identifier classes)")
     make.add_argument("--seed", type=int, default=0, help="seed for the fixed random weights")
-    quantize = commands.add_parser("quantize", help="int8 copy of an fp32 detector or identifier for the CPU path (static, calibrated)")
+    quantize = commands.add_parser(
+        "quantize", help="int8 copy of an fp32 detector or identifier for the CPU path (static, calibrated)"
+    )
     quantize.add_argument("model", type=Path, help="fp32 ONNX model (detector or identifier)")
-    quantize.add_argument("--calibration", type=Path, required=True, help="directory of typical camera frames (.jpg, .png, .webp)")
+    quantize.add_argument(
+        "--calibration", type=Path, required=True, help="directory of typical camera frames (.jpg, .png, .webp)"
+    )
     quantize.add_argument("--out", type=Path, required=True, help="int8 model file to write")
     quantize.add_argument("--max-frames", type=int, default=64, help="calibration frames to use (sorted by name)")
-    quantize.add_argument("--reduce-range", action="store_true", help="7-bit weights, for x86 CPUs without VNNI (avoids int8 saturation there)")
+    quantize.add_argument(
+        "--reduce-range",
+        action="store_true",
+        help="7-bit weights, for x86 CPUs without VNNI (avoids int8 saturation there)",
+    )
     return parser
 
 
@@ -61,7 +78,14 @@ def report_memory_budget(settings: Settings) -> None:
     budget, limit = worst_case(settings), cgroup_memory_limit()
     log = logging.getLogger("inference.memory")
     if limit is not None and budget.total > limit * MAX_SHARE_OF_POD_LIMIT:
-        log.warning("memory: %s exceeds %d%% of the container limit of %d MiB; lower CAT_WATCHER__SERVER__MAX_PENDING_REQUESTS, CAT_WATCHER__INFERENCE__MAX_REQUEST_BYTES or CAT_WATCHER__INFERENCE__MAX_DECODED_IMAGE_BYTES", budget.describe(), MAX_SHARE_OF_POD_LIMIT * 100, limit // MiB)
+        log.warning(
+            "memory: %s exceeds %d%% of the container limit of %d MiB; lower "
+            "CAT_WATCHER__SERVER__MAX_PENDING_REQUESTS, CAT_WATCHER__INFERENCE__MAX_REQUEST_BYTES "
+            "or CAT_WATCHER__INFERENCE__MAX_DECODED_IMAGE_BYTES",
+            budget.describe(),
+            MAX_SHARE_OF_POD_LIMIT * 100,
+            limit // MiB,
+        )
     else:
         log.info("memory: %s; container limit %s", budget.describe(), f"{limit // MiB} MiB" if limit else "none")
 
@@ -72,7 +96,11 @@ def serve() -> int:
     except SettingsError as error:
         print(f"{PROGRAM}: {error}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=settings.server.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
 
     import uvicorn
 
@@ -90,7 +118,11 @@ def serve() -> int:
     state = app.state.service
 
     def head_timed_out() -> None:
-        state.refuse("header_timeout", f"closed a connection that sent no complete request head within {settings.server.header_timeout:g} s (CAT_WATCHER__SERVER__HEADER_TIMEOUT)")
+        state.refuse(
+            "header_timeout",
+            "closed a connection that sent no complete request head within "
+            f"{settings.server.header_timeout:g} s (CAT_WATCHER__SERVER__HEADER_TIMEOUT)",
+        )
 
     # No limit_concurrency: it counted idle connections and answered even the probes with a
     # plain-text 503. Idle connections are closed by the head deadline; admission is per request
@@ -107,7 +139,9 @@ def serve() -> int:
         h11_max_incomplete_event_size=settings.server.max_header_bytes,
     )
     report_memory_budget(settings)
-    logging.getLogger("uvicorn.error").addFilter(IntervalFilter(UVICORN_PER_REQUEST_WARNINGS, settings.server.log_interval))
+    logging.getLogger("uvicorn.error").addFilter(
+        IntervalFilter(UVICORN_PER_REQUEST_WARNINGS, settings.server.log_interval)
+    )
     server = uvicorn.Server(config)
     server.run()
     return 1 if app.state.service.load_error else 0
@@ -132,7 +166,10 @@ def quantize(model: Path, calibration: Path, out: Path, max_frames: int, reduce_
         return 2
     for skipped in report.skipped:
         print(f"{PROGRAM} quantize: skipped {skipped}", file=sys.stderr)
-    print(f"{report.output}: int8 {report.kind}, calibrated on {report.frames} frames, {report.float_nodes} post-processing nodes kept in float")
+    print(
+        f"{report.output}: int8 {report.kind}, calibrated on {report.frames} "
+        f"frames, {report.float_nodes} post-processing nodes kept in float"
+    )
     return 0
 
 
@@ -141,7 +178,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments.command == "serve":
         return serve()
     if arguments.command == "quantize":
-        return quantize(arguments.model, arguments.calibration, arguments.out, arguments.max_frames, arguments.reduce_range)
+        return quantize(
+            arguments.model, arguments.calibration, arguments.out, arguments.max_frames, arguments.reduce_range
+        )
     return make_models(arguments.out, arguments.cat_names, arguments.seed)
 
 

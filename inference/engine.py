@@ -90,7 +90,9 @@ def square_input(session: Session, default_size: int, variable: str) -> ModelInp
     if len(sizes) > 1:
         raise ModelLoadError(f"{variable}: expected a square input, got {model_input.name} {shape}")
     dtype = np.uint8 if model_input.type == "tensor(uint8)" else np.float32
-    return ModelInput(model_input.name, sizes.pop() if sizes else default_size, batchable=not isinstance(shape[0], int), dtype=dtype)
+    return ModelInput(
+        model_input.name, sizes.pop() if sizes else default_size, batchable=not isinstance(shape[0], int), dtype=dtype
+    )
 
 
 def resolve_cat_names(settings: InferenceSettings, identifier_path: Path) -> tuple[str, ...]:
@@ -101,7 +103,9 @@ def resolve_cat_names(settings: InferenceSettings, identifier_path: Path) -> tup
     try:
         names = json.loads(names_file.read_text())
     except (OSError, json.JSONDecodeError) as error:
-        raise ModelLoadError(f"{CAT_NAMES_VARIABLE}: required with an identifier model unless {names_file} lists them ({error})") from None
+        raise ModelLoadError(
+            f"{CAT_NAMES_VARIABLE}: required with an identifier model unless {names_file} lists them ({error})"
+        ) from None
     if not isinstance(names, list) or not names or not all(isinstance(name, str) for name in names):
         raise ModelLoadError(f"{CAT_NAMES_VARIABLE}: {names_file} must hold a non-empty JSON list of names")
     return tuple(names)
@@ -110,7 +114,14 @@ def resolve_cat_names(settings: InferenceSettings, identifier_path: Path) -> tup
 class CatWatcherEngine:
     """Decodes request images and runs detection and identification through one ModelRuntime."""
 
-    def __init__(self, settings: InferenceSettings, runtime: ModelRuntime, detector: ModelInput, identifier: ModelInput | None, cat_names: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        settings: InferenceSettings,
+        runtime: ModelRuntime,
+        detector: ModelInput,
+        identifier: ModelInput | None,
+        cat_names: tuple[str, ...],
+    ) -> None:
         self.settings = settings
         self.runtime = runtime
         self.detector = detector
@@ -131,16 +142,36 @@ class CatWatcherEngine:
         """Loads both models, checks their shapes and warms them up (which also surfaces CUDA OOM)."""
         shares = ARENA_SHARES_WITH_IDENTIFIER if settings.identifier_model_path is not None else {DETECTOR: 1.0}
         runtime = ModelRuntime(settings, session_factory, available_providers, on_status_change, shares)
-        detector_session = _load(runtime, DETECTOR, settings.detector_model_path, DETECTOR_VARIABLE, settings.cpu_detector_model_path, CPU_DETECTOR_VARIABLE, uint8_image_input)
+        detector_session = _load(
+            runtime,
+            DETECTOR,
+            settings.detector_model_path,
+            DETECTOR_VARIABLE,
+            settings.cpu_detector_model_path,
+            CPU_DETECTOR_VARIABLE,
+            uint8_image_input,
+        )
         detector = square_input(detector_session, DEFAULT_DETECTOR_SIZE, DETECTOR_VARIABLE)
         identifier: ModelInput | None = None
         cat_names: tuple[str, ...] = ()
         if settings.identifier_model_path is not None:
             cat_names = resolve_cat_names(settings, settings.identifier_model_path)
-            identifier_session = _load(runtime, IDENTIFIER, settings.identifier_model_path, IDENTIFIER_VARIABLE, settings.cpu_identifier_model_path, CPU_IDENTIFIER_VARIABLE)
+            identifier_session = _load(
+                runtime,
+                IDENTIFIER,
+                settings.identifier_model_path,
+                IDENTIFIER_VARIABLE,
+                settings.cpu_identifier_model_path,
+                CPU_IDENTIFIER_VARIABLE,
+            )
             identifier = square_input(identifier_session, DEFAULT_IDENTIFIER_SIZE, IDENTIFIER_VARIABLE)
         if settings.max_batch > 1 and not detector.batchable:
-            log.warning("%s=%d ignored: %s has a fixed batch size; frames run one at a time", MAX_BATCH_VARIABLE, settings.max_batch, settings.detector_model_path)
+            log.warning(
+                "%s=%d ignored: %s has a fixed batch size; frames run one at a time",
+                MAX_BATCH_VARIABLE,
+                settings.max_batch,
+                settings.detector_model_path,
+            )
         engine = cls(settings, runtime, detector, identifier, cat_names)
         engine._warm_up()
         return engine
@@ -148,18 +179,36 @@ class CatWatcherEngine:
     def _warm_up(self) -> None:
         # At the largest batch the service will run, so the GPU arena is sized (or fails) now.
         batch = self.max_batch
-        detector_output = self._run(DETECTOR, DETECTOR_VARIABLE, {self.detector.name: np.zeros((batch, 3, self.detector.size, self.detector.size), self.detector.dtype)})
-        if detector_output.ndim != 3 or detector_output.shape[0] != batch or detector_output.shape[1] != 4 + len(BEHAVIOURS):
-            raise ModelLoadError(f"{DETECTOR_VARIABLE}: expected output [{batch}, {4 + len(BEHAVIOURS)}, anchors] (box + {', '.join(BEHAVIOURS)}), got {list(detector_output.shape)}")
+        detector_output = self._run(
+            DETECTOR,
+            DETECTOR_VARIABLE,
+            {self.detector.name: np.zeros((batch, 3, self.detector.size, self.detector.size), self.detector.dtype)},
+        )
+        if (
+            detector_output.ndim != 3
+            or detector_output.shape[0] != batch
+            or detector_output.shape[1] != 4 + len(BEHAVIOURS)
+        ):
+            raise ModelLoadError(
+                f"{DETECTOR_VARIABLE}: expected output [{batch}, {4 + len(BEHAVIOURS)}, "
+                f"anchors] (box + {', '.join(BEHAVIOURS)}), got {list(detector_output.shape)}"
+            )
         if self.identifier is not None:
-            logits = self._run(IDENTIFIER, IDENTIFIER_VARIABLE, {self.identifier.name: np.zeros((2, 3, self.identifier.size, self.identifier.size), np.float32)})
+            logits = self._run(
+                IDENTIFIER,
+                IDENTIFIER_VARIABLE,
+                {self.identifier.name: np.zeros((2, 3, self.identifier.size, self.identifier.size), np.float32)},
+            )
             if logits.shape != (2, len(self.cat_names)):
-                raise ModelLoadError(f"{IDENTIFIER_VARIABLE}: expected logits [N, {len(self.cat_names)}] for cats {', '.join(self.cat_names)}, got {list(logits.shape)} for a batch of 2")
+                raise ModelLoadError(
+                    f"{IDENTIFIER_VARIABLE}: expected logits [N, {len(self.cat_names)}] for "
+                    f"cats {', '.join(self.cat_names)}, got {list(logits.shape)} for a batch of 2"
+                )
 
     def _run(self, name: str, variable: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
         try:
             return self.runtime.run(name, feeds)[0]
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - onnxruntime's pybind errors share no base below Exception
             raise ModelLoadError(f"{variable}: model fails on a blank input: {first_line(error)}") from None
 
     @property
@@ -179,7 +228,9 @@ class CatWatcherEngine:
         decoded = time.perf_counter()
         box = letterbox_geometry(*source_size, self.detector.size)
         tensor = letterbox_tensor(pixels, box, self.detector.size, self.detector.dtype)
-        return PreparedImage(pixels, box, tensor, {"decode": (decoded - start) * 1000, "preprocess": _elapsed_ms(decoded)})
+        return PreparedImage(
+            pixels, box, tensor, {"decode": (decoded - start) * 1000, "preprocess": _elapsed_ms(decoded)}
+        )
 
     def _resized_size(self, width: int, height: int) -> tuple[int, int]:
         box = letterbox_geometry(width, height, self.detector.size)
@@ -193,17 +244,29 @@ class CatWatcherEngine:
         """Runs up to `max_batch` frames through the detector at once, then identifies every cat
         they contain in one identifier run. Results are those of each frame on its own."""
         if len(batch) > self.max_batch:
-            return [result for start in range(0, len(batch), self.max_batch) for result in self.infer_batch(batch[start : start + self.max_batch])]
+            return [
+                result
+                for start in range(0, len(batch), self.max_batch)
+                for result in self.infer_batch(batch[start : start + self.max_batch])
+            ]
         start = time.perf_counter()
         tensor = batch[0].tensor if len(batch) == 1 else np.concatenate([prepared.tensor for prepared in batch])
         output = self.runtime.run(DETECTOR, {self.detector.name: tensor})[0]
         settings = self.settings
         found = []
         for index, prepared in enumerate(batch):
-            detections = decode_detections(output[index : index + 1], settings.presence_threshold, settings.confidence_threshold, settings.iou_threshold, settings.max_detections)
+            detections = decode_detections(
+                output[index : index + 1],
+                settings.presence_threshold,
+                settings.confidence_threshold,
+                settings.iou_threshold,
+                settings.max_detections,
+            )
             found.append((detections, boxes_to_source(detections.boxes, prepared.letterbox)))
         detected = time.perf_counter()
-        identified: list[tuple[Sequence[str | None], Sequence[float | None]]] = [([None] * len(boxes), [None] * len(boxes)) for _, boxes in found]
+        identified: list[tuple[Sequence[str | None], Sequence[float | None]]] = [
+            ([None] * len(boxes), [None] * len(boxes)) for _, boxes in found
+        ]
         if self.identifier is not None and any(len(boxes) for _, boxes in found):
             identified = self._identify(batch, [boxes for _, boxes in found])
         finished = time.perf_counter()
@@ -211,23 +274,42 @@ class CatWatcherEngine:
         for prepared, (detections, boxes), (cat_ids, cat_confidences) in zip(batch, found, identified, strict=True):
             prepared.timings["detect"] = (detected - start) * 1000
             prepared.timings["identify"] = (finished - detected) * 1000
-            results.append({
-                "detections": [
-                    {"box": box, "behaviour": behaviour, "confidence": score, "cat_id": cat_id, "cat_confidence": cat_confidence}
-                    for box, behaviour, score, cat_id, cat_confidence in zip(
-                        _rounded(boxes, 1), detections.behaviours, _rounded(detections.scores, 4), cat_ids, cat_confidences, strict=True
-                    )
-                ],
-            })
+            results.append(
+                {
+                    "detections": [
+                        {
+                            "box": box,
+                            "behaviour": behaviour,
+                            "confidence": score,
+                            "cat_id": cat_id,
+                            "cat_confidence": cat_confidence,
+                        }
+                        for box, behaviour, score, cat_id, cat_confidence in zip(
+                            _rounded(boxes, 1),
+                            detections.behaviours,
+                            _rounded(detections.scores, 4),
+                            cat_ids,
+                            cat_confidences,
+                            strict=True,
+                        )
+                    ],
+                }
+            )
         return results
 
-    def _identify(self, batch: Sequence[PreparedImage], boxes_per_frame: Sequence[np.ndarray]) -> list[tuple[Sequence[str | None], Sequence[float | None]]]:
+    def _identify(
+        self, batch: Sequence[PreparedImage], boxes_per_frame: Sequence[np.ndarray]
+    ) -> list[tuple[Sequence[str | None], Sequence[float | None]]]:
         assert self.identifier is not None
         crops = []
         for prepared, boxes in zip(batch, boxes_per_frame, strict=True):
             pixels = np.asarray(prepared.pixels)
             # Crops come from the decoded image, which DCT scaling may have made smaller.
-            scale = np.array([pixels.shape[1] / prepared.letterbox.source_width, pixels.shape[0] / prepared.letterbox.source_height] * 2, dtype=np.float32)
+            scale = np.array(
+                [pixels.shape[1] / prepared.letterbox.source_width, pixels.shape[0] / prepared.letterbox.source_height]
+                * 2,
+                dtype=np.float32,
+            )
             crops.append(crop_batch(pixels, boxes * scale, self.identifier.size))
         logits = self.runtime.run(IDENTIFIER, {self.identifier.name: imagenet_batch(np.concatenate(crops))})[0]
         names, confidences = identities(logits, self.cat_names, self.settings.identity_threshold)
@@ -246,7 +328,13 @@ def _rounded(values: np.ndarray, decimals: int) -> list[Any]:
 
 
 def _load(
-    runtime: ModelRuntime, name: str, path: Path, variable: str, cpu_path: Path | None, cpu_variable: str, prepare: Callable[[bytes], bytes | None] | None = None
+    runtime: ModelRuntime,
+    name: str,
+    path: Path,
+    variable: str,
+    cpu_path: Path | None,
+    cpu_variable: str,
+    prepare: Callable[[bytes], bytes | None] | None = None,
 ) -> Session:
     """Loads `path` (and `cpu_path` for CPU), each rewritten by `prepare` where it applies."""
     model = _prepared(read_model(path, variable), prepare)
@@ -260,9 +348,16 @@ def _load(
     else:
         session = reference = _session(lambda: runtime.load(name, model, cpu_model), variable, path)
         # Checked now: a fallback must not be the first to find a broken CPU model.
-        cpu_session = session if runtime.status.device == "cpu" else _session(lambda: runtime.cpu_session(cpu_model), cpu_variable, cpu_path)
+        cpu_session = (
+            session
+            if runtime.status.device == "cpu"
+            else _session(lambda: runtime.cpu_session(cpu_model), cpu_variable, cpu_path)
+        )
     if _signature(cpu_session) != _signature(reference):
-        raise ModelLoadError(f"{cpu_variable}: {cpu_path} must have the inputs and outputs of {path}: {_signature(cpu_session)} vs {_signature(reference)}")
+        raise ModelLoadError(
+            f"{cpu_variable}: {cpu_path} must have the inputs and outputs "
+            f"of {path}: {_signature(cpu_session)} vs {_signature(reference)}"
+        )
     return session
 
 
@@ -274,7 +369,7 @@ def _prepared(model: bytes, prepare: Callable[[bytes], bytes | None] | None) -> 
 def _session(create: Callable[[], Session], variable: str, path: Path) -> Session:
     try:
         return create()
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - onnxruntime's pybind errors share no base below Exception
         raise ModelLoadError(f"{variable}: {path} is not a usable ONNX model: {first_line(error)}") from None
 
 

@@ -127,7 +127,11 @@ def inspect_jpeg(data: bytes) -> ImageHeader:
         segments += 1
         if marker in _JPEG_SOF and frame is None and position + 8 <= end:
             _, height, width, count = struct.unpack_from(">BHHB", data, position + 2)
-            sampling = [(data[position + 9 + 3 * i] >> 4, data[position + 9 + 3 * i] & 0x0F) for i in range(count) if position + 10 + 3 * i <= end]
+            sampling = [
+                (data[position + 9 + 3 * i] >> 4, data[position + 9 + 3 * i] & 0x0F)
+                for i in range(count)
+                if position + 10 + 3 * i <= end
+            ]
             frame = (width, height, count, sampling)
             progressive = marker in _JPEG_PROGRESSIVE_SOF
         position += length
@@ -244,19 +248,41 @@ def check_image_limits(data: bytes, limits: ImageLimits) -> ImageHeader | None:
     name, width, height = header.format, header.width, header.height
     size_checks = (
         (width > limits.max_width, f"{name} width {width} exceeds {_variable('max_image_width')}={limits.max_width}"),
-        (height > limits.max_height, f"{name} height {height} exceeds {_variable('max_image_height')}={limits.max_height}"),
-        (width * height > limits.max_pixels, f"{width}x{height} is {width * height} pixels; {_variable('max_image_pixels')}={limits.max_pixels}"),
-        (header.bytes_per_pixel > limits.max_bytes_per_pixel, f"{name} has {header.bytes_per_pixel:g} bytes per pixel; {_variable('max_image_bytes_per_pixel')}={limits.max_bytes_per_pixel}"),
-        (header.decoded_bytes > limits.max_decoded_bytes, f"decoding this {width}x{height} {name} takes about {header.decoded_bytes} bytes; {_variable('max_decoded_image_bytes')}={limits.max_decoded_bytes}"),
+        (
+            height > limits.max_height,
+            f"{name} height {height} exceeds {_variable('max_image_height')}={limits.max_height}",
+        ),
+        (
+            width * height > limits.max_pixels,
+            f"{width}x{height} is {width * height} pixels; {_variable('max_image_pixels')}={limits.max_pixels}",
+        ),
+        (
+            header.bytes_per_pixel > limits.max_bytes_per_pixel,
+            f"{name} has {header.bytes_per_pixel:g} bytes per pixel; "
+            f"{_variable('max_image_bytes_per_pixel')}={limits.max_bytes_per_pixel}",
+        ),
+        (
+            header.decoded_bytes > limits.max_decoded_bytes,
+            f"decoding this {width}x{height} {name} takes about {header.decoded_bytes} "
+            f"bytes; {_variable('max_decoded_image_bytes')}={limits.max_decoded_bytes}",
+        ),
     )
     for exceeded, detail in size_checks:
         if exceeded:
             raise ClientError(413, "image_too_large", detail)
     if header.scans > limits.max_jpeg_scans:
-        raise ClientError(422, "image_too_complex", f"JPEG has {header.scans} scans; {_variable('max_jpeg_scans')}={limits.max_jpeg_scans}")
+        raise ClientError(
+            422,
+            "image_too_complex",
+            f"JPEG has {header.scans} scans; {_variable('max_jpeg_scans')}={limits.max_jpeg_scans}",
+        )
     if header.chunks > limits.max_chunks:
         unit = {"JPEG": "marker segments", "PNG": "chunks", "WEBP": "RIFF chunks"}[name]
-        raise ClientError(422, "image_too_complex", f"{name} has {header.chunks} {unit}; {_variable('max_image_chunks')}={limits.max_chunks}")
+        raise ClientError(
+            422,
+            "image_too_complex",
+            f"{name} has {header.chunks} {unit}; {_variable('max_image_chunks')}={limits.max_chunks}",
+        )
     return header
 
 
@@ -278,5 +304,9 @@ class AbandonableSource(io.BytesIO):
 
     def read(self, size: int | None = -1) -> bytes:
         if self.clock() > self.deadline:
-            raise ClientError(422, "image_too_slow", f"decoding used more than {_variable('max_decode_seconds')}={self.seconds:g} s of CPU time")
+            raise ClientError(
+                422,
+                "image_too_slow",
+                f"decoding used more than {_variable('max_decode_seconds')}={self.seconds:g} s of CPU time",
+            )
         return super().read(size)

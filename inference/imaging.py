@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from inference.errors import ClientError
 from inference.image_limits import ABANDONABLE_DECODE_BLOCK, AbandonableSource
@@ -52,10 +52,12 @@ def letterbox_geometry(width: int, height: int, size: int) -> Letterbox:
     scale = min(size / width, size / height)
     resized_width = min(size, max(1, round(width * scale)))
     resized_height = min(size, max(1, round(height * scale)))
-    return Letterbox(width, height, resized_width, resized_height, (size - resized_width) // 2, (size - resized_height) // 2)
+    return Letterbox(
+        width, height, resized_width, resized_height, (size - resized_width) // 2, (size - resized_height) // 2
+    )
 
 
-def _open_checked(data: bytes, max_pixels: int, max_seconds: float | None = None) -> Image.Image:
+def _open_checked(data: bytes, max_pixels: int, max_seconds: float | None = None) -> ImageFile.ImageFile:
     """Opens the image header only, refusing empty, unknown or oversized input. With
     `max_seconds` the later decode reads through an AbandonableSource (see _load_rgb)."""
     if not data:
@@ -71,12 +73,16 @@ def _open_checked(data: bytes, max_pixels: int, max_seconds: float | None = None
     if width < 1 or height < 1:
         raise ClientError(422, "invalid_image", f"image has no pixels ({width}x{height})")
     if width * height > max_pixels:
-        raise ClientError(413, "image_too_large", f"{width}x{height} is {width * height} pixels; the limit is {max_pixels}")
+        raise ClientError(
+            413, "image_too_large", f"{width}x{height} is {width * height} pixels; the limit is {max_pixels}"
+        )
     return image
 
 
 def _load_rgb(
-    image: Image.Image, target_size: Callable[[int, int], tuple[int, int]] | None, max_seconds: float | None = None
+    image: ImageFile.ImageFile,
+    target_size: Callable[[int, int], tuple[int, int]] | None,
+    max_seconds: float | None = None,
 ) -> Image.Image:
     if target_size is not None:
         image.draft("RGB", target_size(*image.size))
@@ -125,7 +131,12 @@ def decode_pixels(
     """
     image = _open_checked(data, max_pixels, max_seconds)
     size = image.size
-    if simplejpeg is not None and image.format == "JPEG" and image.mode in ("RGB", "L") and not image.info.get("progressive"):
+    if (
+        simplejpeg is not None
+        and image.format == "JPEG"
+        and image.mode in ("RGB", "L")
+        and not image.info.get("progressive")
+    ):
         min_width, min_height = target_size(*size) if target_size is not None else size
         try:
             return simplejpeg.decode_jpeg(data, colorspace="RGB", min_width=min_width, min_height=min_height), size
@@ -135,7 +146,9 @@ def decode_pixels(
     return _load_rgb(image, target_size, max_seconds), size
 
 
-def letterbox_tensor(image: Image.Image | np.ndarray, box: Letterbox, size: int, dtype: type[np.generic] = np.float32) -> np.ndarray:
+def letterbox_tensor(
+    image: Image.Image | np.ndarray, box: Letterbox, size: int, dtype: type[np.generic] = np.float32
+) -> np.ndarray:
     """[1, 3, size, size] RGB padded with grey 114 as YOLOv8 was trained: float32 in 0..1, or
     uint8 in 0..255 for a model that scales its input itself (inference/modelprep.py).
 

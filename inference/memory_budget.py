@@ -43,18 +43,36 @@ class MemoryBudget:
         return self.baseline + self.bodies + self.decoding
 
     def describe(self) -> str:
-        return f"worst case {self.total // MiB} MiB = baseline {self.baseline // MiB} + request bodies {self.bodies // MiB} + decoding {self.decoding // MiB}"
+        return (
+            f"worst case {self.total // MiB} MiB = baseline {self.baseline // MiB} "
+            f"+ request bodies {self.bodies // MiB} + decoding {self.decoding // MiB}"
+        )
 
 
 def worst_case(settings: Settings, baseline: int = BASELINE_BYTES) -> MemoryBudget:
     inference = settings.inference
     bodies = settings.server.max_pending_requests * inference.max_request_bytes * 2
-    decoding = 2 * inference.max_concurrent_runs * inference.max_batch * (inference.max_decoded_image_bytes + DETECTOR_INPUT_BYTES)
+    decoding = (
+        2
+        * inference.max_concurrent_runs
+        * inference.max_batch
+        * (inference.max_decoded_image_bytes + DETECTOR_INPUT_BYTES)
+    )
     return MemoryBudget(baseline, bodies, decoding)
 
 
 _QUANTITY = re.compile(r"^(\d+)(Ki|Mi|Gi|Ti|K|M|G|T)?$")
-_FACTORS = {None: 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+_FACTORS = {
+    None: 1,
+    "K": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+}
 
 
 def quantity_bytes(quantity: str) -> int:

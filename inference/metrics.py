@@ -19,15 +19,49 @@ def _base(name: str, suffix: str) -> str:
 class ServiceMetrics:
     def __init__(self, gpu_memory_limit_bytes: int) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter(_base(contract.METRIC_REQUESTS_TOTAL, "_total"), "Detect requests by outcome", ["outcome"], registry=self.registry)
-        self.request_duration = Histogram(contract.METRIC_REQUEST_DURATION, "Detect request duration", ["outcome"], buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.inference_duration = Histogram(contract.METRIC_INFERENCE_DURATION, "Model stage duration incl. its post-processing", ["stage"], buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.device_info = Gauge(contract.METRIC_DEVICE_INFO, "1 for the device models run on", ["device"], registry=self.registry)
-        self.degraded = Gauge(contract.METRIC_DEGRADED, "1 when serving on CPU because CUDA failed", registry=self.registry)
-        self.gpu_memory_limit = Gauge(contract.METRIC_GPU_MEMORY_LIMIT, "The pod's GPU memory budget in bytes: arenas + overhead (0: unlimited)", registry=self.registry)
+        self.requests = Counter(
+            _base(contract.METRIC_REQUESTS_TOTAL, "_total"),
+            "Detect requests by outcome",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.request_duration = Histogram(
+            contract.METRIC_REQUEST_DURATION,
+            "Detect request duration",
+            ["outcome"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.inference_duration = Histogram(
+            contract.METRIC_INFERENCE_DURATION,
+            "Model stage duration incl. its post-processing",
+            ["stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.device_info = Gauge(
+            contract.METRIC_DEVICE_INFO, "1 for the device models run on", ["device"], registry=self.registry
+        )
+        self.degraded = Gauge(
+            contract.METRIC_DEGRADED, "1 when serving on CPU because CUDA failed", registry=self.registry
+        )
+        self.gpu_memory_limit = Gauge(
+            contract.METRIC_GPU_MEMORY_LIMIT,
+            "The pod's GPU memory budget in bytes: arenas + overhead (0: unlimited)",
+            registry=self.registry,
+        )
         self.runs_in_flight = Gauge(contract.METRIC_RUNS_IN_FLIGHT, "Model runs executing now", registry=self.registry)
-        self.refused = Counter(_base(contract.METRIC_REFUSED_TOTAL, "_total"), "Requests and connections refused or dropped by the server, by reason", ["reason"], registry=self.registry)
-        self.pending_requests = Gauge(contract.METRIC_PENDING_REQUESTS, "Detect requests in progress (reading, queued or running)", registry=self.registry)
+        self.refused = Counter(
+            _base(contract.METRIC_REFUSED_TOTAL, "_total"),
+            "Requests and connections refused or dropped by the server, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.pending_requests = Gauge(
+            contract.METRIC_PENDING_REQUESTS,
+            "Detect requests in progress (reading, queued or running)",
+            registry=self.registry,
+        )
         self.gpu_memory_limit.set(gpu_memory_limit_bytes)
         for reason in contract.REFUSAL_REASONS:
             self.refused.labels(reason)

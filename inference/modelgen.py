@@ -58,7 +58,14 @@ class _GraphBuilder:
         self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
         return name
 
-    def op(self, op_type: str, inputs: Sequence[str], outputs: int = 1, output_names: Sequence[str] | None = None, **attrs: Any) -> list[str]:
+    def op(
+        self,
+        op_type: str,
+        inputs: Sequence[str],
+        outputs: int = 1,
+        output_names: Sequence[str] | None = None,
+        **attrs: Any,
+    ) -> list[str]:
         names = list(output_names) if output_names else [self._name(op_type.lower()) for _ in range(outputs)]
         self.nodes.append(helper.make_node(op_type, list(inputs), names, **attrs))
         return names
@@ -67,10 +74,25 @@ class _GraphBuilder:
         # SiLU as exported by PyTorch at this opset: x * sigmoid(x).
         return self.op("Mul", [x, self.op("Sigmoid", [x])[0]])[0]
 
-    def conv(self, x: str, c_in: int, c_out: int, kernel: int = 1, stride: int = 1, groups: int = 1, act: bool = True, gain: float = 1.0, bias: float = 0.0) -> str:
+    def conv(
+        self,
+        x: str,
+        c_in: int,
+        c_out: int,
+        kernel: int = 1,
+        stride: int = 1,
+        groups: int = 1,
+        act: bool = True,
+        gain: float = 1.0,
+        bias: float = 0.0,
+    ) -> str:
         fan_in = c_in // groups * kernel * kernel
-        weight = self.rng.standard_normal((c_out, c_in // groups, kernel, kernel), dtype=np.float32) * np.float32(gain / np.sqrt(fan_in))
-        bias_array = np.full(c_out, bias, dtype=np.float32) + self.rng.standard_normal(c_out, dtype=np.float32) * np.float32(0.01)
+        weight = self.rng.standard_normal((c_out, c_in // groups, kernel, kernel), dtype=np.float32) * np.float32(
+            gain / np.sqrt(fan_in)
+        )
+        bias_array = np.full(c_out, bias, dtype=np.float32) + self.rng.standard_normal(
+            c_out, dtype=np.float32
+        ) * np.float32(0.01)
         pad = kernel // 2
         y = self.op(
             "Conv",
@@ -86,14 +108,20 @@ class _GraphBuilder:
         return self.op("Concat", inputs, axis=axis)[0]
 
     def split(self, x: str, sizes: Sequence[int], axis: int = 1) -> list[str]:
-        return self.op("Split", [x, self.constant(np.array(sizes, dtype=np.int64), "split")], outputs=len(sizes), axis=axis)
+        return self.op(
+            "Split", [x, self.constant(np.array(sizes, dtype=np.int64), "split")], outputs=len(sizes), axis=axis
+        )
 
     def reshape(self, x: str, shape: Sequence[int]) -> str:
         return self.op("Reshape", [x, self.constant(np.array(shape, dtype=np.int64), "shape")])[0]
 
-    def model(self, inputs: list[onnx.ValueInfoProto], outputs: list[onnx.ValueInfoProto], name: str) -> onnx.ModelProto:
+    def model(
+        self, inputs: list[onnx.ValueInfoProto], outputs: list[onnx.ValueInfoProto], name: str
+    ) -> onnx.ModelProto:
         graph = helper.make_graph(self.nodes, name, inputs, outputs, self.initializers)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="catwatcher-make-models")
+        model = helper.make_model(
+            graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="catwatcher-make-models"
+        )
         model.ir_version = IR_VERSION
         onnx.checker.check_model(model)
         return model
@@ -132,7 +160,10 @@ def _anchor_grid(size: int, strides: Sequence[int]) -> tuple[np.ndarray, np.ndar
         ys, xs = np.meshgrid(np.arange(cells) + 0.5, np.arange(cells) + 0.5, indexing="ij")
         centres.append(np.stack([xs.ravel(), ys.ravel()]))
         stride_per_anchor.append(np.full(cells * cells, stride))
-    return (np.concatenate(centres, axis=1)[None].astype(np.float32), np.concatenate(stride_per_anchor)[None, None].astype(np.float32))
+    return (
+        np.concatenate(centres, axis=1)[None].astype(np.float32),
+        np.concatenate(stride_per_anchor)[None, None].astype(np.float32),
+    )
 
 
 def build_detector(num_classes: int = len(BEHAVIOURS), seed: int = 0) -> onnx.ModelProto:
@@ -165,7 +196,9 @@ def build_detector(num_classes: int = len(BEHAVIOURS), seed: int = 0) -> onnx.Mo
     # Distribution focal loss decoding: expected value of a 16-bin softmax per box side.
     bins = g.op("Softmax", [g.reshape(box, [0, 4, DFL_BINS, -1])], axis=2)[0]
     projection = g.constant(np.arange(DFL_BINS, dtype=np.float32).reshape(1, 1, DFL_BINS, 1), "dfl")
-    distances = g.op("ReduceSum", [g.op("Mul", [bins, projection])[0], g.constant(np.array([2], dtype=np.int64), "axes")], keepdims=0)[0]
+    distances = g.op(
+        "ReduceSum", [g.op("Mul", [bins, projection])[0], g.constant(np.array([2], dtype=np.int64), "axes")], keepdims=0
+    )[0]
     left_top, right_bottom = g.split(distances, [2, 2])
     anchors, strides = _anchor_grid(DETECTOR_SIZE, DETECTOR_STRIDES)
     anchor_name, stride_name = g.constant(anchors, "anchors"), g.constant(strides, "strides")
@@ -178,14 +211,30 @@ def build_detector(num_classes: int = len(BEHAVIOURS), seed: int = 0) -> onnx.Mo
 
     anchors_total = anchors.shape[2]
     return g.model(
-        [helper.make_tensor_value_info(DETECTOR_INPUT, TensorProto.FLOAT, [BATCH_AXIS, 3, DETECTOR_SIZE, DETECTOR_SIZE])],
-        [helper.make_tensor_value_info(DETECTOR_OUTPUT, TensorProto.FLOAT, [BATCH_AXIS, 4 + num_classes, anchors_total])],
+        [
+            helper.make_tensor_value_info(
+                DETECTOR_INPUT, TensorProto.FLOAT, [BATCH_AXIS, 3, DETECTOR_SIZE, DETECTOR_SIZE]
+            )
+        ],
+        [
+            helper.make_tensor_value_info(
+                DETECTOR_OUTPUT, TensorProto.FLOAT, [BATCH_AXIS, 4 + num_classes, anchors_total]
+            )
+        ],
         "catwatcher_detector_yolov8n_like",
     )
 
 
 # EfficientNet-B0 stages: (expansion, output channels, repeats, first stride, kernel).
-_B0_STAGES = ((1, 16, 1, 1, 3), (6, 24, 2, 2, 3), (6, 40, 2, 2, 5), (6, 80, 3, 2, 3), (6, 112, 3, 1, 5), (6, 192, 4, 2, 5), (6, 320, 1, 1, 3))
+_B0_STAGES = (
+    (1, 16, 1, 1, 3),
+    (6, 24, 2, 2, 3),
+    (6, 40, 2, 2, 5),
+    (6, 80, 3, 2, 3),
+    (6, 112, 3, 1, 5),
+    (6, 192, 4, 2, 5),
+    (6, 320, 1, 1, 3),
+)
 
 
 def _mbconv(g: _GraphBuilder, x: str, c_in: int, c_out: int, expansion: int, kernel: int, stride: int) -> str:
@@ -209,9 +258,18 @@ def build_identifier(num_cats: int, seed: int = 1) -> onnx.ModelProto:
             channels = c_out
     pooled = g.op("Flatten", [g.op("GlobalAveragePool", [g.conv(x, channels, 1280)])[0]])[0]
     weight = g.rng.standard_normal((num_cats, 1280), dtype=np.float32) * np.float32(1 / np.sqrt(1280))
-    g.op("Gemm", [pooled, g.constant(weight, "fc_w"), g.constant(np.zeros(num_cats, np.float32), "fc_b")], output_names=[IDENTIFIER_OUTPUT], transB=1)
+    g.op(
+        "Gemm",
+        [pooled, g.constant(weight, "fc_w"), g.constant(np.zeros(num_cats, np.float32), "fc_b")],
+        output_names=[IDENTIFIER_OUTPUT],
+        transB=1,
+    )
     return g.model(
-        [helper.make_tensor_value_info(IDENTIFIER_INPUT, TensorProto.FLOAT, [BATCH_AXIS, 3, IDENTIFIER_SIZE, IDENTIFIER_SIZE])],
+        [
+            helper.make_tensor_value_info(
+                IDENTIFIER_INPUT, TensorProto.FLOAT, [BATCH_AXIS, 3, IDENTIFIER_SIZE, IDENTIFIER_SIZE]
+            )
+        ],
         [helper.make_tensor_value_info(IDENTIFIER_OUTPUT, TensorProto.FLOAT, [BATCH_AXIS, num_cats])],
         "catwatcher_identifier_efficientnet_b0_like",
     )
@@ -220,7 +278,11 @@ def build_identifier(num_cats: int, seed: int = 1) -> onnx.ModelProto:
 def write_models(out_dir: Path, cat_names: Sequence[str] = PLACEHOLDER_CAT_NAMES, seed: int = 0) -> dict[str, Path]:
     """Writes detector.onnx, identifier.onnx and cat_names.json (the identifier's label order)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"detector": out_dir / DETECTOR_FILE, "identifier": out_dir / IDENTIFIER_FILE, "cat_names": out_dir / CAT_NAMES_FILE}
+    paths = {
+        "detector": out_dir / DETECTOR_FILE,
+        "identifier": out_dir / IDENTIFIER_FILE,
+        "cat_names": out_dir / CAT_NAMES_FILE,
+    }
     onnx.save(build_detector(seed=seed), paths["detector"])
     onnx.save(build_identifier(len(cat_names), seed=seed + 1), paths["identifier"])
     paths["cat_names"].write_text(json.dumps(list(cat_names)) + "\n")

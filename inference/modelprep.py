@@ -25,8 +25,8 @@ def uint8_image_input(model_bytes: bytes) -> bytes | None:
     (then it is used unchanged: fed 0..1 floats as before)."""
     try:
         model = onnx.load_from_string(model_bytes)
-    except Exception:
-        return None  # onnxruntime reports what is wrong with it
+    except Exception:  # noqa: BLE001 - any parse failure: onnxruntime reports what is wrong with it
+        return None
     initializers = {init.name: init for init in model.graph.initializer}
     inputs = [value for value in model.graph.input if value.name not in initializers]
     if len(inputs) != 1:

@@ -56,7 +56,13 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
     return order[keep]
 
 
-def decode_detections(output: np.ndarray, presence_threshold: float, confidence_threshold: float, iou_threshold: float, max_detections: int) -> Detections:
+def decode_detections(
+    output: np.ndarray,
+    presence_threshold: float,
+    confidence_threshold: float,
+    iou_threshold: float,
+    max_detections: int,
+) -> Detections:
     """YOLOv8 output [1, 4 + classes, anchors] (cx, cy, w, h, class scores) -> cat detections.
 
     A cat is present where its best behaviour score reaches `presence_threshold`. Its behaviour is

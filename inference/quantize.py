@@ -46,16 +46,26 @@ def model_kind(model: onnx.ModelProto, path: Path) -> tuple[str, str, int]:
     """("detector" | "identifier", input name, input size) from the model's shapes."""
     inputs = [value for value in model.graph.input if value.name not in {init.name for init in model.graph.initializer}]
     if len(inputs) != 1 or len(model.graph.output) != 1:
-        raise QuantizeError(f"{path}: expected one image input and one output, got {len(inputs)} inputs and {len(model.graph.output)} outputs")
+        raise QuantizeError(
+            f"{path}: expected one image input and one output, got "
+            f"{len(inputs)} inputs and {len(model.graph.output)} outputs"
+        )
     shape = [dim.dim_value if dim.HasField("dim_value") else None for dim in inputs[0].type.tensor_type.shape.dim]
     if len(shape) != 4 or shape[1] != 3 or shape[2] is None or shape[2] != shape[3]:
-        raise QuantizeError(f"{path}: expected a square [N, 3, S, S] image input with a fixed S, got {inputs[0].name} {shape}")
-    output = [dim.dim_value if dim.HasField("dim_value") else None for dim in model.graph.output[0].type.tensor_type.shape.dim]
+        raise QuantizeError(
+            f"{path}: expected a square [N, 3, S, S] image input with a fixed S, got {inputs[0].name} {shape}"
+        )
+    output = [
+        dim.dim_value if dim.HasField("dim_value") else None for dim in model.graph.output[0].type.tensor_type.shape.dim
+    ]
     if len(output) == 3 and output[1] == 4 + len(BEHAVIOURS):
         return "detector", inputs[0].name, shape[2]
     if len(output) == 2:
         return "identifier", inputs[0].name, shape[2]
-    raise QuantizeError(f"{path}: output {output} is neither a detector's [N, {4 + len(BEHAVIOURS)}, anchors] nor an identifier's [N, cats]")
+    raise QuantizeError(
+        f"{path}: output {output} is neither a detector's [N, "
+        f"{4 + len(BEHAVIOURS)}, anchors] nor an identifier's [N, cats]"
+    )
 
 
 def calibration_files(directory: Path) -> list[Path]:
@@ -74,7 +84,9 @@ def calibration_tensor(data: bytes, kind: str, size: int) -> np.ndarray:
     """A frame as the service feeds it: letterboxed 0..1 for the detector, a whole-frame
     ImageNet-normalised square for the identifier (its crops are squashed the same way)."""
     if kind == "detector":
-        pixels, (width, height) = decode_pixels(data, MAX_CALIBRATION_PIXELS, target_size=lambda w, h: _resized(w, h, size))
+        pixels, (width, height) = decode_pixels(
+            data, MAX_CALIBRATION_PIXELS, target_size=lambda w, h: _resized(w, h, size)
+        )
         return letterbox_tensor(pixels, letterbox_geometry(width, height, size), size)
     decoded, _ = decode_pixels(data, MAX_CALIBRATION_PIXELS, target_size=lambda w, h: (size, size))
     pixels = np.asarray(decoded)
@@ -99,7 +111,11 @@ def float_tail(model: onnx.ModelProto) -> list[str]:
         key = id(node)
         if key not in heavy_after:
             heavy_after[key] = False  # a graph is acyclic; this guards malformed input
-            heavy_after[key] = any(nxt.op_type in HEAVY_OPS or has_heavy_after(nxt) for out in node.output for nxt in consumers.get(out, []))
+            heavy_after[key] = any(
+                nxt.op_type in HEAVY_OPS or has_heavy_after(nxt)
+                for out in node.output
+                for nxt in consumers.get(out, [])
+            )
         return heavy_after[key]
 
     # Topological order from the back keeps the recursion shallow.
@@ -125,7 +141,9 @@ class _FrameReader:
         return next(self._feeds, None)
 
 
-def quantize_model(model_path: Path, calibration_dir: Path, output_path: Path, max_frames: int = 64, reduce_range: bool = False) -> QuantizeReport:
+def quantize_model(
+    model_path: Path, calibration_dir: Path, output_path: Path, max_frames: int = 64, reduce_range: bool = False
+) -> QuantizeReport:
     """Writes the int8 model to `output_path`. Raises QuantizeError naming the bad input.
 
     `reduce_range` quantises weights to 7 bits, for x86 CPUs without VNNI: their u8 x s8
@@ -144,8 +162,11 @@ def quantize_model(model_path: Path, calibration_dir: Path, output_path: Path, m
     try:
         model = onnx.load(model_path)
         onnx.checker.check_model(model)
-    except Exception as error:
-        raise QuantizeError(f"{model_path}: not a valid ONNX model ({str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__})") from None
+    except Exception as error:  # noqa: BLE001 - onnx's loader and checker raise many types; all mean not valid
+        raise QuantizeError(
+            f"{model_path}: not a valid ONNX model "
+            f"({str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__})"
+        ) from None
     kind, input_name, size = model_kind(model, model_path)
 
     tensors, skipped = [], []
@@ -163,8 +184,8 @@ def quantize_model(model_path: Path, calibration_dir: Path, output_path: Path, m
             # Shape inference and graph optimisation, as ONNX Runtime recommends before quantising.
             quant_pre_process(model_path, prepared, skip_symbolic_shape=True)
             model = onnx.load(prepared)
-        except Exception:
-            pass  # quantise the model as it is
+        except Exception:  # noqa: BLE001 - pre-processing is optional: quantise the model as it is
+            pass
         model = _named(model)
         tail = float_tail(model)
         try:
@@ -180,6 +201,9 @@ def quantize_model(model_path: Path, calibration_dir: Path, output_path: Path, m
                 nodes_to_exclude=tail,
                 reduce_range=reduce_range,
             )
-        except Exception as error:
-            raise QuantizeError(f"{model_path}: quantisation failed ({str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__})") from None
+        except Exception as error:  # noqa: BLE001 - whatever onnxruntime's quantiser raises is reported
+            raise QuantizeError(
+                f"{model_path}: quantisation failed "
+                f"({str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__})"
+            ) from None
     return QuantizeReport(kind, len(tensors), skipped, len(tail), output_path)

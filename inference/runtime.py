@@ -74,7 +74,9 @@ def cuda_provider_options(settings: InferenceSettings, arena_share: float = 1.0)
     return options
 
 
-def execution_providers(settings: InferenceSettings, available: Sequence[str], arena_share: float = 1.0) -> list[Provider]:
+def execution_providers(
+    settings: InferenceSettings, available: Sequence[str], arena_share: float = 1.0
+) -> list[Provider]:
     """CUDA first (CPU kept as onnxruntime's own fallback for unsupported ops) or CPU only.
 
     `auto` asks for CUDA only when this onnxruntime build has the provider; `cuda` always does.
@@ -126,7 +128,10 @@ def cuda_unavailable_reason() -> str | None:
         return "no CUDA device is visible"
     needed = _built_cuda_major()
     if needed and driver.cuDriverGetVersion(ctypes.byref(version)) == 0 and version.value // 1000 < needed:
-        return f"the NVIDIA driver supports CUDA {version.value // 1000}.{version.value % 1000 // 10}, this onnxruntime needs CUDA {needed}"
+        return (
+            f"the NVIDIA driver supports CUDA {version.value // 1000}.{version.value % 1000 // 10}, "
+            f"this onnxruntime needs CUDA {needed}"
+        )
     preload_cuda_libraries()
     try:
         ctypes.CDLL(str(Path(ort.__file__).parent / "capi" / "libonnxruntime_providers_cuda.so"))
@@ -189,7 +194,11 @@ class ModelRuntime:
         unavailable = cuda_check() if cuda_check is not None and CUDA_PROVIDER in _names(self._providers) else None
         if unavailable is not None:
             # `auto` on a machine without CUDA is the normal CPU case; `cuda` falling back is degraded.
-            log.log(logging.WARNING if settings.device == "cuda" else logging.INFO, "CUDA unavailable: %s; running on CPU", unavailable)
+            log.log(
+                logging.WARNING if settings.device == "cuda" else logging.INFO,
+                "CUDA unavailable: %s; running on CPU",
+                unavailable,
+            )
             self._providers = [CPU_PROVIDER]
         elif CUDA_PROVIDER in _names(self._providers):
             preload_cuda_libraries()
@@ -202,7 +211,9 @@ class ModelRuntime:
         self._sessions: dict[str, tuple[Session, DeviceName]] = {}
         device: DeviceName = "cuda" if CUDA_PROVIDER in _names(self._providers) else "cpu"
         degraded = unavailable is not None and settings.device == "cuda"
-        self._status = DeviceStatus(device, degraded=degraded, reason=f"CUDA unavailable: {unavailable}" if degraded else None)
+        self._status = DeviceStatus(
+            device, degraded=degraded, reason=f"CUDA unavailable: {unavailable}" if degraded else None
+        )
         self._notify()
 
     @property
@@ -232,7 +243,10 @@ class ModelRuntime:
                 self._fall_back(f"CUDA session could not be created: {first_line(error)}")
                 return self._sessions[name][0]
             if CUDA_PROVIDER not in session.get_providers():
-                self._fall_back("CUDA provider failed to start (missing CUDA/cuDNN libraries or no GPU); see the onnxruntime error above")
+                self._fall_back(
+                    "CUDA provider failed to start (missing CUDA/cuDNN "
+                    "libraries or no GPU); see the onnxruntime error above"
+                )
                 return self._sessions[name][0]
             self._sessions[name] = (session, "cuda")
             return session

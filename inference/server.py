@@ -112,8 +112,16 @@ def head_deadline_protocol(header_timeout: float, on_timeout: Callable[[], None]
         def send_400_response(self, msg: str) -> None:
             """uvicorn's answer to a malformed request (or an oversized head), as JSON."""
             body = json.dumps({"error": "invalid_http_request", "detail": msg}).encode()
-            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
-            for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"), h11.Data(data=body), h11.EndOfMessage()):
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ]
+            for event in (
+                h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+                h11.Data(data=body),
+                h11.EndOfMessage(),
+            ):
                 self.transport.write(self.conn.send(event))
             self.transport.close()
 

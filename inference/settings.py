@@ -128,17 +128,23 @@ class InferenceSettings(_Section):
         if self.presence_threshold > self.confidence_threshold:
             raise _FieldError("presence_threshold", "must not exceed CAT_WATCHER__INFERENCE__CONFIDENCE_THRESHOLD")
         if self.cpu_identifier_model_path is not None and self.identifier_model_path is None:
-            raise _FieldError("cpu_identifier_model_path", "needs CAT_WATCHER__INFERENCE__IDENTIFIER_MODEL_PATH (the model it replaces on CPU)")
+            raise _FieldError(
+                "cpu_identifier_model_path",
+                "needs CAT_WATCHER__INFERENCE__IDENTIFIER_MODEL_PATH (the model it replaces on CPU)",
+            )
         return self
 
     @model_validator(mode="after")
     def _overhead_below_limit(self) -> InferenceSettings:
         if self.gpu_memory_overhead and self.gpu_memory_limit is None:
-            raise _FieldError("gpu_memory_overhead", f"only counts with {GPU_MEMORY_LIMIT_ENV} (the pod's GPU budget); set that too")
+            raise _FieldError(
+                "gpu_memory_overhead", f"only counts with {GPU_MEMORY_LIMIT_ENV} (the pod's GPU budget); set that too"
+            )
         if self.gpu_memory_limit is not None and self.gpu_memory_overhead >= self.gpu_memory_limit:
             raise _FieldError(
                 "gpu_memory_overhead",
-                f"{self.gpu_memory_overhead} MiB leaves no arena within {GPU_MEMORY_LIMIT_ENV}={self.gpu_memory_limit}; "
+                f"{self.gpu_memory_overhead} MiB leaves no arena within "
+                f"{GPU_MEMORY_LIMIT_ENV}={self.gpu_memory_limit}; "
                 "must be below it",
             )
         return self

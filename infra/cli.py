@@ -17,7 +17,15 @@ from pathlib import Path
 
 import yaml
 
-from infra.offline import RenderError, Recording, available_stacks, load_stack_config, project_root, run_program, stacks_dir
+from infra.offline import (
+    Recording,
+    RenderError,
+    available_stacks,
+    load_stack_config,
+    project_root,
+    run_program,
+    stacks_dir,
+)
 from infra.render import OutputDirError, check_output_dir, write_outputs
 
 PROG = "catwatcher-infra"
@@ -35,7 +43,7 @@ class CommandError(Exception):
         super().__init__("\n".join(self.lines))
 
 
-class StackFailures(CommandError):
+class FailedStacksError(CommandError):
     """Lines that already start with the name of the stack they are about."""
 
 
@@ -120,7 +128,7 @@ def _render(args: argparse.Namespace) -> int:
     # Run every stack first: one bad stack writes nothing at all, and every bad one is named.
     recordings, failures = run_stacks(root, stacks)
     if failures:
-        raise StackFailures(failures)
+        raise FailedStacksError(failures)
     for recording in recordings:
         try:
             target = write_outputs(recording, out)
@@ -175,15 +183,19 @@ def _diff(args: argparse.Namespace) -> int:
                 stacks = named or available_stacks(root)
                 recordings, failures = run_stacks(root, stacks)
                 if failures:
-                    raise StackFailures(failures)
+                    raise FailedStacksError(failures)
                 head = {recording.stack: render_of(recording) for recording in recordings}
             if args.git_base:
                 render_revision(root, args.git_base, base_dir, named)
                 based = rendered_stacks(base_dir)
                 unknown = [stack for stack in named if stack not in head and stack not in based]
                 if unknown:
-                    raise StackFailures([f"{stack}: no such stack at {args.git_head or 'the working tree'} "
-                                        f"or at {args.git_base}" for stack in unknown])
+                    raise FailedStacksError(
+                        [
+                            f"{stack}: no such stack at {args.git_head or 'the working tree'} or at {args.git_base}"
+                            for stack in unknown
+                        ]
+                    )
                 # Without names, stacks the base had and the head dropped show as removed.
                 names = named if named else sorted(set(stacks) | set(based))
                 diffs = diff_against(base_dir, head, names)
@@ -215,7 +227,9 @@ def _schema(args: argparse.Namespace) -> int:
         return 0
     out = Path(args.out)
     if out.is_dir():
-        raise CommandError(f"--out {args.out}: is a folder; name the file to write (e.g. stacks/stack-config.schema.json)")
+        raise CommandError(
+            f"--out {args.out}: is a folder; name the file to write (e.g. stacks/stack-config.schema.json)"
+        )
     try:
         out.write_text(text)
     except OSError as error:
@@ -275,12 +289,22 @@ def build_parser() -> argparse.ArgumentParser:
     render.set_defaults(func=_render)
 
     diff = commands.add_parser("diff", help="object-level and Helm-values diff of two renders")
-    diff.add_argument("stacks", nargs="*", metavar="STACK", help="BASE HEAD stacks, or the stacks to compare with --git-base")
-    diff.add_argument("--git-base", metavar="REV", help="compare with the render of this git revision (commit, branch, tag)")
-    diff.add_argument("--git-head", metavar="REV", help="with --git-base: render this revision instead of the working tree")
+    diff.add_argument(
+        "stacks", nargs="*", metavar="STACK", help="BASE HEAD stacks, or the stacks to compare with --git-base"
+    )
+    diff.add_argument(
+        "--git-base", metavar="REV", help="compare with the render of this git revision (commit, branch, tag)"
+    )
+    diff.add_argument(
+        "--git-head", metavar="REV", help="with --git-base: render this revision instead of the working tree"
+    )
     diff.add_argument("--all", action="store_true", help="with --git-base and no stack names: every stack")
-    diff.add_argument("--format", choices=("text", "markdown", "names"), default="text",
-                      help="names: only the stacks that change, one a line")
+    diff.add_argument(
+        "--format",
+        choices=("text", "markdown", "names"),
+        default="text",
+        help="names: only the stacks that change, one a line",
+    )
     diff.set_defaults(func=_diff)
 
     presets = commands.add_parser("presets", help="the GPU preset catalogue: every value each preset sets")
@@ -288,7 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     presets.set_defaults(func=_presets)
 
     plan = commands.add_parser("plan", help="how many Cat Watcher pods fit one GPU, per sharing mode")
-    plan.add_argument("--preset", required=True, help="a GPU preset, or custom (with --vram-mb and --compute-capability)")
+    plan.add_argument(
+        "--preset", required=True, help="a GPU preset, or custom (with --vram-mb and --compute-capability)"
+    )
     plan.add_argument("--model", help="the detector ONNX file: its weights and activations size the arena")
     plan.add_argument("--identifier", help="the identifier ONNX file that runs beside the detector")
     plan.add_argument("--batch", type=int, default=1, help="detector batch (default 1)")
@@ -317,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG} {args.command}: {error}", file=sys.stderr)
         return 2
     except CommandError as error:
-        prefix = "" if isinstance(error, StackFailures) else "error: "
+        prefix = "" if isinstance(error, FailedStacksError) else "error: "
         for line in error.lines:
             print(f"{prefix}{line}", file=sys.stderr)
         return 1

@@ -52,12 +52,19 @@ def config_key_problems(keys: Iterable[str], project: str = PROJECT) -> list[Pro
         if not name or namespace == project or namespace in OTHER_NAMESPACES:
             continue
         if namespace == "kubernetes" and name == "context":
-            problems.append((key, (
-                f"ignored: the program's provider targets {project}:cluster.kubeContext only; "
-                f"move the context there and remove {key}"
-            )))
+            problems.append(
+                (
+                    key,
+                    (
+                        f"ignored: the program's provider targets {project}:cluster.kubeContext only; "
+                        f"move the context there and remove {key}"
+                    ),
+                )
+            )
         elif namespace == "kubernetes":
-            problems.append((key, "ignored: the program builds its own Kubernetes provider (Pulumi.yaml disables the default one)"))
+            problems.append(
+                (key, "ignored: the program builds its own Kubernetes provider (Pulumi.yaml disables the default one)")
+            )
         elif _distance(namespace, project) <= 3:
             problems.append((key, f"unknown namespace '{namespace}'; did you mean {project}:{name}?"))
     return problems
@@ -72,7 +79,9 @@ def clear_text_secrets(value: Any, path: tuple[str | int, ...]) -> list[Problem]
         for key, item in value.items():
             if key in SECRET_FIELDS and item is not None and not (isinstance(item, dict) and set(item) == {"secure"}):
                 where = key_path(*path, key)
-                problems.append((where, f"in clear text; set it encrypted: pulumi config set --secret --path '{where}' '<value>'"))
+                problems.append(
+                    (where, f"in clear text; set it encrypted: pulumi config set --secret --path '{where}' '<value>'")
+                )
             else:
                 problems.extend(clear_text_secrets(item, (*path, key)))
     elif isinstance(value, list):
@@ -91,7 +100,9 @@ def secret_problems(config: StackConfig, secret_keys: Collection[str]) -> list[P
         section = getattr(config.credentials, name)
         if section is not None and section.password is not None:
             where = key_path("credentials", name, "password")
-            problems.append((where, f"in clear text; set it encrypted: pulumi config set --secret --path '{where}' '<value>'"))
+            problems.append(
+                (where, f"in clear text; set it encrypted: pulumi config set --secret --path '{where}' '<value>'")
+            )
     return problems
 
 
@@ -112,25 +123,46 @@ def contradiction_problems(config: StackConfig) -> list[Problem]:
         problems += _set_but_ignored(monitoring, others, ("monitoring",), "monitoring.enabled is false")
     else:
         if monitoring.exporter == "operator":
-            problems += _set_but_ignored(monitoring, ["standalone_chart_version"], ("monitoring",),
-                                         "monitoring.exporter is operator (the standalone chart is not installed)")
+            problems += _set_but_ignored(
+                monitoring,
+                ["standalone_chart_version"],
+                ("monitoring",),
+                "monitoring.exporter is operator (the standalone chart is not installed)",
+            )
         if not monitoring.service_monitor:
-            problems += _set_but_ignored(monitoring, ["prometheus_labels"], ("monitoring",), "monitoring.serviceMonitor is false")
+            problems += _set_but_ignored(
+                monitoring, ["prometheus_labels"], ("monitoring",), "monitoring.serviceMonitor is false"
+            )
         if not monitoring.dashboards:
-            problems += _set_but_ignored(monitoring, ["dashboard_namespace"], ("monitoring",), "monitoring.dashboards is false")
+            problems += _set_but_ignored(
+                monitoring, ["dashboard_namespace"], ("monitoring",), "monitoring.dashboards is false"
+            )
     policy = config.app.network_policy
     if not policy.enabled:
-        problems += _set_but_ignored(policy, ["client_namespaces", "monitoring_namespace"], ("app", "networkPolicy"),
-                                     "app.networkPolicy.enabled is false")
+        problems += _set_but_ignored(
+            policy,
+            ["client_namespaces", "monitoring_namespace"],
+            ("app", "networkPolicy"),
+            "app.networkPolicy.enabled is false",
+        )
     return problems
 
 
 def release_problems(config: StackConfig, standalone_release: str = "dcgm-exporter") -> list[Problem]:
     """Helm release names are unique per namespace; this stack's releases share the operator's."""
     monitoring = config.monitoring
-    if monitoring.enabled and monitoring.exporter == "standalone" and config.operator.release_name == standalone_release:
-        return [(key_path("operator", "releaseName"),
-                 f"'{standalone_release}' is the standalone DCGM exporter's release in the same namespace; pick another name")]
+    if (
+        monitoring.enabled
+        and monitoring.exporter == "standalone"
+        and config.operator.release_name == standalone_release
+    ):
+        return [
+            (
+                key_path("operator", "releaseName"),
+                f"'{standalone_release}' is the standalone DCGM exporter's "
+                "release in the same namespace; pick another name",
+            )
+        ]
     return []
 
 

@@ -54,6 +54,8 @@ def default_recommendation(vram_mb: int, reserve_mb: int, overhead_mb: int = DEF
 def custom_preset(spec: GpuSpec) -> GpuPreset:
     """The preset a complete custom spec describes (call `missing_keys` first). No MIG: its
     profiles and PCI ids cannot be derived, and every MIG-capable card has a preset."""
+    if spec.compute_capability is None or spec.vram_mb is None:
+        raise ValueError(f"custom GPU spec is incomplete: {missing_keys(spec)}")
     reserve = spec.reserve_mb if spec.reserve_mb is not None else DEFAULT_RESERVE_MB
     overhead = spec.overhead_mb if spec.overhead_mb is not None else DEFAULT_OVERHEAD_MB
     return GpuPreset.model_validate(

@@ -66,11 +66,15 @@ def _object_key(document: Mapping[str, Any]) -> ObjectKey:
 
 
 def load_render(folder: Path) -> Render:
-    documents = yaml.safe_load_all((folder / "manifests.yaml").read_text()) if (folder / "manifests.yaml").exists() else []
+    documents = (
+        yaml.safe_load_all((folder / "manifests.yaml").read_text()) if (folder / "manifests.yaml").exists() else []
+    )
     objects = {_object_key(document): document for document in documents if document}
-    releases = {
-        path.stem: yaml.safe_load(path.read_text()) for path in sorted((folder / "helm").glob("*.yaml"))
-    } if (folder / "helm").is_dir() else {}
+    releases = (
+        {path.stem: yaml.safe_load(path.read_text()) for path in sorted((folder / "helm").glob("*.yaml"))}
+        if (folder / "helm").is_dir()
+        else {}
+    )
     outputs = json.loads((folder / "outputs.json").read_text()) if (folder / "outputs.json").is_file() else {}
     return Render(objects=objects, releases=releases, outputs=outputs)
 
@@ -80,7 +84,7 @@ def _keyed(items: list[Any]) -> dict[str, Any] | None:
     if items and all(isinstance(i, Mapping) and "name" in i for i in items):
         names = [str(i["name"]) for i in items]
         if len(set(names)) == len(names):
-            return dict(zip(names, items))
+            return dict(zip(names, items, strict=True))
     return None
 
 
@@ -147,8 +151,14 @@ def diff_against(base_dir: Path, head: Mapping[str, Render], stacks: list[str]) 
             impact = gpu_impact(load_render(base), NOTHING) if base.is_dir() else GpuImpact()
             diffs.append(StackDiff(stack, note="removed (no longer rendered)", impact=impact))
         elif not base.is_dir():
-            diffs.append(StackDiff(stack, [Change(what, "added") for what in _all_objects(head[stack])], note="new stack",
-                                   impact=gpu_impact(NOTHING, head[stack])))
+            diffs.append(
+                StackDiff(
+                    stack,
+                    [Change(what, "added") for what in _all_objects(head[stack])],
+                    note="new stack",
+                    impact=gpu_impact(NOTHING, head[stack]),
+                )
+            )
         else:
             diffs.append(diff_renders(stack, load_render(base), head[stack]))
     return diffs
@@ -225,7 +235,12 @@ def format_markdown(diffs: list[StackDiff]) -> str:
     for diff in changed:
         counts = {status: sum(c.status == status for c in diff.changes) for status in SYMBOL}
         summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
-        out += ["", f"<details><summary><b>{diff.stack}</b>{' — ' + diff.note if diff.note else ''}: {summary}</summary>", "", "```diff"]
+        out += [
+            "",
+            f"<details><summary><b>{diff.stack}</b>{' — ' + diff.note if diff.note else ''}: {summary}</summary>",
+            "",
+            "```diff",
+        ]
         for change in diff.changes:
             out.append(f"{SYMBOL[change.status]} {change.what}")
             for field_change in change.fields:
@@ -280,7 +295,11 @@ def render_revision(root: Path, revision: str, out_dir: Path, stacks: Sequence[s
                 selection = ["--all"]
             rendered = subprocess.run(
                 [sys.executable, "-m", "infra.cli", "render", *selection, "--out", str(out_dir)],
-                cwd=tree, env={**_clean_env(), "PYTHONPATH": str(tree)}, check=False, capture_output=True, text=True,
+                cwd=tree,
+                env={**_clean_env(), "PYTHONPATH": str(tree)},
+                check=False,
+                capture_output=True,
+                text=True,
             )
         finally:
             _git(root, "worktree", "remove", "--force", str(tree))

@@ -113,7 +113,8 @@ PROFILES: Mapping[Distribution, Profile] = {
         runtime_class=NVIDIA_RUNTIME_CLASS,
         install_driver=True,
         install_toolkit=True,
-        host_steps="no containerd template of your own; the toolkit's SIGHUP restarts k3s once, which then detects the `nvidia` runtime",
+        host_steps="no containerd template of your own; the toolkit's SIGHUP "
+        "restarts k3s once, which then detects the `nvidia` runtime",
     ),
     "rke2": Profile(
         title="RKE2",
@@ -121,7 +122,8 @@ PROFILES: Mapping[Distribution, Profile] = {
         runtime_class=NVIDIA_RUNTIME_CLASS,
         install_driver=True,
         install_toolkit=True,
-        host_steps="no `config.toml.tmpl` of your own; the toolkit's SIGHUP restarts RKE2 once, which then detects the `nvidia` runtime",
+        host_steps="no `config.toml.tmpl` of your own; the toolkit's SIGHUP "
+        "restarts RKE2 once, which then detects the `nvidia` runtime",
     ),
     "microk8s": Profile(
         title="MicroK8s",
@@ -158,7 +160,8 @@ PROFILES: Mapping[Distribution, Profile] = {
         host_steps=(
             "build the image with the `nonfree-kmod-nvidia` (or `nvidia-open-gpu-kernel-modules`) and "
             "`nvidia-container-toolkit` extensions of the same driver version; load the modules "
-            "`nvidia`, `nvidia_uvm`, `nvidia_drm`, `nvidia_modeset` and set `net.core.bpf_jit_harden: 1` in the machine config"
+            "`nvidia`, `nvidia_uvm`, `nvidia_drm`, `nvidia_modeset` "
+            "and set `net.core.bpf_jit_harden: 1` in the machine config"
         ),
     ),
 }
@@ -191,18 +194,33 @@ def resolve(cluster: ClusterSpec, operator: OperatorSpec) -> NodeRuntime:
     toolkit = row.install_toolkit if operator.install_toolkit is None else operator.install_toolkit
     problems: list[tuple[str, str]] = []
     if driver and not row.driver_possible:
-        problems.append((key_path("operator", "installDriver"),
-                         f"{cluster.distribution} nodes get the NVIDIA driver from the OS (system extension); "
-                         "the operator's driver container cannot install it there: remove the key or set false"))
+        problems.append(
+            (
+                key_path("operator", "installDriver"),
+                f"{cluster.distribution} nodes get the NVIDIA driver from the OS (system extension); "
+                "the operator's driver container cannot install it there: remove the key or set false",
+            )
+        )
     if toolkit and not row.toolkit_possible:
-        problems.append((key_path("operator", "installToolkit"),
-                         f"{cluster.distribution} nodes get the container toolkit from the OS (system extension) and own "
-                         "containerd's config; the operator's toolkit cannot configure it: remove the key or set false"))
+        problems.append(
+            (
+                key_path("operator", "installToolkit"),
+                f"{cluster.distribution} nodes get the container toolkit from the OS (system extension) and own "
+                "containerd's config; the operator's toolkit cannot configure it: remove the key or set false",
+            )
+        )
     if cluster.use_nri_plugin and not toolkit:
-        why = (f"{cluster.distribution} has no operator toolkit" if not row.toolkit_possible
-               else "operator.installToolkit is false")
-        problems.append((key_path("cluster", "useNriPlugin"),
-                         f"the NRI plugin runs in the operator's container-toolkit DaemonSet, and {why}"))
+        why = (
+            f"{cluster.distribution} has no operator toolkit"
+            if not row.toolkit_possible
+            else "operator.installToolkit is false"
+        )
+        problems.append(
+            (
+                key_path("cluster", "useNriPlugin"),
+                f"the NRI plugin runs in the operator's container-toolkit DaemonSet, and {why}",
+            )
+        )
     if problems:
         raise ConfigError(problems)
     nri = cluster.use_nri_plugin
@@ -226,7 +244,8 @@ def _env_cell(env: Env) -> str:
 def markdown_table() -> str:
     """The README's distribution table: what the project sets and what is left to the host."""
     lines = [
-        "| `cluster.distribution` | toolkit `env` set | driver / toolkit by the operator | pods' `runtimeClassName` | on the host, you |",
+        "| `cluster.distribution` | toolkit `env` set | driver / toolkit "
+        "by the operator | pods' `runtimeClassName` | on the host, you |",
         "| --- | --- | --- | --- | --- |",
     ]
     for key, row in PROFILES.items():

@@ -51,7 +51,9 @@ INT64 = (-(2**63), 2**63 - 1)
 UINT64_MAX = 2**64 - 1
 
 
-class _Loader(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, yaml.composer.Composer, yaml.resolver.BaseResolver):
+class _Loader(
+    yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, yaml.composer.Composer, yaml.resolver.BaseResolver
+):
     """PyYAML's scanner and parser (the YAML syntax is the same), but no YAML 1.1 resolution:
     untagged plain scalars keep a marker tag and are resolved with go-yaml v3's rules."""
 
@@ -62,7 +64,7 @@ class _Loader(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, yaml
         yaml.composer.Composer.__init__(self)
         yaml.resolver.BaseResolver.__init__(self)
 
-    def resolve(self, kind, value, implicit):  # noqa: D102 - PyYAML hook
+    def resolve(self, kind, value, implicit):  # PyYAML's resolver hook
         if kind is yaml.ScalarNode:
             return _PLAIN if implicit[0] else _STR
         return _SEQ if kind is yaml.SequenceNode else _MAP
@@ -131,7 +133,9 @@ class _Builder:
         tag = node.tag
         if tag not in _ALLOWED_TAGS and tag != _PLAIN and tag != "!":
             shown = tag.replace("tag:yaml.org,2002:", "!!")
-            raise YamlError(f"{_where(self.source, node)}: YAML tag {shown} is not allowed in a stack file (plain values only)")
+            raise YamlError(
+                f"{_where(self.source, node)}: YAML tag {shown} is not allowed in a stack file (plain values only)"
+            )
         if isinstance(node, yaml.ScalarNode):
             return self._scalar(node)
         inner = active | {id(node)}
@@ -139,7 +143,7 @@ class _Builder:
             if tag not in (_SEQ, "!"):
                 raise YamlError(f"{_where(self.source, node)}: a sequence cannot be tagged {tag}")
             return [self.build(item, inner, depth + 1) for item in node.value]
-        if tag not in (_MAP, "!"):
+        if tag not in (_MAP, "!") or not isinstance(node, yaml.MappingNode):
             raise YamlError(f"{_where(self.source, node)}: a mapping cannot be tagged {tag}")
         return self._mapping(node, inner, depth)
 
@@ -149,11 +153,14 @@ class _Builder:
         if node.tag in (_STR, "!"):
             return node.value
         value = resolve_plain_scalar(node.value)
-        expected = {_INT: int, _FLOAT: (int, float), _BOOL: bool, _NULL: type(None)}[node.tag]
+        kinds: dict[str, type | tuple[type, ...]] = {_INT: int, _FLOAT: (int, float), _BOOL: bool, _NULL: type(None)}
+        expected = kinds[node.tag]
         if isinstance(value, bool) and node.tag != _BOOL or not isinstance(value, expected):
             shown = node.tag.replace("tag:yaml.org,2002:", "!!")
             raise YamlError(f"{_where(self.source, node)}: cannot decode `{node.value}` as a {shown}")
-        return float(value) if node.tag == _FLOAT else value
+        if node.tag == _FLOAT and isinstance(value, int | float):
+            return float(value)
+        return value
 
     def _mapping(self, node: yaml.MappingNode, active: frozenset[int], depth: int) -> dict[str, Any]:
         result: dict[str, Any] = {}
@@ -169,7 +176,7 @@ class _Builder:
                 raise YamlError(f"{_where(self.source, key_node)}: mapping key {shown} is not a string (quote it)")
             if key in seen_at:
                 raise YamlError(
-                    f"{_where(self.source, key_node)}: mapping key \"{key}\" already defined at line {seen_at[key]}"
+                    f'{_where(self.source, key_node)}: mapping key "{key}" already defined at line {seen_at[key]}'
                 )
             seen_at[key] = key_node.start_mark.line + 1
             result[key] = self.build(value_node, active, depth + 1)
@@ -226,7 +233,12 @@ def go_json(value: Any) -> str:
     """json.Marshal as Go does it for a value decoded by go-yaml: sorted keys, no spaces,
     whole floats below 1e21 written without a fraction, NaN and infinities refused."""
     if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
-        return json.dumps(value, ensure_ascii=False).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+        return (
+            json.dumps(value, ensure_ascii=False)
+            .replace("<", "\\u003c")
+            .replace(">", "\\u003e")
+            .replace("&", "\\u0026")
+        )
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError(f"json: unsupported value: {value}")
@@ -283,8 +295,7 @@ def parse_config_key(project: str, key: str) -> tuple[str, str]:
     if len(parts) == 3 and parts[1] == "config" and parts[0] and parts[2]:
         return parts[0], parts[2]
     raise EngineError(
-        f"could not parse {key} as a configuration key "
-        "(configuration keys should be of the form `<namespace>:<name>`)"
+        f"could not parse {key} as a configuration key (configuration keys should be of the form `<namespace>:<name>`)"
     )
 
 
@@ -435,17 +446,24 @@ def validate_project(project: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
                     f"The configuration key '{key}' declares an array "
                     "but does not specify the underlying type via the 'items' attribute"
                 )
-            if type_ is not None and default is not None and not value_has_type(type_, declaration.get("items"), default):
+            if (
+                type_ is not None
+                and default is not None
+                and not value_has_type(type_, declaration.get("items"), default)
+            ):
                 raise EngineError(
                     f"The default value specified for configuration key '{key}' is not of the expected "
                     f"type '{type_name(type_, declaration.get('items'))}'"
                 )
         else:
             if type_ is not None:
-                raise EngineError(f"Configuration key '{key}' is not namespaced by the project and should not define a type")
+                raise EngineError(
+                    f"Configuration key '{key}' is not namespaced by the project and should not define a type"
+                )
             if default is not None:
                 raise EngineError(
-                    f"Configuration key '{key}' is not namespaced by the project and should not define a default value. "
+                    f"Configuration key '{key}' is not namespaced by "
+                    "the project and should not define a default value. "
                     "Did you mean to use the 'value' attribute instead of 'default'?"
                 )
             if value is None:
@@ -473,7 +491,9 @@ def _missing_error(stack: str, keys: list[str]) -> EngineError:
     return EngineError(f"Stack '{stack}' is missing configuration {noun} {listed}")
 
 
-def merge_config(stack: str, project: Mapping[str, Any], stack_config: Mapping[str, ConfigValue]) -> dict[str, ConfigValue]:
+def merge_config(
+    stack: str, project: Mapping[str, Any], stack_config: Mapping[str, ConfigValue]
+) -> dict[str, ConfigValue]:
     """mergeConfig: validate the stack's values against the project's declarations and add the
     declared values and defaults the stack does not set. Keys are `ns:name`."""
     declarations = validate_project(project)
@@ -502,7 +522,8 @@ def merge_config(stack: str, project: Mapping[str, Any], stack_config: Mapping[s
             continue  # ciphertext: the engine checks the decrypted value, which we cannot see offline
         if not value_has_type(type_, declaration.get("items"), value.content()):
             raise EngineError(
-                f"Stack '{stack}' with configuration key '{key}' must be of type '{type_name(type_, declaration.get('items'))}'"
+                f"Stack '{stack}' with configuration key '{key}' must be "
+                f"of type '{type_name(type_, declaration.get('items'))}'"
             )
     if missing:
         raise _missing_error(stack, missing)
@@ -535,26 +556,34 @@ def read_stack_file(path: Path, project_name: str) -> StackFile:
     if document is None:
         document = {}
     if not isinstance(document, dict):
-        raise YamlError(f"{source}: a stack file is a mapping (config:, secretsprovider:, ...), not a {_kind(document)}")
+        raise YamlError(
+            f"{source}: a stack file is a mapping (config:, secretsprovider:, ...), not a {_kind(document)}"
+        )
     config = document.get("config")
     if config is None:
         config = {}
     if not isinstance(config, dict):
-        raise YamlError(f"{source}: `config:` must be a mapping of `{project_name}:<key>` to values, not a {_kind(config)}")
+        raise YamlError(
+            f"{source}: `config:` must be a mapping of `{project_name}:<key>` to values, not a {_kind(config)}"
+        )
     texts = _top_level_scalar_texts(data.decode("utf-8", "replace").removeprefix("\ufeff"))
     stack = StackFile(path=path, document=document)
     for key, raw in config.items():
         namespace, short = parse_config_key(project_name, key)
         full_key = f"{namespace}:{short}"
         if full_key in stack.config:
-            raise EngineError(f"{source}: config key '{full_key}' is set twice ('{stack.written_keys[full_key]}' and '{key}')")
+            raise EngineError(
+                f"{source}: config key '{full_key}' is set twice ('{stack.written_keys[full_key]}' and '{key}')"
+            )
         stack.config[full_key] = stack_value(raw, texts.get(key) if not isinstance(raw, (dict, list)) else None)
         stack.written_keys[full_key] = key
     return stack
 
 
 def _kind(value: Any) -> str:
-    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(type(value), type(value).__name__)
+    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(
+        type(value), type(value).__name__
+    )
 
 
 def _top_level_scalar_texts(text: str) -> dict[str, str]:
@@ -569,7 +598,11 @@ def _top_level_scalar_texts(text: str) -> dict[str, str]:
     if not isinstance(node, yaml.MappingNode):
         return texts
     for key_node, value_node in node.value:
-        if isinstance(key_node, yaml.ScalarNode) and key_node.value == "config" and isinstance(value_node, yaml.MappingNode):
+        if (
+            isinstance(key_node, yaml.ScalarNode)
+            and key_node.value == "config"
+            and isinstance(value_node, yaml.MappingNode)
+        ):
             for inner_key, inner_value in value_node.value:
                 if isinstance(inner_key, yaml.ScalarNode) and isinstance(inner_value, yaml.ScalarNode):
                     null = inner_value.tag == _PLAIN and resolve_plain_scalar(inner_value.value) is None

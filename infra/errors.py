@@ -36,9 +36,9 @@ class ConfigError(ValueError):
         return [key for key, _ in self.problems]
 
     @classmethod
-    def one(cls, key: str, message: str) -> "ConfigError":
+    def one(cls, key: str, message: str) -> ConfigError:
         return cls([(key, message)])
 
     @classmethod
-    def merge(cls, errors: Iterable["ConfigError"]) -> "ConfigError":
+    def merge(cls, errors: Iterable[ConfigError]) -> ConfigError:
         return cls([problem for error in errors for problem in error.problems])

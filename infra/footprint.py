@@ -84,7 +84,7 @@ def _load(path: Path) -> Any:
         raise FootprintError(f"cannot read model {path}: {error.strerror or error}") from None
     try:
         model = onnx.load_model_from_string(data)
-    except Exception:
+    except Exception:  # noqa: BLE001 - protobuf's parse errors share no base below Exception
         raise FootprintError(f"{path} is not an ONNX model (protobuf did not parse)") from None
     if not model.graph.node:
         raise FootprintError(f"{path} is not an ONNX model (its graph has no nodes)")
@@ -96,7 +96,7 @@ def _element_bytes(elem_type: int) -> int:
 
     try:
         return int(helper.tensor_dtype_to_np_dtype(elem_type).itemsize)
-    except Exception:
+    except Exception:  # noqa: BLE001 - onnx raises KeyError or TypeError by version
         return 0  # strings and unknown types: not sized
 
 
@@ -112,11 +112,15 @@ def _fix_input(path: Path, value_info: Any, batch: int, input_size: int | None) 
         fixed = dim.dim_value if dim.HasField("dim_value") and dim.dim_value > 0 else None
         if index == 0:
             if fixed is not None and fixed != batch:
-                raise FootprintError(f"{path}: input {value_info.name} has a fixed batch of {fixed}; got --batch {batch}")
+                raise FootprintError(
+                    f"{path}: input {value_info.name} has a fixed batch of {fixed}; got --batch {batch}"
+                )
             value = batch
         elif fixed is not None:
             if index >= 2 and input_size is not None and fixed != input_size:
-                raise FootprintError(f"{path}: input {value_info.name} is fixed at {fixed}; got --input-size {input_size}")
+                raise FootprintError(
+                    f"{path}: input {value_info.name} is fixed at {fixed}; got --input-size {input_size}"
+                )
             value = fixed
         elif index >= 2 and input_size is not None:
             value = input_size
@@ -154,7 +158,7 @@ def model_footprint(path: Path, batch: int = 1, input_size: int | None = None) -
 
     try:
         inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - onnx's C++ inference errors arrive as several types
         raise FootprintError(f"{path}: shape inference failed: {str(error).splitlines()[0][:200]}") from None
     sizes: dict[str, int | None] = {}
     for value in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
@@ -177,7 +181,9 @@ def model_footprint(path: Path, batch: int = 1, input_size: int | None = None) -
     def sized(name: str) -> int:
         return sizes.get(name) or 0
 
-    unknown = {name for node in nodes for name in node.output if name and name not in constants and sizes.get(name) is None}
+    unknown = {
+        name for node in nodes for name in node.output if name and name not in constants and sizes.get(name) is None
+    }
     live = {value.name for value in inputs}
     current = sum(sized(name) for name in live)
     peak = current

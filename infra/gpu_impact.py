@@ -64,9 +64,12 @@ _RESTART_VERBS = {"patch", "restart", "delete", "annotate"}
 
 
 class RenderLike(Protocol):
-    objects: Mapping[tuple[str, str, str], Mapping[str, Any]]
-    releases: Mapping[str, Mapping[str, Any]]
-    outputs: Mapping[str, Any]
+    @property
+    def objects(self) -> Mapping[tuple[str, str, str], Mapping[str, Any]]: ...
+    @property
+    def releases(self) -> Mapping[str, Mapping[str, Any]]: ...
+    @property
+    def outputs(self) -> Mapping[str, Any]: ...
 
 
 # --- facts of one render ---------------------------------------------------------------------
@@ -77,7 +80,9 @@ class GroupFacts:
     """One node group as the cluster will see it."""
 
     name: str
-    mode: str  # the device plugin's strategy (none | time-slicing | mps), "mig" or "mig + <strategy>" under MIG, or "hami"
+    # The device plugin's strategy (none | time-slicing | mps), "mig" or "mig + <strategy>" under
+    # MIG, or "hami".
+    mode: str
     resource: str | None  # what the pods ask for
     replicas_per_device: int
     slices: int | None  # allocatable the group's nodes advertise, summed
@@ -100,9 +105,15 @@ class GroupFacts:
     @property
     def headroom_mb(self) -> int | None:
         """Device memory left when its fullest share of pods each use their limit."""
-        if None in (self.device_memory_mb, self.reserve_mb, self.memory_per_pod_mb, self.pods_per_device):
+        device, reserve, per_pod, pods = (
+            self.device_memory_mb,
+            self.reserve_mb,
+            self.memory_per_pod_mb,
+            self.pods_per_device,
+        )
+        if device is None or reserve is None or per_pod is None or pods is None:
             return None
-        return self.device_memory_mb - self.reserve_mb - self.pods_per_device * self.memory_per_pod_mb
+        return device - reserve - pods * per_pod
 
 
 @dataclass(frozen=True)
@@ -136,7 +147,9 @@ def _hami_owns(nodes: Sequence[str], node_labels: Mapping[str, Mapping[str, str]
     """Whether HAMi's device plugin, not the operator's, serves these nodes: the operator's is off
     cluster-wide (for the unlabelled nodes) or by each node's deploy label."""
     return bool(nodes) and all(
-        operator_plugin_off if node == UNLABELLED_NODES else node_labels.get(node, {}).get(DEPLOY_DEVICE_PLUGIN_LABEL) == "false"
+        operator_plugin_off
+        if node == UNLABELLED_NODES
+        else node_labels.get(node, {}).get(DEPLOY_DEVICE_PLUGIN_LABEL) == "false"
         for node in nodes
     )
 
@@ -225,7 +238,9 @@ def _mig_layout(layouts: Mapping[str, Any], name: str) -> str:
     parts = []
     for entry in entries:
         if entry.get("mig-enabled"):
-            parts.append(" + ".join(f"{count}x{profile}" for profile, count in sorted((entry.get("mig-devices") or {}).items())))
+            parts.append(
+                " + ".join(f"{count}x{profile}" for profile, count in sorted((entry.get("mig-devices") or {}).items()))
+            )
     return "; ".join(parts) or "MIG disabled"
 
 
@@ -275,17 +290,21 @@ def stack_facts(render: RenderLike) -> StackFacts:
     namespace = release.get("namespace", "")
     plugin_config = (values.get("devicePlugin") or {}).get("config") or {}
     sharing_map = _object(render, "ConfigMap", namespace, plugin_config.get("name"))
-    mig_map = _object(render, "ConfigMap", namespace, ((values.get("migManager") or {}).get("config") or {}).get("name"))
+    mig_map = _object(
+        render, "ConfigMap", namespace, ((values.get("migManager") or {}).get("config") or {}).get("name")
+    )
     mig_layouts = _mapping(_yaml((mig_map.get("data") or {}).get(MIG_LAYOUT_KEY, "")).get("mig-configs"))
     exported = (render.outputs or {}).get("slices") or {}
     hami_values = _mapping(_hami_release(render).get("values"))
     operator_plugin_off = _mapping(values.get("devicePlugin")).get("enabled") is False
 
     node_labels = {
-        document["metadata"]["name"]: dict(document["metadata"].get("labels") or {}) for document in _of_kind(render, "Node")
+        document["metadata"]["name"]: dict(document["metadata"].get("labels") or {})
+        for document in _of_kind(render, "Node")
     }
     deployments = {
-        f"{d['metadata'].get('namespace', '')}/{d['metadata']['name']}": d.get("spec") or {} for d in _of_kind(render, "Deployment")
+        f"{d['metadata'].get('namespace', '')}/{d['metadata']['name']}": d.get("spec") or {}
+        for d in _of_kind(render, "Deployment")
     }
     by_group = {
         ((spec.get("template") or {}).get("metadata") or {}).get("labels", {}).get(NODE_GROUP_LABEL): (name, spec)
@@ -298,7 +317,9 @@ def stack_facts(render: RenderLike) -> StackFacts:
         nodes = tuple(node for node, labels in node_labels.items() if labels.get(DEVICE_PLUGIN_CONFIG_LABEL) == key)
         if plugin_config.get("default") == key:
             nodes += (UNLABELLED_NODES,)
-        layouts = sorted({node_labels[n][MIG_CONFIG_LABEL] for n in nodes if MIG_CONFIG_LABEL in node_labels.get(n, {})})
+        layouts = sorted(
+            {node_labels[n][MIG_CONFIG_LABEL] for n in nodes if MIG_CONFIG_LABEL in node_labels.get(n, {})}
+        )
         mig_layout = ", ".join(_mig_layout(mig_layouts, name) for name in layouts) or None
         strategy = sharing_strategy(config)
         mode = (MIG + ("" if strategy == STRATEGY_NONE else f" + {strategy}")) if mig_layout else strategy
@@ -311,7 +332,9 @@ def stack_facts(render: RenderLike) -> StackFacts:
             # HAMi's plugin advertises each GPU deviceSplitCount times; pods ask for its count
             # resource (plus gpumem), whatever else their limits name.
             mode, resource = MODE_HAMI, hami_values.get("resourceName", hami_facts().gpu_resource)
-            replicas = _mapping(hami_values.get("devicePlugin")).get("deviceSplitCount", hami_facts().device_split_count)
+            replicas = _mapping(hami_values.get("devicePlugin")).get(
+                "deviceSplitCount", hami_facts().device_split_count
+            )
         groups[key] = GroupFacts(
             name=key,
             mode=mode,
@@ -364,7 +387,17 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("VRAM headroom per GPU", "headroom_mb", " MiB"),
     ("MIG layout", "mig_layout", ""),
 )
-_COMPARED = ("mode", "resource", "slices", "pods", "memory_per_pod_mb", "headroom_mb", "mig_layout", "nodes", "replicas_per_device")
+_COMPARED = (
+    "mode",
+    "resource",
+    "slices",
+    "pods",
+    "memory_per_pod_mb",
+    "headroom_mb",
+    "mig_layout",
+    "nodes",
+    "replicas_per_device",
+)
 
 
 def _show(value: Any) -> str:
@@ -382,21 +415,26 @@ def _changed(before: GroupFacts, after: GroupFacts) -> bool:
     return any(getattr(before, name) != getattr(after, name) for name in _COMPARED)
 
 
-def _nodes(group: GroupFacts) -> str:
-    return ", ".join(group.nodes) or "no node (no node is labelled for it)"
+def _nodes(group: GroupFacts | None) -> str:
+    return ", ".join(group.nodes if group else ()) or "no node (no node is labelled for it)"
 
 
 def _deployment_restarts(base: StackFacts, head: StackFacts) -> Iterator[str]:
     for name in sorted(set(base.deployments) | set(head.deployments)):
         old, new = base.deployments.get(name), head.deployments.get(name)
-        if old is None:
+        if old is None and new is not None:
             yield f"Deployment {name} is created: {new.get('replicas', 1)} pods start"
-        elif new is None:
+        elif old is not None and new is None:
             yield f"Deployment {name} is deleted: its {old.get('replicas', 1)} pods stop"
+        elif old is None or new is None:  # the name came from one of the two
+            continue
         elif old.get("template") != new.get("template"):
             before, after = old.get("replicas", 1), new.get("replicas", 1)
             replaced = f"all {after} pods replaced" if before == after else f"its {before} pods replaced by {after}"
-            yield f"Deployment {name} rolls: {replaced}, {new.get('strategy', {}).get('rollingUpdate', {}).get('maxUnavailable', 1)} at a time"
+            yield (
+                f"Deployment {name} rolls: {replaced}, "
+                f"{new.get('strategy', {}).get('rollingUpdate', {}).get('maxUnavailable', 1)} at a time"
+            )
         elif old.get("replicas") != new.get("replicas"):
             yield f"Deployment {name} scales {change(old.get('replicas'), new.get('replicas'))} pods (no pod replaced)"
 
@@ -411,37 +449,56 @@ def _value_paths(old: Any, new: Any, path: str = "") -> Iterator[str]:
 
 def _restarts(base: StackFacts, head: StackFacts) -> list[str]:
     restarts = []
-    relayouts = {node: labels[MIG_CONFIG_LABEL] for node, labels in head.node_labels.items()
-                 if MIG_CONFIG_LABEL in labels and base.node_labels.get(node, {}).get(MIG_CONFIG_LABEL) != labels[MIG_CONFIG_LABEL]}
+    relayouts = {
+        node: labels[MIG_CONFIG_LABEL]
+        for node, labels in head.node_labels.items()
+        if MIG_CONFIG_LABEL in labels
+        and base.node_labels.get(node, {}).get(MIG_CONFIG_LABEL) != labels[MIG_CONFIG_LABEL]
+    }
     for node, layout in sorted(relayouts.items()):
-        restarts.append(f"mig-manager on {node} applies {layout}: it pauses {', '.join(MIG_PAUSED_DAEMONSETS)} "
-                        "there, repartitions the GPUs, then lets them start again")
+        restarts.append(
+            f"mig-manager on {node} applies {layout}: it pauses {', '.join(MIG_PAUSED_DAEMONSETS)} "
+            "there, repartitions the GPUs, then lets them start again"
+        )
     if head.restart_jobs and set(head.restart_jobs) <= set(base.restart_jobs) and not relayouts:
         restarts.append("the sharing restart does not run: the sharing config is unchanged")
     for name, job in sorted(head.restart_jobs.items()):
         if name in base.restart_jobs:
             continue
-        check = ("then checks each node's new allocatable" if job.verifies_allocatable
-                 else "does not check the nodes' new allocatable (rollout status only)")
-        restarts.append(f"restart Job {name} rolls DaemonSet{'s' if len(job.rolls) > 1 else ''} "
-                        f"{', '.join(job.rolls)}; {check}")
+        check = (
+            "then checks each node's new allocatable"
+            if job.verifies_allocatable
+            else "does not check the nodes' new allocatable (rollout status only)"
+        )
+        restarts.append(
+            f"restart Job {name} rolls DaemonSet{'s' if len(job.rolls) > 1 else ''} {', '.join(job.rolls)}; {check}"
+        )
     if not base.operator_values or not head.operator_values:
         if base.operator_values != head.operator_values:
-            restarts.append(f"Helm release {OPERATOR_CHART} is {'installed' if head.operator_values else 'uninstalled'}: "
-                            f"the operator's DaemonSets {'start' if head.operator_values else 'stop'} on every GPU node")
+            restarts.append(
+                f"Helm release {OPERATOR_CHART} is {'installed' if head.operator_values else 'uninstalled'}: "
+                f"the operator's DaemonSets {'start' if head.operator_values else 'stop'} on every GPU node"
+            )
     elif paths := list(_value_paths(base.operator_values, head.operator_values)):
-        restarts.append(f"Helm release {OPERATOR_CHART} values change ({', '.join(paths)}): the operator "
-                        "updates its ClusterPolicy and rolls each DaemonSet whose spec changes")
+        restarts.append(
+            f"Helm release {OPERATOR_CHART} values change ({', '.join(paths)}): the operator "
+            "updates its ClusterPolicy and rolls each DaemonSet whose spec changes"
+        )
     hami = hami_facts().chart
     if bool(base.hami_values) != bool(head.hami_values):
         restarts.append(
             f"Helm release {hami} is installed: HAMi's scheduler, admission webhook and device plugin start; its "
-            "plugin registers nvidia.com/gpu where the operator's no longer runs" if head.hami_values else
-            f"Helm release {hami} is uninstalled: HAMi's scheduler, webhook and device plugin stop; pods it placed keep "
-            "running until the Deployment replaces them")
+            "plugin registers nvidia.com/gpu where the operator's no longer runs"
+            if head.hami_values
+            else f"Helm release {hami} is uninstalled: HAMi's scheduler, "
+            "webhook and device plugin stop; pods it placed keep "
+            "running until the Deployment replaces them"
+        )
     elif paths := list(_value_paths(base.hami_values, head.hami_values)):
-        restarts.append(f"Helm release {hami} values change ({', '.join(paths)}): HAMi's chart rolls its device "
-                        "plugin and scheduler (checksum annotations on their pod templates)")
+        restarts.append(
+            f"Helm release {hami} values change ({', '.join(paths)}): HAMi's chart rolls its device "
+            "plugin and scheduler (checksum annotations on their pod templates)"
+        )
     return restarts
 
 
@@ -458,8 +515,11 @@ def _label_changes(base: StackFacts, head: StackFacts) -> list[str]:
         old, new = (old_group.gfd_labels if old_group else {}), (new_group.gfd_labels if new_group else {})
         if old_group is None or new_group is None:
             continue
-        changed = [f"{label} {change(old.get(label, '(none)'), new.get(label, '(none)'))}"
-                   for label in sorted(set(old) | set(new)) if old.get(label) != new.get(label)]
+        changed = [
+            f"{label} {change(old.get(label, '(none)'), new.get(label, '(none)'))}"
+            for label in sorted(set(old) | set(new))
+            if old.get(label) != new.get(label)
+        ]
         if changed:
             lines.append(f"{_nodes(new_group)} (by GPU feature discovery): {'; '.join(changed)}")
     return lines
@@ -473,37 +533,64 @@ def _warnings(impacts: Sequence[GroupImpact], rolled: set[str] | None) -> list[s
         if after is None:
             continue
         headroom = after.headroom_mb
-        if (headroom is not None and headroom < HEADROOM_WARNING_MB
-                and (before is None or before.headroom_mb != headroom or before.pods != after.pods)):
+        if (
+            headroom is not None
+            and headroom < HEADROOM_WARNING_MB
+            and (before is None or before.headroom_mb != headroom or before.pods != after.pods)
+        ):
             device = "MIG instance" if after.mig_layout else "GPU"
-            warnings.append(f"{after.name}: VRAM headroom {headroom} MiB per {device}, below {HEADROOM_WARNING_MB} MiB "
-                            f"({after.device_memory_mb} - {after.reserve_mb} reserve - {after.pods_per_device} x "
-                            f"{after.memory_per_pod_mb}): only the reserve is left spare (each pod's budget already counts its CUDA context)")
+            warnings.append(
+                f"{after.name}: VRAM headroom {headroom} MiB per {device}, below {HEADROOM_WARNING_MB} MiB "
+                f"({after.device_memory_mb} - {after.reserve_mb} reserve - {after.pods_per_device} x "
+                f"{after.memory_per_pod_mb}): only the reserve is left "
+                "spare (each pod's budget already counts its CUDA context)"
+            )
         if after.slices is not None and after.pods is not None and after.slices < after.pods:
-            warnings.append(f"{after.name}: {after.pods} pods but {after.slices} slices: "
-                            f"{after.pods - after.slices} pods stay Pending")
+            warnings.append(
+                f"{after.name}: {after.pods} pods but {after.slices} slices: "
+                f"{after.pods - after.slices} pods stay Pending"
+            )
         if before is None:
             continue
         if before.mode != after.mode or before.resource != after.resource:
-            what = "; ".join(part for part in (
-                f"mode {change(before.mode, after.mode)}" if before.mode != after.mode else "",
-                f"resource {change(before.resource, after.resource)}" if before.resource != after.resource else "",
-            ) if part)
-            warnings.append(f"{after.name}: {what}: every Cat Watcher pod on {_nodes(after)} is briefly off the "
-                            f"GPU while the sharing readers restart and the Deployment replaces its pods")
+            what = "; ".join(
+                part
+                for part in (
+                    f"mode {change(before.mode, after.mode)}" if before.mode != after.mode else "",
+                    f"resource {change(before.resource, after.resource)}" if before.resource != after.resource else "",
+                )
+                if part
+            )
+            warnings.append(
+                f"{after.name}: {what}: every Cat Watcher pod on {_nodes(after)} is briefly off the "
+                f"GPU while the sharing readers restart and the Deployment replaces its pods"
+            )
         if rolled is not None and before.gfd_labels != after.gfd_labels and GFD_DAEMONSET not in rolled:
-            consequence = (f"{MPS_CAPABLE_LABEL} stays false, so the MPS control daemon never starts and the "
-                           "device plugin advertises no GPU there" if sharing_mode(after) == STRATEGY_MPS != sharing_mode(before)
-                           else "the labels it derives from the sharing config stay stale")
-            warnings.append(f"{after.name}: the restart does not roll {GFD_DAEMONSET} (it rolls {', '.join(sorted(rolled))}): "
-                            f"{consequence}")
-        elif (rolled is not None and sharing_mode(after) == STRATEGY_MPS == sharing_mode(before)
-              and before.replicas_per_device != after.replicas_per_device and MPS_DAEMONSET not in rolled):
-            warnings.append(f"{after.name}: the restart does not roll {MPS_DAEMONSET}: the MPS daemon keeps its "
-                            f"old split of the GPU ({before.replicas_per_device} clients)")
+            consequence = (
+                f"{MPS_CAPABLE_LABEL} stays false, so the MPS control daemon never starts and the "
+                "device plugin advertises no GPU there"
+                if sharing_mode(after) == STRATEGY_MPS != sharing_mode(before)
+                else "the labels it derives from the sharing config stay stale"
+            )
+            warnings.append(
+                f"{after.name}: the restart does not roll {GFD_DAEMONSET} (it rolls {', '.join(sorted(rolled))}): "
+                f"{consequence}"
+            )
+        elif (
+            rolled is not None
+            and sharing_mode(after) == STRATEGY_MPS == sharing_mode(before)
+            and before.replicas_per_device != after.replicas_per_device
+            and MPS_DAEMONSET not in rolled
+        ):
+            warnings.append(
+                f"{after.name}: the restart does not roll {MPS_DAEMONSET}: the MPS daemon keeps its "
+                f"old split of the GPU ({before.replicas_per_device} clients)"
+            )
         if before.mig_layout != after.mig_layout and (before.mig_layout or after.mig_layout):
-            warnings.append(f"{after.name}: MIG layout {change(before.mig_layout, after.mig_layout)} drains the GPUs "
-                            f"of {_nodes(after)}: mig-manager repartitions them only once every pod using them has stopped")
+            warnings.append(
+                f"{after.name}: MIG layout {change(before.mig_layout, after.mig_layout)} drains the GPUs "
+                f"of {_nodes(after)}: mig-manager repartitions them only once every pod using them has stopped"
+            )
     return warnings
 
 
@@ -513,13 +600,19 @@ def gpu_impact(base: RenderLike, head: RenderLike) -> GpuImpact:
     groups = []
     for name in sorted(set(before.groups) | set(after.groups)):
         old, new = before.groups.get(name), after.groups.get(name)
-        status = "added" if old is None else "removed" if new is None else "changed" if _changed(old, new) else "unchanged"
+        status = (
+            "added" if old is None else "removed" if new is None else "changed" if _changed(old, new) else "unchanged"
+        )
         groups.append(GroupImpact(name, status, old, new))
     gpu_restarts = _restarts(before, after)
     labels = _label_changes(before, after)
-    touched = any(g.status != "unchanged" for g in groups) or labels or any(
-        name not in before.restart_jobs for name in after.restart_jobs) or before.operator_values != after.operator_values \
+    touched = (
+        any(g.status != "unchanged" for g in groups)
+        or labels
+        or any(name not in before.restart_jobs for name in after.restart_jobs)
+        or before.operator_values != after.operator_values
         or before.hami_values != after.hami_values
+    )
     # Pod rolls for other reasons (an image, a CPU limit) belong to the object diff alone.
     restarts = [*gpu_restarts, *_deployment_restarts(before, after)] if touched else []
     new_jobs = [job for name, job in after.restart_jobs.items() if name not in before.restart_jobs]
@@ -544,8 +637,11 @@ def _row_value(impact: GroupImpact, attribute: str, unit: str) -> str:
 
 def _rows(impact: GroupImpact) -> list[tuple[str, str]]:
     uses_mig = any(g and g.mig_layout for g in (impact.before, impact.after))
-    rows = [(label, _row_value(impact, attribute, unit)) for label, attribute, unit in ROWS
-            if attribute != "mig_layout" or uses_mig]
+    rows = [
+        (label, _row_value(impact, attribute, unit))
+        for label, attribute, unit in ROWS
+        if attribute != "mig_layout" or uses_mig
+    ]
     if uses_mig:
         rows = [(label.replace("per GPU", "per MIG instance"), value) for label, value in rows]
     return rows
@@ -553,8 +649,12 @@ def _rows(impact: GroupImpact) -> list[tuple[str, str]]:
 
 def _heading(impact: GroupImpact) -> str:
     facts = impact.after or impact.before
-    status = {"added": "new node group", "removed": "node group removed", "changed": "changes",
-              "unchanged": "unchanged"}[impact.status]
+    status = {
+        "added": "new node group",
+        "removed": "node group removed",
+        "changed": "changes",
+        "unchanged": "unchanged",
+    }[impact.status]
     return f"{impact.name} ({_nodes(facts)}): {status}"
 
 
@@ -576,8 +676,11 @@ def format_impact_text(stack: str, impact: GpuImpact) -> list[str]:
 def format_impact_markdown(stack: str, impact: GpuImpact) -> list[str]:
     if not impact.touches_gpu:
         return [f"- **{stack}**: {NO_IMPACT}."]
-    columns = [label for label, attribute, _ in ROWS
-               if attribute != "mig_layout" or any(g.mig_layout for i in impact.groups for g in (i.before, i.after) if g)]
+    columns = [
+        label
+        for label, attribute, _ in ROWS
+        if attribute != "mig_layout" or any(g.mig_layout for i in impact.groups for g in (i.before, i.after) if g)
+    ]
     out = [f"### {stack}", "", "| node group | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for group in impact.groups:
         values = dict(_rows(group))

@@ -121,8 +121,10 @@ def hami_value_problems(plan: RolloutPlan) -> list[tuple[str, str]]:
         return []
     if unknown := unknown_value_paths(hami_values(hami_args(plan))):
         path = plan.hami_groups[0]
-        return [(
-            key_path("gpu", "sharing") if not path.nodes else key_path("nodeGroups"),
-            f"hami {facts().version} has no values {', '.join(unknown)}; this stack needs them",
-        )]
+        return [
+            (
+                key_path("gpu", "sharing") if not path.nodes else key_path("nodeGroups"),
+                f"hami {facts().version} has no values {', '.join(unknown)}; this stack needs them",
+            )
+        ]
     return []

@@ -37,10 +37,26 @@ RESERVED_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-
 
 # apimachinery's quantity grammar: <signed number><suffix>, suffix binary (Ki..Ei), decimal
 # (n u m "" k M G T P E) or an exponent (e3).
-QUANTITY = re.compile(r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)?$")
+QUANTITY = re.compile(
+    r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)?$"
+)
 QUANTITY_FACTORS = {
-    "": 1, "n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+    "": 1,
+    "n": 1e-9,
+    "u": 1e-6,
+    "m": 1e-3,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "P": 1e15,
+    "E": 1e18,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+    "Ei": 2**60,
 }
 MIN_MEMORY_BYTES = 64 * 2**20  # no inference pod starts in less; `2048m` is 2 bytes, not 2 GiB
 MIN_CPU = 0.01
@@ -107,7 +123,8 @@ KUBECTL_WAIT_FOR_CREATE = (1, 31)
 
 def _kubectl_image(text: str) -> str:
     """The restart Job runs `kubectl wait --for=create` (kubectl 1.31 or newer): the tag says which."""
-    tag = IMAGE_REFERENCE.fullmatch(text).group("tag") or ""
+    reference = IMAGE_REFERENCE.fullmatch(text)  # ImageRef's own check has refused anything else
+    tag = (reference.group("tag") if reference else None) or ""
     version = re.match(r"^v?([0-9]+)\.([0-9]+)(?:\.[0-9]+)?(?:[-+][A-Za-z0-9_.-]*)?$", tag)
     if version is None:
         raise ValueError(
@@ -163,7 +180,13 @@ def _http_url(text: str) -> str:
         port = parsed.port
     except ValueError:
         port, parsed = -1, None
-    if parsed is None or port == -1 or parsed.scheme not in ("http", "https") or not parsed.hostname or any(c.isspace() for c in text):
+    if (
+        parsed is None
+        or port == -1
+        or parsed.scheme not in ("http", "https")
+        or not parsed.hostname
+        or any(c.isspace() for c in text)
+    ):
         raise ValueError(f"'{text}' is not an http(s) URL with a host, e.g. http://frigate.frigate.svc:5000")
     return text
 
@@ -186,7 +209,10 @@ def _host(text: str) -> str:
 
 Host = Annotated[str, StringConstraints(min_length=1, max_length=253), AfterValidator(_host)]
 # Kubernetes label keys and values (the ServiceMonitor carries these labels for Prometheus to select).
-LABEL_KEY = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+LABEL_KEY = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"  # optional DNS subdomain prefix
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"  # name
+)
 LabelKey = Annotated[str, StringConstraints(max_length=317, pattern=LABEL_KEY)]
 LabelValue = Annotated[str, StringConstraints(pattern=r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")]
 UserName = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[!-~]+$")]
@@ -198,7 +224,10 @@ class StrictModel(BaseModel):
 
     model_config = ConfigDict(
         # Only the camelCase spelling is accepted: `memory_per_pod_mb` in a stack file is a typo.
-        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=False,
+        extra="forbid",
+        frozen=True,
+        alias_generator=to_camel,
+        populate_by_name=False,
         # No coercion: `replicas: true`, `count: 2.0`, `enabled: "off"` are type errors, not 1, 2, False.
         strict=True,
     )
@@ -282,7 +311,8 @@ class GpuSpec(StrictModel):
     """A GPU preset plus a sharing mode; every preset value may be overridden here."""
 
     preset: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
-        description="A name `catwatcher-infra presets` lists, or custom (then set displayName, vramMb, computeCapability)"
+        description="A name `catwatcher-infra presets` lists, or custom "
+        "(then set displayName, vramMb, computeCapability)"
     )
     count: int = Field(default=1, gt=0, le=16, description="GPUs per node")
     sharing: SharingMode | None = None
@@ -291,15 +321,14 @@ class GpuSpec(StrictModel):
     memory_per_pod_mb: MebiBytes | None = Field(default=None, description="ONNX Runtime arena per pod (MiB)")
     reserve_mb: Annotated[int, Field(ge=0, le=1_048_576)] | None = None
     overhead_mb: Annotated[int, Field(ge=0, le=1_048_576)] | None = Field(
-        default=None, description="GPU MiB a pod holds outside its arena (CUDA context, libraries); default: the preset's"
+        default=None,
+        description="GPU MiB a pod holds outside its arena (CUDA context, libraries); default: the preset's",
     )
     vram_mb: MebiBytes | None = None
     compute_capability: ComputeCapability | None = None
     display_name: str | None = Field(default=None, description="The card's name; required with preset: custom")
     architecture: str | None = Field(default=None, description="Default with preset: custom: from computeCapability")
-    rename_shared: bool = Field(
-        default=False, description="Advertise shared GPUs as nvidia.com/gpu.shared"
-    )
+    rename_shared: bool = Field(default=False, description="Advertise shared GPUs as nvidia.com/gpu.shared")
     mig: MigSpec | None = None
     gpu_cores_per_pod: int | None = Field(
         default=None, ge=1, le=100, description="sharing: hami only; each pod's share of the GPU's SMs, percent"
@@ -336,7 +365,9 @@ class OperatorSpec(StrictModel):
     release_name: HelmReleaseName = "gpu-operator"
     # The format here; which versions this project has chart data for: infra/operator_chart.py.
     chart_version: Annotated[str, _semver_at_least((0, 0, 0), "v", "v26.7.0")] = "v26.7.0"
-    repository: Annotated[str, StringConstraints(max_length=2048), AfterValidator(_https_url)] = "https://helm.ngc.nvidia.com/nvidia"
+    repository: Annotated[str, StringConstraints(max_length=2048), AfterValidator(_https_url)] = (
+        "https://helm.ngc.nvidia.com/nvidia"
+    )
     # None: the distribution's default (infra/distributions.py); an explicit value wins.
     install_driver: bool | None = None
     install_toolkit: bool | None = None
@@ -386,13 +417,15 @@ class MonitoringSpec(StrictModel):
     service_monitor: bool = Field(
         default=True, description="ServiceMonitors and the PrometheusRule; need the Prometheus operator CRDs"
     )
-    prometheus_labels: Annotated[dict[LabelKey, LabelValue], Field(max_length=32)] = {"release": "kube-prometheus-stack"}
+    prometheus_labels: Annotated[dict[LabelKey, LabelValue], Field(max_length=32)] = {
+        "release": "kube-prometheus-stack"
+    }
     exporter: Literal["operator", "standalone"] = Field(
         default="operator",
         description="DCGM exporter: the GPU Operator's own, or the standalone dcgm-exporter chart (operator's off)",
     )
     standalone_chart_version: Annotated[str, _semver_at_least((4, 8, 2), "", "4.8.2")] = "4.8.2"
-    dashboards: bool = Field(default=True, description="Grafana sidecar ConfigMaps (label grafana_dashboard: \"1\")")
+    dashboards: bool = Field(default=True, description='Grafana sidecar ConfigMaps (label grafana_dashboard: "1")')
     dashboard_namespace: DnsLabel | None = Field(default=None, description="Default: the app's namespace")
 
 
@@ -434,7 +467,8 @@ class StackConfig(StrictModel):
         if isinstance(data, dict):
             known = {field.alias or name for name, field in cls.model_fields.items()}
             return {
-                key: value for key, value in data.items()
+                key: value
+                for key, value in data.items()
                 if not (key in known and isinstance(value, (dict, list)) and not value)
             }
         return data

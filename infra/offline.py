@@ -97,7 +97,7 @@ def with_auto_name(type_: str, logical_name: str, properties: dict[str, Any]) ->
     return properties
 
 
-class _EchoMocks(Mocks):  # type: ignore[misc,valid-type]
+class _EchoMocks(Mocks):
     """Every resource's state is its inputs, plus the auto-name the provider would assign."""
 
     def new_resource(self, args: Any) -> tuple[str, dict]:
@@ -160,7 +160,7 @@ def stacks_dir(root: Path) -> Path:
 
 
 def available_stacks(root: Path) -> list[str]:
-    return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in stacks_dir(root).glob("Pulumi.*.yaml"))
+    return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in stacks_dir(root).glob("Pulumi.*.yaml"))
 
 
 def _strip_secure(value: Any) -> tuple[Any, bool]:
@@ -186,7 +186,9 @@ def load_stack_config(root: Path, stack: str) -> tuple[dict[str, str], list[str]
     project = project_settings(root)
     path = stacks_dir(root) / f"Pulumi.{stack}.yaml"
     if not path.is_file():
-        raise RenderError(f"no stack '{stack}' ({path} is missing); stacks: {', '.join(available_stacks(root)) or 'none'}")
+        raise RenderError(
+            f"no stack '{stack}' ({path} is missing); stacks: {', '.join(available_stacks(root)) or 'none'}"
+        )
     try:
         stack_file = engine_config.read_stack_file(path, project["name"])
         if problems := _stack_file_problems(stack_file, project["name"]):
@@ -222,10 +224,12 @@ def _shown(path: Path) -> str:
 
 def _stack_file_problems(stack_file: engine_config.StackFile, project: str) -> list[tuple[str, str]]:
     """What the engine accepts silently but we refuse: unknown top-level keys, clear-text passwords."""
-    problems = [(f"{stack_file.path.name}: {key}", message) for key, message in stack_file_problems(stack_file.document)]
+    problems = [
+        (f"{stack_file.path.name}: {key}", message) for key, message in stack_file_problems(stack_file.document)
+    ]
     for key, value in stack_file.config.items():
         if key.startswith(f"{project}:") and value.is_object:
-            problems += clear_text_secrets(value.content(), (key[len(project) + 1:],))
+            problems += clear_text_secrets(value.content(), (key[len(project) + 1 :],))
     return problems
 
 
@@ -245,7 +249,9 @@ def _missing_hints(project: Mapping[str, Any], message: str) -> str:
 # --- running ---------------------------------------------------------------------------------
 
 
-def run_program(root: Path, stack: str, config: Mapping[str, str] | None = None, secret_keys: list[str] | None = None) -> Recording:
+def run_program(
+    root: Path, stack: str, config: Mapping[str, str] | None = None, secret_keys: list[str] | None = None
+) -> Recording:
     """Run infra/__main__.py under mocks for `stack` (its stack file, or `config` if given)."""
     if config is None:
         config, secret_keys = load_stack_config(root, stack)
@@ -272,9 +278,7 @@ def _run_isolated(
     asyncio.set_event_loop(loop)
     monitor = RecordingMonitor(stack)
     try:
-        run_under_mocks(
-            monitor, project=project, stack=stack, config=config, secret_keys=secret_keys, program=program
-        )
+        run_under_mocks(monitor, project=project, stack=stack, config=config, secret_keys=secret_keys, program=program)
         monitor.recording.outputs = {
             name: MASK if secret else _integral(value) for name, (value, secret) in stack_exports().items()
         }

@@ -161,10 +161,12 @@ def operator_value_problems(plan: RolloutPlan) -> list[tuple[str, str]]:
         mig_config_map="mig-config" if plan.mig_layouts is not None else None,
     )
     if unknown := unknown_value_paths(operator_values(args), version):
-        return [(
-            key_path("operator", "chartVersion"),
-            f"gpu-operator {version} has no values {', '.join(unknown)}; this stack needs them",
-        )]
+        return [
+            (
+                key_path("operator", "chartVersion"),
+                f"gpu-operator {version} has no values {', '.join(unknown)}; this stack needs them",
+            )
+        ]
     return []
 
 

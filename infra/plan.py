@@ -17,12 +17,12 @@ from infra import custom_gpu
 from infra.distributions import NodeRuntime
 from infra.distributions import resolve as resolve_node_runtime
 from infra.errors import ConfigError
-from infra.model import CredentialsSpec, GpuPreset, GpuSpec, StackConfig, is_image_pinned, parse_quantity
 from infra.hami_chart import hami_value_problems
-from infra.sharing.hami import Hami
+from infra.model import CredentialsSpec, GpuPreset, GpuSpec, StackConfig, is_image_pinned, parse_quantity
 from infra.operator_chart import chart_version_problem, operator_value_problems
 from infra.sharing import backend_for
 from infra.sharing.base import READER_ORDER, ClusterMigStrategy, GroupRequest, MigPlan, NodeGroupPlan, Problems
+from infra.sharing.hami import Hami
 from infra.sharing.mig import cluster_mig_strategy, mig_parted_config, mixed_strategy_conflicts
 
 __all__ = ["MigPlan", "NodeGroupPlan", "RolloutPlan", "plan_rollout"]
@@ -203,7 +203,9 @@ def plan_rollout(config: StackConfig, catalogue: Mapping[str, GpuPreset]) -> Rol
     return plan
 
 
-def _check_runtime_class(config: StackConfig, groups: list[NodeGroupPlan], runtime: NodeRuntime, problems: _Problems) -> None:
+def _check_runtime_class(
+    config: StackConfig, groups: list[NodeGroupPlan], runtime: NodeRuntime, problems: _Problems
+) -> None:
     if not runtime.cdi_nri_plugin:
         return
     for group in groups:
@@ -273,11 +275,14 @@ def _check_groups(config: StackConfig, problems: _Problems) -> None:
         if group.name in seen_names:
             problems.add(
                 ("nodeGroups", index, "name"),
-                f"duplicate node group '{group.name}' (also nodeGroups[{seen_names[group.name]}]); names must be unique",
+                f"duplicate node group '{group.name}' (also "
+                f"nodeGroups[{seen_names[group.name]}]); names must be unique",
             )
         seen_names.setdefault(group.name, index)
         if duplicates := sorted({node for node in group.nodes if group.nodes.count(node) > 1}):
-            problems.add(("nodeGroups", index, "nodes"), f"lists {', '.join(duplicates)} more than once; list each node once")
+            problems.add(
+                ("nodeGroups", index, "nodes"), f"lists {', '.join(duplicates)} more than once; list each node once"
+            )
         for node in group.nodes:
             if node in seen_nodes and seen_nodes[node] != group.name:
                 problems.add(
@@ -301,7 +306,8 @@ def _check_one_mig_strategy(config: StackConfig, groups: list[NodeGroupPlan], pr
         if group.mig and group.mig.strategy != strategy:
             problems.add(
                 (*_group_path(config, group), "mig", "strategy"),
-                f"the operator has one MIG strategy per cluster: {mig_groups[0].name} uses {strategy}, {group.name} uses {group.mig.strategy}",
+                f"the operator has one MIG strategy per cluster: {mig_groups[0].name} "
+                f"uses {strategy}, {group.name} uses {group.mig.strategy}",
             )
     for group in groups:
         if not group.backend.works_with_mig_strategy(strategy):
@@ -340,7 +346,11 @@ def _check_driver(plan: RolloutPlan, problems: _Problems) -> None:
         return
     old = ", ".join(f"{g.gpu.key} ({g.gpu.compute_capability})" for g in plan.pre_turing_groups)
     path = ("operator", "driverVersion") if operator.driver_version is not None else ("operator", "installDriver")
-    got = f"driverVersion is {operator.driver_version}" if operator.driver_version else "the chart's default driver is 595.x"
+    got = (
+        f"driverVersion is {operator.driver_version}"
+        if operator.driver_version
+        else "the chart's default driver is 595.x"
+    )
     problems.add(
         path,
         f"{old}: compute capability below 7.5 needs an R580 driver (the 580 series is the last for "
@@ -414,8 +424,12 @@ def _plan_group(
     slices = gpus * per_gpu
     pods = inference_replicas if inference_replicas is not None else slices
     if pods > slices:
-        key = ("app", "replicas") if not nodes else (*path[:-1], "inferenceReplicas")
-        problems.add(key, f"{pods} inference pods need {pods} GPU slices but {name} has {slices} ({gpus} GPU x {per_gpu} slices); at most {slices}")
+        replicas_key = ("app", "replicas") if not nodes else (*path[:-1], "inferenceReplicas")
+        problems.add(
+            replicas_key,
+            f"{pods} inference pods need {pods} GPU slices but {name} has "
+            f"{slices} ({gpus} GPU x {per_gpu} slices); at most {slices}",
+        )
 
     if len(problems.items) > before:
         return None

@@ -15,16 +15,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from inference import contract
 from infra import budget
 from infra.custom_gpu import CUSTOM, custom_preset
 from infra.footprint import ROUND_TO_MB, ModelFootprint
-from pydantic import ValidationError
-
 from infra.model import GpuPreset, GpuSpec
 from infra.sharing import BACKENDS, backend_for
 from infra.sharing.base import GroupRequest, Problems
-
 
 
 class PlanInputError(ValueError):
@@ -65,7 +64,9 @@ class ModeFit:
 def custom_gpu(vram_mb: int | None, compute_capability: str | None) -> GpuPreset:
     """`--preset custom`: built as the stack's `preset: custom` is (infra.custom_gpu)."""
     if vram_mb is None or compute_capability is None:
-        raise PlanInputError("--preset custom needs --vram-mb and --compute-capability (e.g. --vram-mb 12288 --compute-capability 8.6)")
+        raise PlanInputError(
+            "--preset custom needs --vram-mb and --compute-capability (e.g. --vram-mb 12288 --compute-capability 8.6)"
+        )
     spec = GpuSpec.model_validate(
         {"preset": CUSTOM, "displayName": "custom GPU", "vramMb": vram_mb, "computeCapability": compute_capability}
     )
@@ -74,7 +75,11 @@ def custom_gpu(vram_mb: int | None, compute_capability: str | None) -> GpuPreset
 
 def resolve_gpu(catalogue: Mapping[str, GpuPreset], preset: str, overrides: Mapping[str, Any]) -> GpuPreset:
     """The preset (or a custom GPU) with `--vram-mb`-style overrides applied, validated."""
-    checks = {"vram_mb": (1, "--vram-mb must be > 0"), "reserve_mb": (0, "--reserve-mb must be >= 0"), "overhead_mb": (0, "--overhead-mb must be >= 0")}
+    checks = {
+        "vram_mb": (1, "--vram-mb must be > 0"),
+        "reserve_mb": (0, "--reserve-mb must be >= 0"),
+        "overhead_mb": (0, "--overhead-mb must be >= 0"),
+    }
     for field, (least, message) in checks.items():
         value = overrides.get(field)
         if value is not None and value < least:
@@ -113,8 +118,9 @@ def validated_fit(gpu: GpuPreset, spec: dict[str, Any]) -> tuple[budget.DeviceFi
         gpu_spec = GpuSpec.model_validate({"preset": gpu.key, **spec})
     except ValidationError as error:  # beyond what a stack may ask for (e.g. the most time slices)
         return None, [f"{'.'.join(map(str, item['loc']))}: {item['msg']}" for item in error.errors()]
-    request = GroupRequest(path=("gpu",), name="plan", nodes=("planned-node",), spec=gpu_spec, gpu=gpu,
-                           gpus=1, catalogue={gpu.key: gpu})
+    request = GroupRequest(
+        path=("gpu",), name="plan", nodes=("planned-node",), spec=gpu_spec, gpu=gpu, gpus=1, catalogue={gpu.key: gpu}
+    )
     backend = backend_for(gpu_spec.sharing or gpu.recommended.sharing)
     problems = Problems()
     backend.check_spec(request, problems)
@@ -130,7 +136,9 @@ def _none(gpu: GpuPreset, arena_mb: int) -> ModeFit:
     if fit is None:
         return ModeFit("none", "GPU", 1, None, problems[0])
     if fit.pod.arena_mb < arena_mb:
-        return ModeFit("none", "GPU", 1, None, f"the GPU leaves {max(fit.pod.arena_mb, 0)} MiB arena, the model needs {arena_mb}")
+        return ModeFit(
+            "none", "GPU", 1, None, f"the GPU leaves {max(fit.pod.arena_mb, 0)} MiB arena, the model needs {arena_mb}"
+        )
     return ModeFit("none", "GPU", 1, fit, "one pod, the whole GPU")
 
 
@@ -152,7 +160,9 @@ def _time_slicing(gpu: GpuPreset, arena_mb: int) -> list[ModeFit]:
 
 def _mps(gpu: GpuPreset, arena_mb: int) -> list[ModeFit]:
     if not gpu.mps_capable:
-        return [ModeFit("mps", "GPU", 1, None, f"needs compute capability >= 7.0; {gpu.key} has {gpu.compute_capability}")]
+        return [
+            ModeFit("mps", "GPU", 1, None, f"needs compute capability >= 7.0; {gpu.key} has {gpu.compute_capability}")
+        ]
     return [_shared("mps", gpu, arena_mb, gpu.mps_max_replicas, "each pod's pinned-memory cap = its budget")]
 
 
@@ -163,15 +173,25 @@ def _mig(gpu: GpuPreset, arena_mb: int) -> list[ModeFit]:
     for profile in gpu.mig.profiles.values():
         per_instance = budget.pods_that_fit(profile.memory_mb, gpu.reserve_mb, arena_mb + gpu.overhead_mb)
         if per_instance == 0:
-            rows.append(ModeFit("mig", f"MIG {profile.name}", profile.max_count, None,
-                                f"{profile.memory_mb} MiB instance: one pod of {arena_mb} + {gpu.overhead_mb} MiB + {gpu.reserve_mb} reserve does not fit"))
+            rows.append(
+                ModeFit(
+                    "mig",
+                    f"MIG {profile.name}",
+                    profile.max_count,
+                    None,
+                    f"{profile.memory_mb} MiB instance: one pod of {arena_mb} + "
+                    f"{gpu.overhead_mb} MiB + {gpu.reserve_mb} reserve does not fit",
+                )
+            )
             continue
         # Validation splits the instance's memory evenly between its pods.
-        mig = {"strategy": "single", "layout": {profile.name: profile.max_count}}
+        mig: dict[str, object] = {"strategy": "single", "layout": {profile.name: profile.max_count}}
         if per_instance > 1:
             mig["timeSlicingReplicas"] = per_instance
         fit, problems = validated_fit(gpu, {"sharing": "mig", "mig": mig})
-        note = f"{profile.max_count} x {profile.name} per GPU" + (f", each time-sliced {per_instance} ways (mig.timeSlicingReplicas)" if per_instance > 1 else "")
+        note = f"{profile.max_count} x {profile.name} per GPU" + (
+            f", each time-sliced {per_instance} ways (mig.timeSlicingReplicas)" if per_instance > 1 else ""
+        )
         rows.append(ModeFit("mig", f"MIG {profile.name}", profile.max_count, fit, problems[0] if problems else note))
     return rows
 
@@ -249,5 +269,7 @@ class PlanReport:
             )
         lines.append("")
         lines.append("MiB; headroom per device (GPU or MIG instance) after every pod's budget and the reserve.")
-        lines.append("Memory only: pods on one GPU or instance also share its SMs (see the README's throughput figures).")
+        lines.append(
+            "Memory only: pods on one GPU or instance also share its SMs (see the README's throughput figures)."
+        )
         return "\n".join(lines) + "\n"

@@ -49,7 +49,8 @@ def catalogue() -> dict[str, GpuPreset]:
 def markdown_table(presets: dict[str, GpuPreset] | None = None) -> str:
     """The README's preset table, generated from the catalogue (a test keeps them in sync)."""
     rows = [
-        "| preset | GPU | VRAM (MiB) | compute capability | MPS | MIG profiles | overhead per pod (MiB) | recommended sharing |",
+        "| preset | GPU | VRAM (MiB) | compute capability | MPS | "
+        "MIG profiles | overhead per pod (MiB) | recommended sharing |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for key, preset in (presets or catalogue()).items():
@@ -80,7 +81,11 @@ def catalogue_document(presets: dict[str, GpuPreset] | None = None) -> dict[str,
     custom = {
         "required": [key for _, key, _ in REQUIRED_KEYS],
         "optional": ["architecture", "reserveMb", "overheadMb"],
-        "defaults": {"reserveMb": DEFAULT_RESERVE_MB, "overheadMb": DEFAULT_OVERHEAD_MB, "architecture": "from computeCapability"},
+        "defaults": {
+            "reserveMb": DEFAULT_RESERVE_MB,
+            "overheadMb": DEFAULT_OVERHEAD_MB,
+            "architecture": "from computeCapability",
+        },
         "migCapable": False,
     }
     return {"presets": listed, CUSTOM: custom}
@@ -88,24 +93,39 @@ def catalogue_document(presets: dict[str, GpuPreset] | None = None) -> dict[str,
 
 def catalogue_text(presets: dict[str, GpuPreset] | None = None) -> str:
     """The catalogue as an aligned table, with how to override a value or describe another GPU."""
-    header = ("preset", "GPU", "VRAM MiB", "reserve MiB", "overhead MiB", "compute", "arch", "MPS clients", "MIG profiles",
-              "recommended")
+    header = (
+        "preset",
+        "GPU",
+        "VRAM MiB",
+        "reserve MiB",
+        "overhead MiB",
+        "compute",
+        "arch",
+        "MPS clients",
+        "MIG profiles",
+        "recommended",
+    )
     rows = [header]
     for key, preset in (presets or catalogue()).items():
-        rows.append((
-            key,
-            preset.display_name,
-            str(preset.vram_mb),
-            str(preset.reserve_mb),
-            str(preset.overhead_mb),
-            preset.compute_capability,
-            preset.architecture,
-            str(preset.mps_max_replicas) if preset.mps_capable else "no MPS",
-            " ".join(preset.mig.profiles) if preset.mig else "-",
-            backend_for(preset.recommended.sharing).describe_recommendation(preset),
-        ))
+        rows.append(
+            (
+                key,
+                preset.display_name,
+                str(preset.vram_mb),
+                str(preset.reserve_mb),
+                str(preset.overhead_mb),
+                preset.compute_capability,
+                preset.architecture,
+                str(preset.mps_max_replicas) if preset.mps_capable else "no MPS",
+                " ".join(preset.mig.profiles) if preset.mig else "-",
+                backend_for(preset.recommended.sharing).describe_recommendation(preset),
+            )
+        )
     widths = [max(len(row[column]) for row in rows) for column in range(len(header) - 1)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1] for row in rows]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
+        for row in rows
+    ]
     lines += [
         "",
         "Every value may be overridden under catwatcher:gpu (vramMb, reserveMb, overheadMb, computeCapability,",

@@ -38,7 +38,7 @@ def project_config() -> dict[str, str]:
 def secret_config_keys() -> set[str]:
     """Top-level `catwatcher:*` keys the engine marks secret (their values are never echoed)."""
     prefix = f"{PROJECT}:"
-    return {key[len(prefix):] for key in engine_secret_keys() if key.startswith(prefix)}
+    return {key[len(prefix) :] for key in engine_secret_keys() if key.startswith(prefix)}
 
 
 def load_plan() -> RolloutPlan:

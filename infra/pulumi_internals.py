@@ -31,7 +31,11 @@ INTERNALS: tuple[tuple[str, str, str], ...] = (
     ("pulumi.runtime.config", "set_all_config", "hand the program a stack's config offline"),
     ("pulumi.runtime.mocks", "set_mocks", "install the mock engine"),
     ("pulumi.runtime.mocks", "Mocks", "base class of our resource mocks"),
-    ("pulumi.runtime.settings", "get_root_resource", "read the stack's exports, which the mock root stack never registers"),
+    (
+        "pulumi.runtime.settings",
+        "get_root_resource",
+        "read the stack's exports, which the mock root stack never registers",
+    ),
 )
 
 
@@ -89,7 +93,7 @@ class RegisteredResource:
     inputs: dict[str, Any]
 
 
-class ObservingMockMonitor(MockMonitor):  # type: ignore[misc,valid-type]
+class ObservingMockMonitor(MockMonitor):
     """A mock monitor that hands each registration to `observe` as plain data, and closes the
     event loops it gives the SDK's executor threads (`close_thread_loops`, after the run)."""
 
@@ -153,7 +157,9 @@ def run_under_mocks(
     program: Callable[[], Any],
 ) -> None:
     """Run `program` as the language host would, against `monitor`, with `config`."""
-    _internal("pulumi.runtime.mocks", "set_mocks")(monitor.mocks, project=project, stack=stack, preview=False, monitor=monitor)
+    _internal("pulumi.runtime.mocks", "set_mocks")(
+        monitor.mocks, project=project, stack=stack, preview=False, monitor=monitor
+    )
     _config.set_all_config(dict(config), secret_keys)
     _sync_await(_run_pulumi_func(program))
 

@@ -118,7 +118,9 @@ def check_output_dir(out_dir: Path) -> None:
             raise PermissionError(13, "Permission denied")
         os.rmdir(tempfile.mkdtemp(prefix=".catwatcher-probe-", dir=existing))
     except OSError as error:
-        raise OutputDirError(f"cannot write into {existing} ({error.strerror}); pick a folder you can write to") from None
+        raise OutputDirError(
+            f"cannot write into {existing} ({error.strerror}); pick a folder you can write to"
+        ) from None
 
 
 def write_outputs(recording: Recording, out_dir: Path) -> Path:

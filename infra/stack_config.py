@@ -26,9 +26,9 @@ def decode_config(flat: Mapping[str, str], project: str = PROJECT) -> dict[str, 
         if not key.startswith(prefix):
             continue
         try:
-            decoded[key[len(prefix):]] = json.loads(raw)
+            decoded[key[len(prefix) :]] = json.loads(raw)
         except (json.JSONDecodeError, TypeError):
-            decoded[key[len(prefix):]] = raw
+            decoded[key[len(prefix) :]] = raw
     return decoded
 
 
@@ -74,13 +74,19 @@ def _pattern_hints() -> dict[str, str]:
     dns_label = "a DNS-1123 label: lowercase letters, digits and '-', at most 63, starting and ending alphanumeric"
     hints = {
         model.DNS_LABEL: dns_label,
-        model.LABEL_KEY: "a Kubernetes label key: an optional DNS prefix and '/', then at most 63 of letters, digits, '-', '_', '.', starting and ending alphanumeric",
-        r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$": "a DNS-1035 label (a Service name): lowercase letters, digits and '-', at most 63, starting with a letter",
-        r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$": "a DNS-1123 subdomain: dot-separated DNS labels, e.g. gpu-1.home.arpa",
-        r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$": "a Kubernetes label value: at most 63 of letters, digits, '-', '_', '.', starting and ending alphanumeric",
+        model.LABEL_KEY: "a Kubernetes label key: an optional DNS prefix and '/', then at most "
+        "63 of letters, digits, '-', '_', '.', starting and ending alphanumeric",
+        r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$": "a DNS-1035 label (a Service name): lowercase letters, "
+        "digits and '-', at most 63, starting with a letter",
+        r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$": "a DNS-1123 subdomain: "
+        "dot-separated DNS labels, "
+        "e.g. gpu-1.home.arpa",
+        r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$": "a Kubernetes label value: at most "
+        "63 of letters, digits, '-', '_', "
+        "'.', starting and ending alphanumeric",
         r"^[0-9]+g\.[0-9]+gb$": "a MIG profile such as 1g.5gb",
         r"^[0-9]{1,2}\.[0-9]$": "a compute capability such as 8.6",
-        r"^1\.(3[1-9]|[4-9][0-9])$": "a Kubernetes minor version 1.31 or newer, as a string, e.g. \"1.33\"",
+        r"^1\.(3[1-9]|[4-9][0-9])$": 'a Kubernetes minor version 1.31 or newer, as a string, e.g. "1.33"',
         r"^[!-~]{1,253}$": "a kubeconfig context name (no spaces): one of `kubectl config get-contexts`",
         r"^[!-~]+$": "printable ASCII without spaces",
     }
@@ -88,7 +94,12 @@ def _pattern_hints() -> dict[str, str]:
 
 
 _PATTERN_HINTS = _pattern_hints()
-_BOUNDS = {"greater_than": (">", "gt"), "greater_than_equal": (">=", "ge"), "less_than": ("<", "lt"), "less_than_equal": ("<=", "le")}
+_BOUNDS = {
+    "greater_than": (">", "gt"),
+    "greater_than_equal": (">=", "ge"),
+    "less_than": ("<", "lt"),
+    "less_than_equal": ("<=", "le"),
+}
 
 
 def _valid_keys(model: type[BaseModel], location: tuple[str | int, ...]) -> list[str]:
@@ -111,14 +122,15 @@ def _description_at(location: tuple[str | int, ...]) -> str | None:
     """The description of the field at `location`, e.g. how to find a required value."""
     if not location or isinstance(location[-1], int):
         return None
-    model = StackConfig
+    model: type[BaseModel] = StackConfig
     for part in location[:-1]:
         if isinstance(part, int):
             continue
         fields = {(f.alias or name): f for name, f in model.model_fields.items()}
-        model = _model_in(fields[part].annotation) if part in fields else None
-        if model is None:
+        inner = _model_in(fields[part].annotation) if part in fields else None
+        if inner is None:
             return None
+        model = inner
     fields = {(f.alias or name): f for name, f in model.model_fields.items()}
     field = fields.get(location[-1])
     return field.description if field is not None else None

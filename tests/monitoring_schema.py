@@ -13,8 +13,12 @@ STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
 METADATA = {
     "type": "object",
     "required": ["name", "namespace"],
-    "properties": {"name": {"type": "string", "minLength": 1}, "namespace": {"type": "string", "minLength": 1},
-                   "labels": STRING_MAP, "annotations": STRING_MAP},
+    "properties": {
+        "name": {"type": "string", "minLength": 1},
+        "namespace": {"type": "string", "minLength": 1},
+        "labels": STRING_MAP,
+        "annotations": STRING_MAP,
+    },
 }
 
 
@@ -32,69 +36,78 @@ def _resource(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-SERVICE_MONITOR = _resource("ServiceMonitor", {
-    "type": "object",
-    "required": ["selector", "endpoints"],
-    "additionalProperties": False,
-    "properties": {
-        "selector": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["matchLabels"],
-            "properties": {"matchLabels": {**STRING_MAP, "minProperties": 1}},
-        },
-        "namespaceSelector": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {"any": {"type": "boolean"}, "matchNames": {"type": "array", "items": {"type": "string"}}},
-        },
-        "endpoints": {
-            "type": "array",
-            "minItems": 1,
-            "items": {
+SERVICE_MONITOR = _resource(
+    "ServiceMonitor",
+    {
+        "type": "object",
+        "required": ["selector", "endpoints"],
+        "additionalProperties": False,
+        "properties": {
+            "selector": {
                 "type": "object",
                 "additionalProperties": False,
-                "required": ["port"],
+                "required": ["matchLabels"],
+                "properties": {"matchLabels": {**STRING_MAP, "minProperties": 1}},
+            },
+            "namespaceSelector": {
+                "type": "object",
+                "additionalProperties": False,
                 "properties": {
-                    "port": {"type": "string", "minLength": 1},
-                    "path": {"type": "string", "pattern": "^/"},
-                    "interval": {"type": "string", "pattern": DURATION},
-                    "scrapeTimeout": {"type": "string", "pattern": DURATION},
-                    "honorLabels": {"type": "boolean"},
+                    "any": {"type": "boolean"},
+                    "matchNames": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+            "endpoints": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["port"],
+                    "properties": {
+                        "port": {"type": "string", "minLength": 1},
+                        "path": {"type": "string", "pattern": "^/"},
+                        "interval": {"type": "string", "pattern": DURATION},
+                        "scrapeTimeout": {"type": "string", "pattern": DURATION},
+                        "honorLabels": {"type": "boolean"},
+                    },
                 },
             },
         },
     },
-})
+)
 
-PROMETHEUS_RULE = _resource("PrometheusRule", {
-    "type": "object",
-    "required": ["groups"],
-    "additionalProperties": False,
-    "properties": {
-        "groups": {
-            "type": "array",
-            "minItems": 1,
-            "items": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["name", "rules"],
-                "properties": {
-                    "name": {"type": "string", "minLength": 1},
-                    "interval": {"type": "string", "pattern": DURATION},
-                    "rules": {
-                        "type": "array",
-                        "minItems": 1,
-                        "items": {
-                            "type": "object",
-                            "additionalProperties": False,
-                            "required": ["alert", "expr"],
-                            "properties": {
-                                "alert": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
-                                "expr": {"type": "string", "minLength": 1},
-                                "for": {"type": "string", "pattern": DURATION},
-                                "labels": STRING_MAP,
-                                "annotations": STRING_MAP,
+PROMETHEUS_RULE = _resource(
+    "PrometheusRule",
+    {
+        "type": "object",
+        "required": ["groups"],
+        "additionalProperties": False,
+        "properties": {
+            "groups": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["name", "rules"],
+                    "properties": {
+                        "name": {"type": "string", "minLength": 1},
+                        "interval": {"type": "string", "pattern": DURATION},
+                        "rules": {
+                            "type": "array",
+                            "minItems": 1,
+                            "items": {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "required": ["alert", "expr"],
+                                "properties": {
+                                    "alert": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+                                    "expr": {"type": "string", "minLength": 1},
+                                    "for": {"type": "string", "pattern": DURATION},
+                                    "labels": STRING_MAP,
+                                    "annotations": STRING_MAP,
+                                },
                             },
                         },
                     },
@@ -102,7 +115,7 @@ PROMETHEUS_RULE = _resource("PrometheusRule", {
             },
         },
     },
-})
+)
 
 SCHEMAS = {"ServiceMonitor": SERVICE_MONITOR, "PrometheusRule": PROMETHEUS_RULE}
 

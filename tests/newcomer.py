@@ -18,7 +18,9 @@ def fresh_copy(target: Path) -> Path:
     once in a repository of their own, so git revisions resolve as in a user's clone."""
     listed = subprocess.run(
         ["git", "-C", str(ROOT), "ls-files", "-co", "--exclude-standard", "-z"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split("\0")
     for name in filter(None, listed):
         source = ROOT / name
@@ -31,16 +33,24 @@ def fresh_copy(target: Path) -> Path:
     return target
 
 
-def cli(*args: str, project: Path, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def cli(
+    *args: str, project: Path, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """`catwatcher-infra ARGS` with `project`'s code, run from `cwd` (default: the project)."""
     environment = {**os.environ, "PYTHONPATH": str(project), **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "infra.cli", *args], cwd=cwd or project, env=environment,
-        capture_output=True, text=True, timeout=600,
+        [sys.executable, "-m", "infra.cli", *args],
+        cwd=cwd or project,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
-def assert_clean_failure(result: subprocess.CompletedProcess, code: int, *fragments: str, lines: int | None = 1) -> list[str]:
+def assert_clean_failure(
+    result: subprocess.CompletedProcess, code: int, *fragments: str, lines: int | None = 1
+) -> list[str]:
     """Exit `code`, no traceback, `lines` lines on stderr (None: any number), each fragment said."""
     stderr = result.stderr
     assert result.returncode == code, f"exit {result.returncode}, wanted {code}:\n{stderr}"

@@ -30,21 +30,49 @@ ENFORCE_VERSION = "pod-security.kubernetes.io/enforce-version"
 LEVELS = ("privileged", "baseline", "restricted")
 
 # Capabilities a baseline pod may add (the container runtime's default set).
-BASELINE_CAPABILITIES = frozenset({
-    "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD", "NET_BIND_SERVICE",
-    "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
-})
+BASELINE_CAPABILITIES = frozenset(
+    {
+        "AUDIT_WRITE",
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "MKNOD",
+        "NET_BIND_SERVICE",
+        "SETFCAP",
+        "SETGID",
+        "SETPCAP",
+        "SETUID",
+        "SYS_CHROOT",
+    }
+)
 # Safe sysctls, by the policy version that allowed them.
 SAFE_SYSCTLS: tuple[tuple[tuple[int, int], frozenset[str]], ...] = (
-    ((1, 0), frozenset({
-        "kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start",
-        "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range",
-    })),
+    (
+        (1, 0),
+        frozenset(
+            {
+                "kernel.shm_rmid_forced",
+                "net.ipv4.ip_local_port_range",
+                "net.ipv4.ip_unprivileged_port_start",
+                "net.ipv4.tcp_syncookies",
+                "net.ipv4.ping_group_range",
+            }
+        ),
+    ),
     ((1, 27), frozenset({"net.ipv4.ip_local_reserved_ports"})),
-    ((1, 29), frozenset({
-        "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl",
-        "net.ipv4.tcp_keepalive_probes",
-    })),
+    (
+        (1, 29),
+        frozenset(
+            {
+                "net.ipv4.tcp_keepalive_time",
+                "net.ipv4.tcp_fin_timeout",
+                "net.ipv4.tcp_keepalive_intvl",
+                "net.ipv4.tcp_keepalive_probes",
+            }
+        ),
+    ),
     ((1, 32), frozenset({"net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem"})),
 )
 SELINUX_TYPES: tuple[tuple[tuple[int, int], frozenset[str]], ...] = (
@@ -52,9 +80,21 @@ SELINUX_TYPES: tuple[tuple[tuple[int, int], frozenset[str]], ...] = (
     ((1, 31), frozenset({"container_engine_t"})),
 )
 RESTRICTED_VOLUME_SOURCES: tuple[tuple[tuple[int, int], frozenset[str]], ...] = (
-    ((1, 0), frozenset({
-        "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret",
-    })),
+    (
+        (1, 0),
+        frozenset(
+            {
+                "configMap",
+                "csi",
+                "downwardAPI",
+                "emptyDir",
+                "ephemeral",
+                "persistentVolumeClaim",
+                "projected",
+                "secret",
+            }
+        ),
+    ),
     # Image volumes (OCI artifacts, read-only): allowed in restricted from 1.33 (kubernetes#130394).
     ((1, 33), frozenset({"image"})),
 )
@@ -111,8 +151,9 @@ def _split(pod: Mapping[str, Any]) -> tuple[Mapping[str, Any], Mapping[str, Any]
 # --- baseline --------------------------------------------------------------------------------
 
 
-def baseline_violations(pod: Mapping[str, Any], version: tuple[int, int] = LATEST,
-                        metadata: Mapping[str, Any] | None = None) -> list[str]:
+def baseline_violations(
+    pod: Mapping[str, Any], version: tuple[int, int] = LATEST, metadata: Mapping[str, Any] | None = None
+) -> list[str]:
     meta, spec = _split(pod)
     meta = metadata if metadata is not None else meta
     pod_sc = _sc(spec)
@@ -173,8 +214,12 @@ def baseline_violations(pod: Mapping[str, Any], version: tuple[int, int] = LATES
         apparmor_type = (_sc(c).get("appArmorProfile") or {}).get("type")
         if apparmor_type is not None and apparmor_type not in APPARMOR_ALLOWED:
             found.append(f"appArmorProfile: {where} sets appArmorProfile.type={apparmor_type}")
-    for key, value in ((meta.get("annotations") or {}).items()):
-        if key.startswith(APPARMOR_ANNOTATION) and value != "runtime/default" and not str(value).startswith("localhost/"):
+    for key, value in (meta.get("annotations") or {}).items():
+        if (
+            key.startswith(APPARMOR_ANNOTATION)
+            and value != "runtime/default"
+            and not str(value).startswith("localhost/")
+        ):
             found.append(f"appArmorProfile: annotation {key}={value}")
 
     # SELinux
@@ -252,7 +297,10 @@ def _restricted_only(spec: Mapping[str, Any], version: tuple[int, int]) -> list[
         seccomp = (_sc(c).get("seccompProfile") or {}).get("type")
         if seccomp is None:
             if pod_seccomp not in SECCOMP_ALLOWED:
-                found.append(f"seccompProfile: {where} must set seccompProfile.type to RuntimeDefault or Localhost (the pod does not)")
+                found.append(
+                    f"seccompProfile: {where} must set seccompProfile.type "
+                    "to RuntimeDefault or Localhost (the pod does not)"
+                )
         elif seccomp not in SECCOMP_ALLOWED:
             found.append(f"seccompProfile: {where} sets seccompProfile.type={seccomp}")
 
@@ -267,8 +315,12 @@ def _restricted_only(spec: Mapping[str, Any], version: tuple[int, int]) -> list[
     return found
 
 
-def violations(pod: Mapping[str, Any], level: str = "restricted", version: tuple[int, int] = LATEST,
-               metadata: Mapping[str, Any] | None = None) -> list[str]:
+def violations(
+    pod: Mapping[str, Any],
+    level: str = "restricted",
+    version: tuple[int, int] = LATEST,
+    metadata: Mapping[str, Any] | None = None,
+) -> list[str]:
     """Every control of `level` that `pod` (a pod spec, or `{metadata, spec}`) violates."""
     if level not in LEVELS:
         raise ValueError(f"unknown level {level!r}; valid: {', '.join(LEVELS)}")
@@ -280,8 +332,9 @@ def violations(pod: Mapping[str, Any], level: str = "restricted", version: tuple
     return found
 
 
-def restricted_violations(pod_spec: dict, namespace_labels: dict | None = None, *,
-                          metadata: Mapping[str, Any] | None = None) -> list[str]:
+def restricted_violations(
+    pod_spec: dict, namespace_labels: dict | None = None, *, metadata: Mapping[str, Any] | None = None
+) -> list[str]:
     """Violations of the namespace's enforce level (default, and unlabelled: restricted).
 
     `pod_spec` is a PodSpec (or a pod template `{metadata, spec}`); `metadata` supplies the

@@ -84,13 +84,17 @@ def violations(expr: str, known: Mapping[str, frozenset[str]], legend: str = "")
     if not names.selectors:
         problems.append("queries no metric")
     problems += [f"no metric here has label {label}" for label in sorted(names.grouping - available)]
-    problems += [f"legend names label {label} that no metric here has" for label in LEGEND_LABEL.findall(legend)
-                 if label not in available]
+    problems += [
+        f"legend names label {label} that no metric here has"
+        for label in LEGEND_LABEL.findall(legend)
+        if label not in available
+    ]
     return problems
 
 
 def dashboard_queries(dashboard: Mapping) -> Iterator[tuple[str, str, str]]:
     """(where, PromQL, legend) of every panel target and every query variable of a dashboard."""
+
     def panels(items):
         for panel in items:
             yield panel
@@ -99,7 +103,11 @@ def dashboard_queries(dashboard: Mapping) -> Iterator[tuple[str, str, str]]:
     for panel in panels(dashboard.get("panels", [])):
         for target in panel.get("targets", []):
             if "expr" in target:
-                yield f"panel {panel.get('title')!r} {target.get('refId')}", grafana_to_promql(target["expr"]), target.get("legendFormat", "")
+                yield (
+                    f"panel {panel.get('title')!r} {target.get('refId')}",
+                    grafana_to_promql(target["expr"]),
+                    target.get("legendFormat", ""),
+                )
     for variable in dashboard.get("templating", {}).get("list", []):
         if variable.get("type") != "query":
             continue

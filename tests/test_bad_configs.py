@@ -31,7 +31,11 @@ CASES = load_corpus()
 
 def params() -> list[Any]:
     return [
-        pytest.param(case, id=case["name"], marks=[pytest.mark.xfail(strict=True, reason=case["xfail"])] if "xfail" in case else [])
+        pytest.param(
+            case,
+            id=case["name"],
+            marks=[pytest.mark.xfail(strict=True, reason=case["xfail"])] if "xfail" in case else [],
+        )
         for case in CASES
     ]
 
@@ -51,7 +55,7 @@ def test_the_corpus_is_well_formed():
 class _CountingMonitor(RecordingMonitor):
     """A RecordingMonitor that remembers itself and every type registered, even if the run fails."""
 
-    instances: list["_CountingMonitor"] = []
+    instances: list[_CountingMonitor] = []
 
     def __init__(self, stack: str):
         super().__init__(stack)

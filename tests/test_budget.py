@@ -59,11 +59,19 @@ def test_pods_that_fit_refuses_an_empty_budget():
         budget.pods_that_fit(12288, 1024, 0)
 
 
-@pytest.mark.parametrize("preset", [key for key, p in catalogue().items() if p.recommended.sharing in ("time-slicing", "mps")])
+@pytest.mark.parametrize(
+    "preset", [key for key, p in catalogue().items() if p.recommended.sharing in ("time-slicing", "mps")]
+)
 def test_every_shared_presets_recommendation_fits_its_full_budget(preset):
     gpu = catalogue()[preset]
-    fit = budget.fit(gpu.key, gpu.vram_mb, gpu.reserve_mb, gpu.overhead_mb, gpu.recommended.replicas,
-                     arena_mb=gpu.recommended.memory_per_pod_mb)
+    fit = budget.fit(
+        gpu.key,
+        gpu.vram_mb,
+        gpu.reserve_mb,
+        gpu.overhead_mb,
+        gpu.recommended.replicas,
+        arena_mb=gpu.recommended.memory_per_pod_mb,
+    )
     assert fit.fits, fit.problem()
 
 

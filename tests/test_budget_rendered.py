@@ -41,13 +41,17 @@ def service_arena_bytes(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) ->
         if name.startswith(contract.ENV_PREFIX):
             monkeypatch.setenv(name, value)
     settings = load_settings().inference
-    return sum(int(cuda_provider_options(settings, share)["gpu_mem_limit"]) for share in ARENA_SHARES_WITH_IDENTIFIER.values())
+    return sum(
+        int(cuda_provider_options(settings, share)["gpu_mem_limit"]) for share in ARENA_SHARES_WITH_IDENTIFIER.values()
+    )
 
 
 def test_every_shipped_stacks_pods_get_the_budget_the_fit_check_used(stack, monkeypatch):
     plan = stack_plan(stack)
-    deployments = {d["spec"]["template"]["metadata"]["labels"]["catwatcher.io/node-group"]: d
-                   for d in objects(render_stack(stack), "Deployment")}
+    deployments = {
+        d["spec"]["template"]["metadata"]["labels"]["catwatcher.io/node-group"]: d
+        for d in objects(render_stack(stack), "Deployment")
+    }
     assert set(deployments) == {group.name for group in plan.groups}
     for group in plan.groups:
         env = pod_env(deployments[group.name])
@@ -104,8 +108,10 @@ def plan_error(gpu: dict) -> ConfigError:
 
 def test_validation_quotes_the_budget_arithmetic():
     error = plan_error({"preset": "rtx-3060", "replicas": 4, "memoryPerPodMb": 2560})
-    summary = ("4 pods x (2560 arena + 420 overhead) + 1024 reserve = 12944 MiB > 12288 MiB of the rtx-3060 "
-               "(you set memoryPerPodMb, replicas)")
+    summary = (
+        "4 pods x (2560 arena + 420 overhead) + 1024 reserve = 12944 MiB > 12288 MiB of the rtx-3060 "
+        "(you set memoryPerPodMb, replicas)"
+    )
     assert error.problems == [
         ("catwatcher:gpu.memoryPerPodMb", f"{summary}; at most 2396 MiB arena per pod"),
         ("catwatcher:gpu.replicas", f"{summary}; at most 3 pods per device"),
@@ -113,7 +119,10 @@ def test_validation_quotes_the_budget_arithmetic():
 
 
 def test_an_overhead_override_counts_in_the_fit_check():
-    fits = plan_rollout(parse_stack_config(with_cluster({"gpu": {"preset": "rtx-3060", "memoryPerPodMb": 2560, "overheadMb": 250}})), catalogue())
+    fits = plan_rollout(
+        parse_stack_config(with_cluster({"gpu": {"preset": "rtx-3060", "memoryPerPodMb": 2560, "overheadMb": 250}})),
+        catalogue(),
+    )
     assert fits.groups[0].memory_fit.used_mb == 4 * (2560 + 250) + 1024
     error = plan_error({"preset": "rtx-3060", "memoryPerPodMb": 2304, "overheadMb": 600})
     assert "4 pods x (2304 arena + 600 overhead)" in str(error)
@@ -123,10 +132,15 @@ def test_an_overhead_override_counts_in_the_fit_check():
 def test_a_mig_instance_too_small_for_its_time_slices_names_the_replicas():
     gpu = {"preset": "a100-40gb", "sharing": "mig", "mig": {"timeSlicingReplicas": 8}}
     with pytest.raises(ConfigError) as caught:
-        plan_rollout(parse_stack_config(with_cluster({"nodeGroups": [{"name": "a100", "nodes": ["n1"], "gpu": gpu}]})), catalogue())
-    (key, message), = caught.value.problems
+        plan_rollout(
+            parse_stack_config(with_cluster({"nodeGroups": [{"name": "a100", "nodes": ["n1"], "gpu": gpu}]})),
+            catalogue(),
+        )
+    ((key, message),) = caught.value.problems
     assert key == "catwatcher:nodeGroups[0].gpu.mig.timeSlicingReplicas"
-    assert message.startswith("8 pods x (1 arena + 800 overhead) + 1024 reserve = 7432 MiB > 4864 MiB of the MIG instance 1g.5gb")
+    assert message.startswith(
+        "8 pods x (1 arena + 800 overhead) + 1024 reserve = 7432 MiB > 4864 MiB of the MIG instance 1g.5gb"
+    )
     assert message.endswith("at most 4 pods per device")
 
 
@@ -139,4 +153,7 @@ def test_the_planner_and_validation_agree_on_the_last_pod_that_fits():
             config = {"preset": "rtx-3060", "sharing": row.mode, "replicas": row.pods, "memoryPerPodMb": 1024}
             group = plan_rollout(parse_stack_config(with_cluster({"gpu": config})), catalogue()).groups[0]
             assert group.memory_fit == row.fit
-            assert set(plan_error({**config, "replicas": row.pods + 1}).keys) == {"catwatcher:gpu.memoryPerPodMb", "catwatcher:gpu.replicas"}
+            assert set(plan_error({**config, "replicas": row.pods + 1}).keys) == {
+                "catwatcher:gpu.memoryPerPodMb",
+                "catwatcher:gpu.replicas",
+            }

@@ -68,8 +68,18 @@ def test_rendered_output_follows_the_umask(project, tmp_path):
     for umask, folder_mode, file_mode in ((0o022, 0o755, 0o644), (0o027, 0o750, 0o640)):
         out = tmp_path / f"umask-{umask:o}"
         result = subprocess.run(
-            ["sh", "-c", f'umask {umask:o} && exec "$0" -m infra.cli render {GOOD} --out "$1"', sys.executable, str(out)],
-            cwd=project, env={**os.environ, "PYTHONPATH": str(project)}, capture_output=True, text=True, timeout=600,
+            [
+                "sh",
+                "-c",
+                f'umask {umask:o} && exec "$0" -m infra.cli render {GOOD} --out "$1"',
+                sys.executable,
+                str(out),
+            ],
+            cwd=project,
+            env={**os.environ, "PYTHONPATH": str(project)},
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
         assert result.returncode == 0, result.stderr
         rendered = out / GOOD
@@ -94,7 +104,8 @@ def test_a_stack_file_that_is_not_a_mapping_is_named(project, scratch_stacks, tm
 def test_every_problem_of_a_stack_on_its_own_line(project, scratch_stacks, tmp_path):
     name = scratch_stacks(
         "two-problems",
-        "config:\n  catwatcher:cluster:\n    kubeContext: homelab\n  catwatcher:gpu:\n    preset: rtx-3060\n    sharing: mps\n    replicas: 1\n"
+        "config:\n  catwatcher:cluster:\n    kubeContext: homelab\n"
+        "  catwatcher:gpu:\n    preset: rtx-3060\n    sharing: mps\n    replicas: 1\n"
         "  catwatcher:app:\n    image: docker.io/jeefy/cat-watcher:latest\n",
     )
     result = cli("render", name, "--out", str(tmp_path / "out"), project=project)
@@ -173,16 +184,28 @@ def test_contradictory_arguments_are_usage_errors(project, args, message):
 
 
 def test_no_unclosed_event_loop_at_exit(project, tmp_path):
-    result = cli("render", GOOD, "homelab-3090-mps", "--out", str(tmp_path), project=project,
-                 env={"PYTHONWARNINGS": "always::ResourceWarning"})
+    result = cli(
+        "render",
+        GOOD,
+        "homelab-3090-mps",
+        "--out",
+        str(tmp_path),
+        project=project,
+        env={"PYTHONWARNINGS": "always::ResourceWarning"},
+    )
     assert result.returncode == 0, result.stderr
     assert "unclosed event loop" not in result.stderr and "Exception ignored" not in result.stderr, result.stderr
 
 
 def test_a_reader_that_stops_early_gets_no_traceback(project):
     # `catwatcher-infra presets --format json | head -1`: the pipe closes before the output ends.
-    process = subprocess.Popen([sys.executable, "-m", "infra.cli", "presets", "--format", "json"], cwd=project,
-                               env={**os.environ, "PYTHONPATH": str(project)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "infra.cli", "presets", "--format", "json"],
+        cwd=project,
+        env={**os.environ, "PYTHONPATH": str(project)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     process.stdout.close()
     stderr = process.stderr.read().decode()
     process.stderr.close()

@@ -70,8 +70,13 @@ def test_pods_meet_restricted_and_credentials_go_to_a_secret_never_the_spec():
 def test_network_policy_follows_its_args_and_every_object_is_a_child():
     with_policy = render(network_policy=NetworkPolicy(client_namespaces=("frigate",)))
     (policy,) = [m for m in manifests(with_policy) if m["kind"] == "NetworkPolicy"]
-    sources = [s["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for s in policy["spec"]["ingress"][0]["from"]]
+    sources = [
+        s["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+        for s in policy["spec"]["ingress"][0]["from"]
+    ]
     assert sources == ["cats", "frigate", "monitoring"]
-    assert not [m for m in manifests(render(network_policy=NetworkPolicy(enabled=False))) if m["kind"] == "NetworkPolicy"]
+    assert not [
+        m for m in manifests(render(network_policy=NetworkPolicy(enabled=False))) if m["kind"] == "NetworkPolicy"
+    ]
     (component,) = with_policy.of_type("catwatcher:index:CatWatcher")
     assert len(children_of(with_policy, component)) == len(with_policy.resources) - 1

@@ -9,7 +9,11 @@ from tests.component_harness import build, kinds
 
 def render(**overrides):
     args = DcgmMonitoringArgs(
-        operator_namespace="gpus", app_namespace="cats", app_selector={"app": "cw"}, prometheus_labels={"release": "prom"}, **overrides
+        operator_namespace="gpus",
+        app_namespace="cats",
+        app_selector={"app": "cw"},
+        prometheus_labels={"release": "prom"},
+        **overrides,
     )
     return build(lambda: DcgmMonitoring("monitoring", args))
 
@@ -26,7 +30,13 @@ def test_operator_exporter_gets_monitors_rules_and_dashboards_labelled_for_prome
 
 
 def test_standalone_exporter_is_a_release_told_about_shared_and_renamed_devices():
-    recording = render(exporter="standalone", gpu_resources=("nvidia.com/gpu.shared",), shared_gpus=True, service_monitor=False, dashboards=False)
+    recording = render(
+        exporter="standalone",
+        gpu_resources=("nvidia.com/gpu.shared",),
+        shared_gpus=True,
+        service_monitor=False,
+        dashboards=False,
+    )
     release = helm_releases(recording)["dcgm-exporter"]
     assert release["namespace"] == "gpus"
     assert {"name": "NVIDIA_RESOURCE_NAMES", "value": "nvidia.com/gpu.shared"} in release["values"]["extraEnv"]

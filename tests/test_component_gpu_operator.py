@@ -38,7 +38,9 @@ def render(**overrides):
 
 
 def test_release_points_the_plugin_at_the_sharing_config_and_merges_sharing_values():
-    recording = render(sharing_default_key="default", sharing_values={"mig": {"strategy": "mixed"}}, install_driver=False)
+    recording = render(
+        sharing_default_key="default", sharing_values={"mig": {"strategy": "mixed"}}, install_driver=False
+    )
     release = helm_releases(recording)["gpu-operator"]
     assert (release["chart"], release["version"], release["namespace"]) == ("gpu-operator", "v26.7.0", "gpus")
     values = release["values"]
@@ -68,11 +70,19 @@ def test_restart_job_is_named_by_the_hash_and_waits_for_the_release():
 
 def test_readers_restart_in_the_order_given_then_the_nodes_are_verified():
     checks = (AllocatableCheck("nvidia.com/gpu", 4, ("n1",), "group g: 1 GPU x 4 replicas"),)
-    recording = render(config_readers=("gpu-feature-discovery", "nvidia-device-plugin-mps-control-daemon", "nvidia-device-plugin-daemonset"),
-                       allocatable_checks=checks)
+    recording = render(
+        config_readers=(
+            "gpu-feature-discovery",
+            "nvidia-device-plugin-mps-control-daemon",
+            "nvidia-device-plugin-daemonset",
+        ),
+        allocatable_checks=checks,
+    )
     (job,) = [m for m in manifests(recording) if m["kind"] == "Job"]
     pod = job["spec"]["template"]["spec"]
-    steps = [(c["command"][1], next(a for a in c["command"] if a.startswith("daemonset/"))) for c in pod["initContainers"]]
+    steps = [
+        (c["command"][1], next(a for a in c["command"] if a.startswith("daemonset/"))) for c in pod["initContainers"]
+    ]
     assert steps == [
         (verb, f"daemonset/{ds}")
         for ds in ("gpu-feature-discovery", "nvidia-device-plugin-mps-control-daemon", "nvidia-device-plugin-daemonset")
@@ -82,7 +92,11 @@ def test_readers_restart_in_the_order_given_then_the_nodes_are_verified():
     assert verify["command"][:2] == ["bash", "-c"]
     assert verify["command"][-2:] == ["600", "nvidia.com/gpu|4|n1|group g: 1 GPU x 4 replicas"]
     rule = job["spec"]["podFailurePolicy"]["rules"][0]
-    assert rule["onExitCodes"] == {"containerName": "verify-allocatable", "operator": "In", "values": [VERIFY_FAILED_EXIT_CODE]}
+    assert rule["onExitCodes"] == {
+        "containerName": "verify-allocatable",
+        "operator": "In",
+        "values": [VERIFY_FAILED_EXIT_CODE],
+    }
     assert pod["restartPolicy"] == "Never"  # podFailurePolicy requires it
 
 
@@ -122,8 +136,12 @@ def kubectl(tmp_path):
         env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}", "FAKE_NODES": json.dumps(nodes)}
         return subprocess.run(
             ["bash", "-c", VERIFY_SCRIPT, "verify", *verify_arguments(checks, timeout)],
-            env=env, capture_output=True, text=True, timeout=60,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
+
     return run
 
 

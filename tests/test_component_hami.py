@@ -39,12 +39,16 @@ def reference_values(reference) -> dict[str, Any]:
 
 # --- the facts file against HAMi's files -----------------------------------------------------
 
+
 def test_value_paths_are_the_charts(reference):
     listed = frozenset(value_paths(reference_values(reference)))
     assert facts().value_paths - facts().template_only_paths == listed
     # What values.yaml does not list, the templates read (charts/hami/templates at v2.10.0).
-    assert facts().template_only_paths == {"scheduler.nodeLabelSelector", "scheduler.nodeSelector",
-                                           "scheduler.admissionWebhook.objectSelector.matchLabels"}
+    assert facts().template_only_paths == {
+        "scheduler.nodeLabelSelector",
+        "scheduler.nodeSelector",
+        "scheduler.admissionWebhook.objectSelector.matchLabels",
+    }
     assert not facts().template_only_paths & listed
 
 
@@ -58,7 +62,10 @@ def test_chart_identity_is_pinned(reference):
 def test_resource_names_and_defaults_are_the_charts(reference):
     values = reference_values(reference)
     assert (values["resourceName"], values["resourceMem"], values["resourceCores"]) == (
-        facts().gpu_resource, facts().memory_resource, facts().cores_resource)
+        facts().gpu_resource,
+        facts().memory_resource,
+        facts().cores_resource,
+    )
     assert values["schedulerName"] == facts().scheduler_name
     assert values["devicePlugin"]["deviceSplitCount"] == facts().device_split_count
     assert values["devicePlugin"]["nvidiaNodeSelector"] == dict(facts().node_selector) == {"gpu": "on"}
@@ -73,8 +80,13 @@ def test_the_components_chart_constants_are_the_facts():
 
 
 def test_the_examples_ask_only_for_resources_we_know(reference):
-    known = {facts().gpu_resource, facts().memory_resource, facts().cores_resource,
-             "nvidia.com/gpumem-percentage", "nvidia.com/priority"}
+    known = {
+        facts().gpu_resource,
+        facts().memory_resource,
+        facts().cores_resource,
+        "nvidia.com/gpumem-percentage",
+        "nvidia.com/priority",
+    }
     seen = set()
     for path in (reference / HAMI_REFERENCE / "examples").glob("*.yaml"):
         for document in yaml.safe_load_all(path.read_text()):
@@ -86,9 +98,18 @@ def test_the_examples_ask_only_for_resources_we_know(reference):
 
 # --- values ----------------------------------------------------------------------------------
 
+
 def args(**overrides) -> HamiArgs:
-    return HamiArgs(**{"namespace": "hami-system", "chart_version": "2.10.0", "runtime_class": "nvidia",
-                       "repository": "https://project-hami.github.io/HAMi/", "device_split_count": 10, **overrides})
+    return HamiArgs(
+        **{
+            "namespace": "hami-system",
+            "chart_version": "2.10.0",
+            "runtime_class": "nvidia",
+            "repository": "https://project-hami.github.io/HAMi/",
+            "device_split_count": 10,
+            **overrides,
+        }
+    )
 
 
 @pytest.mark.parametrize("nodes", [(), ("gpu-1", "gpu-2")], ids=["every-gpu-node", "named-nodes"])
@@ -137,6 +158,7 @@ def test_device_split_count_is_passed_through():
 
 # --- the component alone, under mocks ---------------------------------------------------------
 
+
 def of_kind(recording, type_: str) -> list[dict]:
     return [dict(r.inputs) for r in recording.of_type(type_)]
 
@@ -145,7 +167,10 @@ def test_component_for_every_gpu_node():
     resources = build(lambda: Hami("hami", args(prometheus_labels={"release": "kube-prometheus-stack"})))
     [release] = of_kind(resources, "kubernetes:helm.sh/v3:Release")
     assert (release["chart"], release["version"], release["repositoryOpts"]["repo"]) == (
-        "hami", "2.10.0", "https://project-hami.github.io/HAMi/")
+        "hami",
+        "2.10.0",
+        "https://project-hami.github.io/HAMi/",
+    )
     assert release["namespace"] == "hami-system" and release["name"] == "hami"
     assert unknown_value_paths(release["values"]) == []
     [namespace] = of_kind(resources, "kubernetes:core/v1:Namespace")
@@ -193,10 +218,16 @@ def test_component_without_prometheus_operator_makes_no_crd_objects():
 
 def test_service_monitors_select_the_charts_services_with_workload_labels():
     resources = build(lambda: Hami("hami", args()))
-    monitors = {m["metadata"]["name"]: m["spec"] for m in of_kind(resources, "kubernetes:monitoring.coreos.com/v1:ServiceMonitor")}
+    monitors = {
+        m["metadata"]["name"]: m["spec"]
+        for m in of_kind(resources, "kubernetes:monitoring.coreos.com/v1:ServiceMonitor")
+    }
     plugin = monitors["hami-device-plugin"]
-    assert plugin["selector"]["matchLabels"] == {"app.kubernetes.io/component": "hami-device-plugin",
-                                                 "app.kubernetes.io/name": "hami", "app.kubernetes.io/instance": "hami"}
+    assert plugin["selector"]["matchLabels"] == {
+        "app.kubernetes.io/component": "hami-device-plugin",
+        "app.kubernetes.io/name": "hami",
+        "app.kubernetes.io/instance": "hami",
+    }
     assert plugin["endpoints"][0]["port"] == "monitorport" and plugin["endpoints"][0]["honorLabels"] is True
     assert plugin["namespaceSelector"] == {"matchNames": ["hami-system"]}
     assert monitors["hami-scheduler"]["endpoints"][0]["port"] == "monitor"
@@ -214,6 +245,7 @@ def test_monitoring_objects_validate_against_the_crds(reference):
 
 
 # --- the alerts -------------------------------------------------------------------------------
+
 
 def known_series() -> dict[str, frozenset[str]]:
     known = {name: labels | TARGET_LABELS for name, labels in facts().device_plugin_metrics.items()}
@@ -251,10 +283,16 @@ def test_promtool_cap_alert_fires_near_the_cap_only(tmp_path):
     check = subprocess.run([PROMTOOL, "check", "rules", "rules.yaml"], cwd=tmp_path, capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
     mib = 2**20
-    target = 'job="hami-device-plugin-monitor",instance="10.0.0.5:9394",zone="vGPU",vdevice_index="0",device_uuid="GPU-0"'
+    target = (
+        'job="hami-device-plugin-monitor",instance="10.0.0.5:9394",zone="vGPU",vdevice_index="0",device_uuid="GPU-0"'
+    )
     series = []
-    for namespace, pod, used, limit in (("cat-watcher", "cat-watcher-a", 2400, 2560), ("cat-watcher", "cat-watcher-b", 1000, 2560),
-                                        ("cat-watcher", "cat-watcher-c", 5000, 0), ("other", "x", 2550, 2560)):
+    for namespace, pod, used, limit in (
+        ("cat-watcher", "cat-watcher-a", 2400, 2560),
+        ("cat-watcher", "cat-watcher-b", 1000, 2560),
+        ("cat-watcher", "cat-watcher-c", 5000, 0),
+        ("other", "x", 2550, 2560),
+    ):
         labels = f'{target},namespace="{namespace}",pod="{pod}",container="inference"'
         series.append((f"hami_vgpu_memory_used_bytes{{{labels}}}", f"{used * mib}x20"))
         series.append((f"hami_vgpu_memory_limit_bytes{{{labels}}}", f"{limit * mib}x20"))
@@ -262,18 +300,34 @@ def test_promtool_cap_alert_fires_near_the_cap_only(tmp_path):
     tests = {
         "rule_files": ["rules.yaml"],
         "evaluation_interval": "1m",
-        "tests": [{
-            "interval": "1m",
-            "input_series": [{"series": s, "values": v} for s, v in series],
-            "alert_rule_test": [
-                {"eval_time": "10m", "alertname": "CatWatcherPodNearGpuMemCap", "exp_alerts": [
-                    {"exp_labels": {"severity": "warning", "namespace": "cat-watcher", "pod": "cat-watcher-a",
-                                    "container": "inference"}}]},
-                {"eval_time": "10m", "alertname": "CatWatcherHamiMetricsAbsent", "exp_alerts": []},
-                {"eval_time": "40m", "alertname": "CatWatcherHamiMetricsAbsent", "exp_alerts": [
-                    {"exp_labels": {"severity": "warning"}}]},
-            ],
-        }],
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [{"series": s, "values": v} for s, v in series],
+                "alert_rule_test": [
+                    {
+                        "eval_time": "10m",
+                        "alertname": "CatWatcherPodNearGpuMemCap",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    "severity": "warning",
+                                    "namespace": "cat-watcher",
+                                    "pod": "cat-watcher-a",
+                                    "container": "inference",
+                                }
+                            }
+                        ],
+                    },
+                    {"eval_time": "10m", "alertname": "CatWatcherHamiMetricsAbsent", "exp_alerts": []},
+                    {
+                        "eval_time": "40m",
+                        "alertname": "CatWatcherHamiMetricsAbsent",
+                        "exp_alerts": [{"exp_labels": {"severity": "warning"}}],
+                    },
+                ],
+            }
+        ],
     }
     (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests))
     result = subprocess.run([PROMTOOL, "test", "rules", "tests.yaml"], cwd=tmp_path, capture_output=True, text=True)

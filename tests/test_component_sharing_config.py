@@ -32,14 +32,20 @@ def test_publishes_each_config_under_its_key_and_labels_named_nodes_after_it():
             SharingConfigArgs(
                 namespace="gpus",
                 device_plugin_configs={"small": TIME_SLICED, "big": WHOLE},
-                node_labels={"node-a": {DEVICE_PLUGIN_CONFIG_LABEL: "small"}, "node-b": {DEVICE_PLUGIN_CONFIG_LABEL: "big"}},
+                node_labels={
+                    "node-a": {DEVICE_PLUGIN_CONFIG_LABEL: "small"},
+                    "node-b": {DEVICE_PLUGIN_CONFIG_LABEL: "big"},
+                },
             ),
         )
 
     recording = build(make)
     (config_map,) = [m for m in manifests(recording) if m["kind"] == "ConfigMap"]
     assert config_map["metadata"] == {"name": "cat-watcher-sharing-config", "namespace": "gpus"}
-    assert {key: yaml.safe_load(text) for key, text in config_map["data"].items()} == {"small": TIME_SLICED, "big": WHOLE}
+    assert {key: yaml.safe_load(text) for key, text in config_map["data"].items()} == {
+        "small": TIME_SLICED,
+        "big": WHOLE,
+    }
     patches = {r.inputs["metadata"]["name"]: r for r in recording.of_type("kubernetes:core/v1:NodePatch")}
     assert {name: r.inputs["metadata"]["labels"] for name, r in patches.items()} == {
         "node-a": {DEVICE_PLUGIN_CONFIG_LABEL: "small"},
@@ -63,9 +69,12 @@ def test_mig_layouts_get_their_own_config_map_and_the_hash_follows_content_only(
         def program():
             component = SharingConfig(
                 "sharing",
-                SharingConfigArgs(namespace="gpus", device_plugin_configs=configs, default_key="default", mig_layouts=layouts),
+                SharingConfigArgs(
+                    namespace="gpus", device_plugin_configs=configs, default_key="default", mig_layouts=layouts
+                ),
             )
             hashes.append(component.content_hash)
+
         return program
 
     recording = build(make({"default": WHOLE}))

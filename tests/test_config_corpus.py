@@ -17,8 +17,22 @@ from infra import cli
 from tests.conftest import ROOT
 
 CORPUS = yaml.safe_load((Path(__file__).with_name("config_corpus.yaml")).read_text())
-CLASSES = {"file", "types", "empty", "names", "quantity", "helm", "image", "kubectl", "mig", "contradiction",
-           "stack-file", "credentials", "derived", "valid"}
+CLASSES = {
+    "file",
+    "types",
+    "empty",
+    "names",
+    "quantity",
+    "helm",
+    "image",
+    "kubectl",
+    "mig",
+    "contradiction",
+    "stack-file",
+    "credentials",
+    "derived",
+    "valid",
+}
 STACK = "corpus"
 
 
@@ -32,7 +46,9 @@ def stack_text(case: dict[str, Any]) -> str:
     if "gpu" not in config and "nodeGroups" not in config:
         config["gpu"] = {"preset": "rtx-3060"}
     # JSON is YAML 1.2 and reads the same everywhere (PyYAML would write `1e9` unquoted, a float in 1.2).
-    return json.dumps({"config": {f"catwatcher:{key}": value for key, value in config.items()}}, ensure_ascii=False, indent=2)
+    return json.dumps(
+        {"config": {f"catwatcher:{key}": value for key, value in config.items()}}, ensure_ascii=False, indent=2
+    )
 
 
 def render(tmp_path: Path, text: str, monkeypatch, capsys) -> tuple[int, str, Path]:

@@ -24,15 +24,42 @@ from infra.presets import catalogue
 from infra.stack_config import parse_stack_config
 from tests.conftest import ROOT
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=False), st.text(max_size=20),
-    st.sampled_from(["on", "yes", "1.33", "2048m", "rtx-3060", "mps", "mig", "", " ", "２", "gpu-1.home.arpa",
-                     "registry.k8s.io/kubectl:v1.33.4", "1e20", "latest", "kube-system", "{secure: x}"]),
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False),
+    st.text(max_size=20),
+    st.sampled_from(
+        [
+            "on",
+            "yes",
+            "1.33",
+            "2048m",
+            "rtx-3060",
+            "mps",
+            "mig",
+            "",
+            " ",
+            "２",
+            "gpu-1.home.arpa",
+            "registry.k8s.io/kubectl:v1.33.4",
+            "1e20",
+            "latest",
+            "kube-system",
+            "{secure: x}",
+        ]
+    ),
 )
-junk = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)), max_leaves=8)
+junk = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)),
+    max_leaves=8,
+)
 
 
 def _inner_model(annotation: typing.Any) -> tuple[type[BaseModel] | None, bool]:
@@ -85,10 +112,29 @@ def test_random_values_never_make_the_program_raise_anything_but_a_render_error(
 
 documents = st.one_of(
     junk,
-    st.fixed_dictionaries({"config": st.dictionaries(
-        st.sampled_from(["catwatcher:gpu", "catwatcher:cluster", "catwatcher:nodeGroups", "catwatcher:app", "catwatcher:monitoring",
-                         "catwatcher:credentials", "catwatcher:operator", "kubernetes:context", "catwatchr:gpu", "gpu", "a:b:c"]),
-        junk, max_size=5)}),
+    st.fixed_dictionaries(
+        {
+            "config": st.dictionaries(
+                st.sampled_from(
+                    [
+                        "catwatcher:gpu",
+                        "catwatcher:cluster",
+                        "catwatcher:nodeGroups",
+                        "catwatcher:app",
+                        "catwatcher:monitoring",
+                        "catwatcher:credentials",
+                        "catwatcher:operator",
+                        "kubernetes:context",
+                        "catwatchr:gpu",
+                        "gpu",
+                        "a:b:c",
+                    ]
+                ),
+                junk,
+                max_size=5,
+            )
+        }
+    ),
 )
 
 
@@ -101,7 +147,12 @@ def project(tmp_path_factory) -> Path:
 
 
 @SETTINGS
-@given(document=documents, style=st.sampled_from([None, False, True]), noise=st.text(max_size=3), at=st.integers(min_value=0, max_value=400))
+@given(
+    document=documents,
+    style=st.sampled_from([None, False, True]),
+    noise=st.text(max_size=3),
+    at=st.integers(min_value=0, max_value=400),
+)
 def test_random_yaml_documents_never_end_in_a_traceback(project, monkeypatch, capsys, document, style, noise, at):
     text = yaml.safe_dump(document, default_flow_style=style, allow_unicode=True)
     text = text[:at] + noise + text[at:]  # and sometimes a stray character breaks the syntax

@@ -36,12 +36,32 @@ def test_presets_carry_the_briefs_recommendations(preset, sharing, replicas, mem
     # installDriver: false: Pascal needs an R580 driver, tested in tests/test_operator_contract.py.
     group = plan({"gpu": {"preset": preset}, "operator": {"installDriver": False}}).groups[0]
     assert (group.sharing, group.replicas_per_device, group.memory_per_pod_mb) == (sharing, replicas, memory)
-    assert group.replicas_per_device * (group.memory_per_pod_mb + group.gpu.overhead_mb) + group.gpu.reserve_mb <= group.gpu.vram_mb
+    assert (
+        group.replicas_per_device * (group.memory_per_pod_mb + group.gpu.overhead_mb) + group.gpu.reserve_mb
+        <= group.gpu.vram_mb
+    )
 
 
 def test_stack_overrides_any_preset_value():
-    group = plan({"gpu": {"preset": "rtx-3060", "vramMb": 16384, "reserveMb": 512, "overheadMb": 400, "replicas": 5, "memoryPerPodMb": 2700}}).groups[0]
-    assert (group.gpu.vram_mb, group.gpu.reserve_mb, group.gpu.overhead_mb, group.replicas_per_device, group.memory_per_pod_mb) == (16384, 512, 400, 5, 2700)
+    group = plan(
+        {
+            "gpu": {
+                "preset": "rtx-3060",
+                "vramMb": 16384,
+                "reserveMb": 512,
+                "overheadMb": 400,
+                "replicas": 5,
+                "memoryPerPodMb": 2700,
+            }
+        }
+    ).groups[0]
+    assert (
+        group.gpu.vram_mb,
+        group.gpu.reserve_mb,
+        group.gpu.overhead_mb,
+        group.replicas_per_device,
+        group.memory_per_pod_mb,
+    ) == (16384, 512, 400, 5, 2700)
 
 
 def test_replicas_override_keeps_the_presets_memory_while_it_fits():
@@ -57,18 +77,30 @@ def test_inference_replicas_default_to_one_pod_per_slice():
     ("config", "key", "fragment"),
     [
         ({"gpu": {"preset": "rtx-3060", "replicas": 1}}, "catwatcher:gpu.replicas", ">= 2"),
-        ({"gpu": {"preset": "rtx-3060", "memoryPerPodMb": 4000}}, "catwatcher:gpu.memoryPerPodMb", "at most 2396 MiB arena per pod"),
+        (
+            {"gpu": {"preset": "rtx-3060", "memoryPerPodMb": 4000}},
+            "catwatcher:gpu.memoryPerPodMb",
+            "at most 2396 MiB arena per pod",
+        ),
         ({"gpu": {"preset": "rtx-3060"}, "app": {"replicas": 5}}, "catwatcher:app.replicas", "at most 4"),
         ({"gpu": {"preset": "rtx-3060", "replicsa": 4}}, "catwatcher:gpu.replicsa", "valid keys here"),
         ({"gpu": {"preset": "rtx-3070"}}, "catwatcher:gpu.preset", "rtx-3060"),
         ({"gpu": {"preset": "rtx-3060", "sharing": "slicing"}}, "catwatcher:gpu.sharing", "time-slicing"),
         ({"gpu": {"preset": "rtx-3060", "replicas": "four"}}, "catwatcher:gpu.replicas", "integer"),
         ({"gpu": {"preset": "rtx-3060"}, "monitorin": {}}, "catwatcher:monitorin", "valid keys here"),
-        ({"gpu": {"preset": "rtx-3060"}, "app": {"image": "jeefy/cat-watcher:latest"}}, "catwatcher:app.image", "pinned"),
+        (
+            {"gpu": {"preset": "rtx-3060"}, "app": {"image": "jeefy/cat-watcher:latest"}},
+            "catwatcher:app.image",
+            "pinned",
+        ),
         ({"gpu": {"preset": "rtx-3060"}, "app": {"image": "jeefy/cat-watcher"}}, "catwatcher:app.image", "pinned"),
         ({}, "catwatcher:gpu", "missing"),
         ({"gpu": {"preset": "rtx-3060", "memoryPerPodMb": -5}}, "catwatcher:gpu.memoryPerPodMb", "must be > 0"),
-        ({"gpu": {"preset": "rtx-3060"}, "operator": {"chartVersion": "26.7.0"}}, "catwatcher:operator.chartVersion", "not a chart version"),
+        (
+            {"gpu": {"preset": "rtx-3060"}, "operator": {"chartVersion": "26.7.0"}},
+            "catwatcher:operator.chartVersion",
+            "not a chart version",
+        ),
     ],
 )
 def test_bad_config_is_refused_naming_its_key(config, key, fragment):
@@ -88,7 +120,9 @@ def test_decode_config_reads_engine_values():
     assert decode_config(flat) == {"gpu": {"preset": "rtx-3060"}, "plain": "text"}
 
 
-@pytest.mark.parametrize(("text", "value"), [("500m", 0.5), ("2", 2), ("1Gi", 2**30), ("1024Mi", 2**30), ("1.5Ki", 1536)])
+@pytest.mark.parametrize(
+    ("text", "value"), [("500m", 0.5), ("2", 2), ("1Gi", 2**30), ("1024Mi", 2**30), ("1.5Ki", 1536)]
+)
 def test_quantities_compare_as_kubernetes_reads_them(text, value):
     from infra.plan import quantity
 

@@ -15,8 +15,9 @@ from tests.conftest import ROOT
 
 def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(cwd)}
-    return subprocess.run([sys.executable, "-m", "infra.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "infra.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def test_field_changes_pair_named_list_items_by_name():
@@ -71,5 +72,9 @@ def test_diff_between_two_revisions(clone):
 def test_names_format_lists_only_changed_stacks():
     from infra.diff import Change, StackDiff, format_names
 
-    diffs = [StackDiff("same"), StackDiff("changed", [Change("Deployment a/b", "changed")]), StackDiff("new", note="new stack")]
+    diffs = [
+        StackDiff("same"),
+        StackDiff("changed", [Change("Deployment a/b", "changed")]),
+        StackDiff("new", note="new stack"),
+    ]
     assert format_names(diffs) == "changed\nnew\n"

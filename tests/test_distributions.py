@@ -20,30 +20,50 @@ K3S_SOCKET = "/run/k3s/containerd/containerd.sock"
 EXPECTED = {
     # distribution: (driver.enabled, toolkit.enabled, toolkit.env, runtimeClassName)
     "kubeadm": (True, True, None, None),
-    "k3s": (True, True, [
-        {"name": "CONTAINERD_CONFIG", "value": "/var/lib/rancher/k3s/agent/etc/containerd/config.toml"},
-        {"name": "CONTAINERD_SOCKET", "value": K3S_SOCKET},
-        {"name": "RUNTIME_CONFIG_SOURCE", "value": "file"},
-        {"name": "CONTAINERD_RUNTIME_CLASS", "value": "nvidia"},
-        {"name": "CONTAINERD_SET_AS_DEFAULT", "value": "false"},
-    ], "nvidia"),
-    "rke2": (True, True, [
-        {"name": "CONTAINERD_CONFIG", "value": "/var/lib/rancher/rke2/agent/etc/containerd/config.toml"},
-        {"name": "CONTAINERD_SOCKET", "value": K3S_SOCKET},
-        {"name": "RUNTIME_CONFIG_SOURCE", "value": "file"},
-        {"name": "CONTAINERD_RUNTIME_CLASS", "value": "nvidia"},
-        {"name": "CONTAINERD_SET_AS_DEFAULT", "value": "false"},
-    ], "nvidia"),
-    "microk8s": (True, True, [
-        {"name": "CONTAINERD_CONFIG", "value": "/var/snap/microk8s/current/args/containerd-template.toml"},
-        {"name": "CONTAINERD_SOCKET", "value": "/var/snap/microk8s/common/run/containerd.sock"},
-        {"name": "RUNTIME_CONFIG_SOURCE", "value": "file=/var/snap/microk8s/current/args/containerd.toml"},
-    ], "nvidia"),
-    "k0s": (True, True, [
-        {"name": "CONTAINERD_CONFIG", "value": "/etc/k0s/containerd.d/nvidia.toml"},
-        {"name": "CONTAINERD_SOCKET", "value": "/run/k0s/containerd.sock"},
-        {"name": "RUNTIME_EXECUTABLE_PATH", "value": "/var/lib/k0s/bin/containerd"},
-    ], "nvidia"),
+    "k3s": (
+        True,
+        True,
+        [
+            {"name": "CONTAINERD_CONFIG", "value": "/var/lib/rancher/k3s/agent/etc/containerd/config.toml"},
+            {"name": "CONTAINERD_SOCKET", "value": K3S_SOCKET},
+            {"name": "RUNTIME_CONFIG_SOURCE", "value": "file"},
+            {"name": "CONTAINERD_RUNTIME_CLASS", "value": "nvidia"},
+            {"name": "CONTAINERD_SET_AS_DEFAULT", "value": "false"},
+        ],
+        "nvidia",
+    ),
+    "rke2": (
+        True,
+        True,
+        [
+            {"name": "CONTAINERD_CONFIG", "value": "/var/lib/rancher/rke2/agent/etc/containerd/config.toml"},
+            {"name": "CONTAINERD_SOCKET", "value": K3S_SOCKET},
+            {"name": "RUNTIME_CONFIG_SOURCE", "value": "file"},
+            {"name": "CONTAINERD_RUNTIME_CLASS", "value": "nvidia"},
+            {"name": "CONTAINERD_SET_AS_DEFAULT", "value": "false"},
+        ],
+        "nvidia",
+    ),
+    "microk8s": (
+        True,
+        True,
+        [
+            {"name": "CONTAINERD_CONFIG", "value": "/var/snap/microk8s/current/args/containerd-template.toml"},
+            {"name": "CONTAINERD_SOCKET", "value": "/var/snap/microk8s/common/run/containerd.sock"},
+            {"name": "RUNTIME_CONFIG_SOURCE", "value": "file=/var/snap/microk8s/current/args/containerd.toml"},
+        ],
+        "nvidia",
+    ),
+    "k0s": (
+        True,
+        True,
+        [
+            {"name": "CONTAINERD_CONFIG", "value": "/etc/k0s/containerd.d/nvidia.toml"},
+            {"name": "CONTAINERD_SOCKET", "value": "/run/k0s/containerd.sock"},
+            {"name": "RUNTIME_EXECUTABLE_PATH", "value": "/var/lib/k0s/bin/containerd"},
+        ],
+        "nvidia",
+    ),
     "talos": (False, False, None, "nvidia"),
 }
 
@@ -128,7 +148,9 @@ def test_explicit_operator_settings_win_over_the_distribution_default():
     assert operator_values(recording)["toolkit"] == {"enabled": False}
     assert pod_spec(recording)["runtimeClassName"] == "nvidia"
     # Saying what Talos implies anyway is fine.
-    assert operator_values(render({"distribution": "talos"}, {"installDriver": False, "installToolkit": False}))["driver"] == {"enabled": False}
+    assert operator_values(render({"distribution": "talos"}, {"installDriver": False, "installToolkit": False}))[
+        "driver"
+    ] == {"enabled": False}
 
 
 # --- the pure mapping, without any engine -------------------------------------------------

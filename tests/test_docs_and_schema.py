@@ -53,8 +53,16 @@ def test_schema_requires_the_gpu_description_with_a_custom_preset():
     said = {cause.message for error in validator.iter_errors(incomplete) for cause in error.context}
     assert {"'vramMb' is a required property", "'computeCapability' is a required property"} <= said
     assert "'displayName' is a required property" not in said
-    complete = {"config": {"catwatcher:gpu": {"preset": "custom", "displayName": "RTX 4070", "vramMb": 12282,
-                                              "computeCapability": "8.9"}}}
+    complete = {
+        "config": {
+            "catwatcher:gpu": {
+                "preset": "custom",
+                "displayName": "RTX 4070",
+                "vramMb": 12282,
+                "computeCapability": "8.9",
+            }
+        }
+    }
     assert not list(validator.iter_errors(complete))
 
 

@@ -84,9 +84,14 @@ def test_fewer_bigger_slices_show_before_after_and_the_device_plugin_restart():
     assert "slices:                         4 -> 2" in section
     assert "GPU memory per pod:             2724 -> 5448 MiB" in section
     # Unchanged values are shown once.
-    assert "mode:                           time-slicing\n" in section and "VRAM headroom per GPU:          368 MiB\n" in section
-    assert ("rolls DaemonSets gpu-feature-discovery, nvidia-device-plugin-daemonset; "
-            "then checks each node's new allocatable") in section
+    assert (
+        "mode:                           time-slicing\n" in section
+        and "VRAM headroom per GPU:          368 MiB\n" in section
+    )
+    assert (
+        "rolls DaemonSets gpu-feature-discovery, nvidia-device-plugin-daemonset; "
+        "then checks each node's new allocatable"
+    ) in section
     assert "Deployment cat-watcher/cat-watcher rolls: its 4 pods replaced by 2" in section
     assert "nvidia.com/gpu.replicas 4 -> 2" in section
 
@@ -105,8 +110,10 @@ def test_time_slicing_to_mps_warns_that_pods_leave_the_gpu():
     # MPS daemon (which selects on it) never starts. The warning follows the Job, not the mode.
     rolled = {d for job in stack_facts(edited("homelab-3060", to_mps)[1]).restart_jobs.values() for d in job.rolls}
     if "gpu-feature-discovery" not in rolled:
-        assert any("does not roll gpu-feature-discovery" in w and "MPS control daemon never starts" in w
-                   for w in impact.warnings)
+        assert any(
+            "does not roll gpu-feature-discovery" in w and "MPS control daemon never starts" in w
+            for w in impact.warnings
+        )
     markdown = format_markdown([diff])
     assert markdown.startswith("## GPU impact\n")
     assert "| time-slicing -> mps |" in markdown
@@ -114,8 +121,14 @@ def test_time_slicing_to_mps_warns_that_pods_leave_the_gpu():
 
 
 def add_a_4090_group(config: dict[str, Any]) -> None:
-    config["nodeGroups"].append({"name": "ada", "nodes": ["gpu-node-4090"],
-                                 "gpu": {"preset": "rtx-4090", "sharing": "mps", "replicas": 4}, "inferenceReplicas": 3})
+    config["nodeGroups"].append(
+        {
+            "name": "ada",
+            "nodes": ["gpu-node-4090"],
+            "gpu": {"preset": "rtx-4090", "sharing": "mps", "replicas": 4},
+            "inferenceReplicas": 3,
+        }
+    )
 
 
 def test_an_added_node_group_shows_its_values_once_and_what_starts():
@@ -178,7 +191,10 @@ def test_render_writes_the_exports_a_later_diff_reads(tmp_path):
     recording = render_config(stack_config("homelab-mixed-nodes"), "homelab-mixed-nodes")
     folder = write_outputs(recording, tmp_path)
     exported = json.loads((folder / "outputs.json").read_text())
-    assert exported["slices"]["pascal"] | {"gpus": 1, "deviceMemoryMb": 8192, "reserveMb": 1024, "slices": 2} == exported["slices"]["pascal"]
+    assert (
+        exported["slices"]["pascal"] | {"gpus": 1, "deviceMemoryMb": 8192, "reserveMb": 1024, "slices": 2}
+        == exported["slices"]["pascal"]
+    )
     assert load_render(folder) == render_of(recording)
 
 
@@ -190,8 +206,14 @@ def test_new_memory_limits_alone_restart_no_operator_daemonset():
 
 def test_a_base_render_the_consumers_could_not_parse_still_previews():
     base, head = edited("homelab-3060", halve_3060)
-    broken = {key: ({**document, "data": {"default": "version: v1\nsharing: [unclosed"}}
-                    if key[2] == "cat-watcher-sharing-config" else document) for key, document in base.objects.items()}
+    broken = {
+        key: (
+            {**document, "data": {"default": "version: v1\nsharing: [unclosed"}}
+            if key[2] == "cat-watcher-sharing-config"
+            else document
+        )
+        for key, document in base.objects.items()
+    }
     impact = gpu_impact(type(base)(objects=broken, releases=base.releases, outputs=base.outputs), head)
     assert group(impact, "default").before.mode == "none" and group(impact, "default").after.mode == "time-slicing"
 
@@ -232,26 +254,52 @@ def kubectl_step(name: str, *words: str) -> dict[str, Any]:
 def test_restart_job_reads_which_daemonsets_roll_and_whether_allocatable_is_checked():
     job = {
         "metadata": {"name": "sharing-restart-0123456789"},
-        "spec": {"template": {"spec": {
-            "initContainers": [
-                kubectl_step("wait", "wait", "--for=create", "daemonset/gpu-feature-discovery"),
-                kubectl_step("gfd", "rollout", "restart", "daemonset/gpu-feature-discovery"),
-                kubectl_step("mps", "rollout", "restart", "ds/nvidia-device-plugin-mps-control-daemon"),
-                kubectl_step("plugin", "patch", "daemonset/nvidia-device-plugin-daemonset", "-p", "{}"),
-            ],
-            "containers": [kubectl_step("verify", "get", "nodes", "-o", "jsonpath={.items[*].status.allocatable}")],
-        }}},
+        "spec": {
+            "template": {
+                "spec": {
+                    "initContainers": [
+                        kubectl_step("wait", "wait", "--for=create", "daemonset/gpu-feature-discovery"),
+                        kubectl_step("gfd", "rollout", "restart", "daemonset/gpu-feature-discovery"),
+                        kubectl_step("mps", "rollout", "restart", "ds/nvidia-device-plugin-mps-control-daemon"),
+                        kubectl_step("plugin", "patch", "daemonset/nvidia-device-plugin-daemonset", "-p", "{}"),
+                    ],
+                    "containers": [
+                        kubectl_step("verify", "get", "nodes", "-o", "jsonpath={.items[*].status.allocatable}")
+                    ],
+                }
+            }
+        },
     }
     parsed = restart_job(job)
-    assert parsed.rolls == ("gpu-feature-discovery", "nvidia-device-plugin-mps-control-daemon", "nvidia-device-plugin-daemonset")
+    assert parsed.rolls == (
+        "gpu-feature-discovery",
+        "nvidia-device-plugin-mps-control-daemon",
+        "nvidia-device-plugin-daemonset",
+    )
     assert parsed.verifies_allocatable
-    assert restart_job({"metadata": {"name": "x"}, "spec": {"template": {"spec": {"containers": [kubectl_step("a", "version")]}}}}) is None
+    assert (
+        restart_job(
+            {"metadata": {"name": "x"}, "spec": {"template": {"spec": {"containers": [kubectl_step("a", "version")]}}}}
+        )
+        is None
+    )
 
 
 def facts(**overrides: Any) -> GroupFacts:
-    values = dict(name="g", mode="time-slicing", resource="nvidia.com/gpu", replicas_per_device=4, slices=4, pods=4,
-                  memory_per_pod_mb=2560, device_memory_mb=12288, reserve_mb=1024, mig_layout=None,
-                  nodes=("n1",), deployment="cat-watcher/cat-watcher")
+    values = dict(
+        name="g",
+        mode="time-slicing",
+        resource="nvidia.com/gpu",
+        replicas_per_device=4,
+        slices=4,
+        pods=4,
+        memory_per_pod_mb=2560,
+        device_memory_mb=12288,
+        reserve_mb=1024,
+        mig_layout=None,
+        nodes=("n1",),
+        deployment="cat-watcher/cat-watcher",
+    )
     return GroupFacts(**{**values, **overrides})
 
 
@@ -268,7 +316,9 @@ def test_warnings_for_low_headroom_and_too_few_slices():
     [warning] = warnings_of([GroupImpact("g", "changed", facts(), tight)], rolled=None)
     assert "VRAM headroom 464 MiB per GPU" in warning
     assert warnings_of([GroupImpact("g", "unchanged", tight, tight)], rolled=None) == []
-    [short] = warnings_of([GroupImpact("g", "changed", facts(), facts(slices=2, pods=4, memory_per_pod_mb=1000))], rolled=None)
+    [short] = warnings_of(
+        [GroupImpact("g", "changed", facts(), facts(slices=2, pods=4, memory_per_pod_mb=1000))], rolled=None
+    )
     assert "4 pods but 2 slices: 2 pods stay Pending" in short
 
 
@@ -292,8 +342,9 @@ def test_a_base_render_without_exports_still_shows_what_objects_carry():
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(cwd)}
-    return subprocess.run([sys.executable, "-m", "infra.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "infra.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=900
+    )
 
 
 @pytest.fixture(scope="module")
@@ -347,8 +398,12 @@ SCRIPT
 
 
 def run_comment_step(script: str, diff_file: Path, state_file: Path) -> list[dict[str, Any]]:
-    subprocess.run(["node", "-e", NODE_HARNESS.replace("SCRIPT", script)], check=True, timeout=60,
-                   env={**os.environ, "DIFF_FILE": str(diff_file), "STATE_FILE": str(state_file)})
+    subprocess.run(
+        ["node", "-e", NODE_HARNESS.replace("SCRIPT", script)],
+        check=True,
+        timeout=60,
+        env={**os.environ, "DIFF_FILE": str(diff_file), "STATE_FILE": str(state_file)},
+    )
     return json.loads(state_file.read_text())["comments"]
 
 
@@ -358,9 +413,13 @@ def test_the_pr_comment_leads_with_the_gpu_impact_and_is_updated_in_place(tmp_pa
     if shutil.which("node") is None:
         pytest.skip("node missing")
     workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "preview.yml").read_text())
-    step = next(s for s in workflow["jobs"]["render-diff"]["steps"] if s.get("uses", "").startswith("actions/github-script@"))
+    step = next(
+        s for s in workflow["jobs"]["render-diff"]["steps"] if s.get("uses", "").startswith("actions/github-script@")
+    )
     state = tmp_path / "state.json"
-    state.write_text(json.dumps({"comments": [{"id": 99, "issue_number": 8, "body": "other PR", "user": {"type": "Bot"}}]}))
+    state.write_text(
+        json.dumps({"comments": [{"id": 99, "issue_number": 8, "body": "other PR", "user": {"type": "Bot"}}]})
+    )
     diff_file = tmp_path / "render-diff.md"
 
     first, _ = impact_of("homelab-3060", halve_3060)
@@ -380,8 +439,11 @@ def test_the_pr_comment_leads_with_the_gpu_impact_and_is_updated_in_place(tmp_pa
 
 def test_git_head_text_opens_with_the_gpu_impact(halved_clone):
     """Two revisions, each rendered by its own code: the impact reads outputs.json of both."""
-    for command in (["config", "user.email", "t@example.com"], ["config", "user.name", "test"],
-                    ["commit", "-qam", "homelab-3060: 2 bigger slices"]):
+    for command in (
+        ["config", "user.email", "t@example.com"],
+        ["config", "user.name", "test"],
+        ["commit", "-qam", "homelab-3060: 2 bigger slices"],
+    ):
         subprocess.run(["git", "-C", str(halved_clone), *command], check=True)
     result = cli("diff", "homelab-3060", "--git-base", "HEAD~1", "--git-head", "HEAD", cwd=halved_clone)
     assert result.returncode == 0, result.stderr

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from inference import contract
 from infra.errors import ConfigError
 from infra.gpu_impact import restart_job
 from infra.hami_chart import facts, value_paths
@@ -18,7 +19,6 @@ from infra.plan import plan_rollout
 from infra.presets import catalogue
 from infra.render import helm_releases, manifests
 from infra.stack_config import decode_config, parse_stack_config
-from inference import contract
 from tests.conftest import ROOT, objects, operator_values, render_config, render_stack, with_cluster
 from tests.pod_security import restricted_violations
 from tests.test_pod_security import RESTRICTED, namespace_labels, pod_templates
@@ -49,6 +49,7 @@ def inference_container(recording) -> tuple[dict[str, Any], dict[str, Any]]:
 
 # --- validation ------------------------------------------------------------------------------
 
+
 def test_the_preset_recommendation_fits_under_hami():
     group = plan({"gpu": {"preset": "rtx-3060", "sharing": "hami"}}).groups[0]
     assert (group.replicas_per_device, group.memory_per_pod_mb) == (4, 2304)
@@ -74,9 +75,10 @@ def test_memory_plus_reserve_must_fit_vram():
     # 4 x (2396 arena + 420 overhead) + 1024 = 12288: exactly the RTX 3060's VRAM.
     plan({"gpu": {"preset": "rtx-3060", "sharing": "hami", "replicas": 4, "memoryPerPodMb": 2396}})
     problems = refused({"gpu": {"preset": "rtx-3060", "sharing": "hami", "replicas": 4, "memoryPerPodMb": 2397}})
-    assert "4 pods x (2397 arena + 420 overhead) + 1024 reserve = 12292 MiB > 12288 MiB" in problems[
-        "catwatcher:gpu.memoryPerPodMb"
-    ]
+    assert (
+        "4 pods x (2397 arena + 420 overhead) + 1024 reserve = 12292 MiB > 12288 MiB"
+        in problems["catwatcher:gpu.memoryPerPodMb"]
+    )
 
 
 def test_gpu_cores_total_at_most_100():
@@ -86,11 +88,20 @@ def test_gpu_cores_total_at_most_100():
     assert problems["catwatcher:gpu.gpuCoresPerPod"].startswith("4 pods x 26% = 104%")
 
 
-@pytest.mark.parametrize(("capability", "accepted"), [("5.2", False), ("5.3", False), ("6.0", True), ("6.1", True), ("12.0", True)])
+@pytest.mark.parametrize(
+    ("capability", "accepted"), [("5.2", False), ("5.3", False), ("6.0", True), ("6.1", True), ("12.0", True)]
+)
 def test_compute_capability_floor_is_pascal(capability, accepted):
-    config = {"gpu": {"preset": "gtx-1070", "sharing": "hami", "computeCapability": capability,
-                      "replicas": 2, "memoryPerPodMb": 3072},
-              "operator": {"installDriver": False}}  # an R580 host driver, as Pascal needs
+    config = {
+        "gpu": {
+            "preset": "gtx-1070",
+            "sharing": "hami",
+            "computeCapability": capability,
+            "replicas": 2,
+            "memoryPerPodMb": 3072,
+        },
+        "operator": {"installDriver": False},
+    }  # an R580 host driver, as Pascal needs
     if accepted:
         plan(config)
     else:
@@ -100,16 +111,24 @@ def test_compute_capability_floor_is_pascal(capability, accepted):
 def test_every_preset_hami_can_drive_is_accepted():
     for key, preset in catalogue().items():
         if preset.capability >= facts().minimum_compute_capability:
-            plan({"gpu": {"preset": key, "sharing": "hami", "replicas": 2, "memoryPerPodMb": 1024},
-                  "operator": {"installDriver": False}})
+            plan(
+                {
+                    "gpu": {"preset": key, "sharing": "hami", "replicas": 2, "memoryPerPodMb": 1024},
+                    "operator": {"installDriver": False},
+                }
+            )
 
 
 # --- the shipped stack -----------------------------------------------------------------------
 
+
 def test_the_hami_release_is_pinned_and_its_values_exist_upstream(reference):
     release = helm_releases(render_stack(STACK))["hami"]
     assert (release["chart"], release["version"], release["repository"]) == (
-        "hami", "2.10.0", "https://project-hami.github.io/HAMi/")
+        "hami",
+        "2.10.0",
+        "https://project-hami.github.io/HAMi/",
+    )
     upstream = yaml.safe_load((reference / "hami-v2.10.0" / "values.yaml").read_text())
     listed = frozenset(value_paths(upstream))
     for path in value_paths(release["values"]):
@@ -182,8 +201,11 @@ def test_hami_monitoring_is_rendered():
     alerts = {rule["alert"] for group in rules["cat-watcher-hami"]["spec"]["groups"] for rule in group["rules"]}
     assert alerts == {"CatWatcherPodNearGpuMemCap", "CatWatcherHamiMetricsAbsent"}
     assert 'namespace="cat-watcher"' in next(
-        rule["expr"] for group in rules["cat-watcher-hami"]["spec"]["groups"] for rule in group["rules"]
-        if rule["alert"] == "CatWatcherPodNearGpuMemCap")
+        rule["expr"]
+        for group in rules["cat-watcher-hami"]["spec"]["groups"]
+        for rule in group["rules"]
+        if rule["alert"] == "CatWatcherPodNearGpuMemCap"
+    )
 
 
 def test_no_monitoring_no_hami_monitors():
@@ -210,7 +232,7 @@ MIXED = {
 }
 
 
-def test_mixed_stack_keeps_the_operators_plugin_off_hami_nodes_only():
+def test_mixed_stack_keeps_the_operators_plugin_off_hami_nodes_only() -> None:
     recording = render_config(MIXED)
     patches: dict[str, dict[str, str]] = {}
     for patch in objects(recording, "Node"):
@@ -233,6 +255,7 @@ def test_mixed_stack_keeps_the_operators_plugin_off_hami_nodes_only():
 
 
 # --- switching is one value ----------------------------------------------------------------
+
 
 def with_sharing(stack: str, sharing: str) -> dict[str, Any]:
     config = stack_config(stack)
@@ -291,7 +314,9 @@ def test_the_gpu_impact_preview_reads_a_switch_to_hami():
     preview = impact(with_sharing(STACK, "time-slicing"), stack_config(STACK))
     (group,) = preview.groups
     assert (group.before.mode, group.after.mode) == ("time-slicing", "hami")
-    assert group.after.resource == facts().gpu_resource and group.after.replicas_per_device == facts().device_split_count
+    assert (
+        group.after.resource == facts().gpu_resource and group.after.replicas_per_device == facts().device_split_count
+    )
     assert group.after.memory_per_pod_mb == group.before.memory_per_pod_mb
     assert any("Helm release hami is installed" in line for line in preview.restarts)
     assert any("devicePlugin.enabled" in line for line in preview.restarts)

@@ -37,7 +37,11 @@ def test_disruption_budget_and_network_policy(rendered):
     policy = one(rendered, "NetworkPolicy", "cat-watcher")["spec"]
     assert policy["policyTypes"] == ["Ingress"]
     assert [p["port"] for rule in policy["ingress"] for p in rule["ports"]] == ["http"]
-    sources = {peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for rule in policy["ingress"] for peer in rule["from"]}
+    sources = {
+        peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+        for rule in policy["ingress"]
+        for peer in rule["from"]
+    }
     assert {"cat-watcher", "monitoring"} <= sources
 
 
@@ -45,8 +49,12 @@ def test_credentials_land_in_a_secret_the_deployment_references_and_never_in_cle
     recording = render_config({**BASE, "credentials": CREDENTIALS}, secret_keys=("credentials",))
     secret = one(recording, "Secret")
     assert set(secret["stringData"]) == {
-        "CAT_WATCHER__MQTT__HOST", "CAT_WATCHER__MQTT__PORT", "CAT_WATCHER__MQTT__USERNAME",
-        "CAT_WATCHER__MQTT__PASSWORD", "CAT_WATCHER__FRIGATE__URL", "CAT_WATCHER__FRIGATE__PASSWORD",
+        "CAT_WATCHER__MQTT__HOST",
+        "CAT_WATCHER__MQTT__PORT",
+        "CAT_WATCHER__MQTT__USERNAME",
+        "CAT_WATCHER__MQTT__PASSWORD",
+        "CAT_WATCHER__FRIGATE__URL",
+        "CAT_WATCHER__FRIGATE__PASSWORD",
     }
     assert set(secret["stringData"].values()) == {"[secret]"}
     pod = one(recording, "Deployment")["spec"]["template"]["spec"]

@@ -49,6 +49,7 @@ def alerts(recording) -> dict[str, dict]:
 
 # --- what every stack renders -------------------------------------------------------------
 
+
 def test_every_stack_renders_the_monitoring_objects(rendered):
     monitors = {m["metadata"]["name"]: m for m in objects(rendered, "ServiceMonitor")}
     # Not `nvidia-dcgm-exporter`: the operator deletes an object of that name (issue 12).
@@ -56,11 +57,19 @@ def test_every_stack_renders_the_monitoring_objects(rendered):
     hami = {"hami-device-plugin", "hami-scheduler"} if "hami" in helm_releases(rendered) else set()
     assert set(monitors) == {"cat-watcher-dcgm-exporter", "cat-watcher"} | hami
     assert len(objects(rendered, "PrometheusRule")) == 1 + bool(hami)
-    boards = {m["metadata"]["name"]: m for m in objects(rendered, "ConfigMap")
-              if m["metadata"].get("labels", {}).get("grafana_dashboard") == "1"}
+    boards = {
+        m["metadata"]["name"]: m
+        for m in objects(rendered, "ConfigMap")
+        if m["metadata"].get("labels", {}).get("grafana_dashboard") == "1"
+    }
     assert set(boards) == {"nvidia-dcgm-exporter-dashboard", "cat-watcher-dashboard"}
-    assert {"CatWatcherGpuFramebufferNearlyFull", "CatWatcherGpuSaturated", "CatWatcherGpuXidError",
-            "CatWatcherDcgmExporterAbsent", "CatWatcherDegradedToCpu"} <= set(alerts(rendered))
+    assert {
+        "CatWatcherGpuFramebufferNearlyFull",
+        "CatWatcherGpuSaturated",
+        "CatWatcherGpuXidError",
+        "CatWatcherDcgmExporterAbsent",
+        "CatWatcherDegradedToCpu",
+    } <= set(alerts(rendered))
 
 
 def test_monitoring_objects_validate_against_the_derived_schema(rendered):
@@ -84,14 +93,18 @@ def test_derived_schema_names_only_fields_the_crds_have(reference):
 
 
 def test_derived_schema_refuses_what_the_crd_refuses():
-    monitor = {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
-               "metadata": {"name": "x", "namespace": "y"},
-               "spec": {"selector": {"matchLabels": {"a": "b"}}, "endpoints": [{"port": "m", "interval": "15 s"}]}}
+    monitor = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": {"name": "x", "namespace": "y"},
+        "spec": {"selector": {"matchLabels": {"a": "b"}}, "endpoints": [{"port": "m", "interval": "15 s"}]},
+    }
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(monitor, SCHEMAS["ServiceMonitor"])
 
 
 # --- exporter: scraping and pod attribution -----------------------------------------------
+
 
 def test_operator_exporter_is_scraped_with_its_own_pod_labels(rendered):
     monitor = one(rendered, "ServiceMonitor", "cat-watcher-dcgm-exporter")
@@ -114,7 +127,10 @@ def test_standalone_exporter_replaces_the_operators():
     recording = render_config(STANDALONE)
     release = helm_releases(recording)["dcgm-exporter"]
     assert (release["chart"], release["repository"], release["namespace"]) == (
-        "dcgm-exporter", "https://nvidia.github.io/dcgm-exporter/helm-charts", "gpu-operator")
+        "dcgm-exporter",
+        "https://nvidia.github.io/dcgm-exporter/helm-charts",
+        "gpu-operator",
+    )
     assert operator_values(recording)["dcgmExporter"]["enabled"] is False
     monitor = one(recording, "ServiceMonitor", "cat-watcher-dcgm-exporter")
     assert monitor["spec"]["selector"]["matchLabels"] == STANDALONE_SELECTOR
@@ -134,8 +150,15 @@ def test_standalone_exporter_uses_the_distributions_runtime_class():
 def test_standalone_values_exist_in_the_chart(reference):
     chart = yaml.safe_load((reference / "dcgm-exporter-values.yaml").read_text())
     chart_paths = set(value_paths(chart))
-    args = DcgmMonitoringArgs("gpu-operator", "cat-watcher", {}, exporter="standalone", shared_gpus=True,
-                              gpu_resources=("nvidia.com/gpu.shared",), runtime_class="nvidia")
+    args = DcgmMonitoringArgs(
+        "gpu-operator",
+        "cat-watcher",
+        {},
+        exporter="standalone",
+        shared_gpus=True,
+        gpu_resources=("nvidia.com/gpu.shared",),
+        runtime_class="nvidia",
+    )
     for path in value_paths(standalone_values(args)):
         # A key under a map the chart leaves empty (nodeSelector: {}) is the user's own.
         prefixes = {path.rsplit(".", n)[0] for n in range(path.count(".") + 1)}
@@ -172,6 +195,7 @@ def test_the_briefs_queries_use_labels_the_exporter_has():
 
 # --- queries: metrics and labels that exist -----------------------------------------------
 
+
 @pytest.mark.parametrize("rule", alert_rules("cat-watcher"), ids=lambda r: r["alert"])
 def test_alert_queries_use_only_known_metrics_and_labels(rule):
     assert violations(rule["expr"], KNOWN) == []
@@ -187,7 +211,8 @@ def test_dashboard_queries_use_only_known_metrics_and_labels():
 def test_the_checker_catches_unknown_metrics_and_labels():
     assert violations("catwatcher_request_total", KNOWN) == ["unknown metric catwatcher_request_total"]
     assert violations('sum by (stage) (catwatcher_requests_total{outcome="ok"})', KNOWN) == [
-        "no metric here has label stage"]
+        "no metric here has label stage"
+    ]
     assert violations("rate(x[5m]", KNOWN)[0].startswith("does not parse")
 
 
@@ -195,14 +220,19 @@ def test_cat_watcher_dashboard_is_what_the_config_map_carries(rendered):
     board = one(rendered, "ConfigMap", "cat-watcher-dashboard")
     assert json.loads(board["data"][dashboards.CAT_WATCHER_FILE]) == dashboards.cat_watcher_dashboard()
     panels = {p["title"] for p in dashboards.cat_watcher_dashboard()["panels"]}
-    assert {"GPU memory per pod vs its limit", "Request latency", "Requests per second by outcome",
-            "Degraded pods"} <= panels
+    assert {
+        "GPU memory per pod vs its limit",
+        "Request latency",
+        "Requests per second by outcome",
+        "Degraded pods",
+    } <= panels
 
 
 def test_dcgm_dashboard_is_provisioned_by_url_not_copied(rendered):
     board = one(rendered, "ConfigMap", "nvidia-dcgm-exporter-dashboard")
     assert board["data"] == {
-        "nvidia-dcgm-exporter-12239.json.url": "https://grafana.com/api/dashboards/12239/revisions/2/download"}
+        "nvidia-dcgm-exporter-12239.json.url": "https://grafana.com/api/dashboards/12239/revisions/2/download"
+    }
     for path in (ROOT / "components" / "dashboards").iterdir():
         assert "Oxed_c6Wz" not in path.read_text(errors="ignore"), path.name
 
@@ -218,9 +248,13 @@ def test_dashboard_12239_reference_needs_no_import_inputs(reference):
 
 # --- the DCGM counters: a project-owned list, checked against the exporter's ---------------
 
+
 def enabled_counters(reference: Path) -> dict[str, str]:
-    rows = (line for line in (reference / "dcgm-default-counters.csv").read_text().splitlines()
-            if line.strip() and not line.lstrip().startswith("#"))
+    rows = (
+        line
+        for line in (reference / "dcgm-default-counters.csv").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    )
     return {row[0].strip(): row[1].strip() for row in csv.reader(rows)}
 
 
@@ -265,34 +299,60 @@ def test_promtool_alerts_fire_on_synthetic_series(tmp_path):
         (f'DCGM_FI_DEV_FB_FREE{{{dev1},namespace="cat-watcher",pod="cat-watcher-c",vgpu="1"}}', "788x20"),
         ('up{job="nvidia-dcgm-exporter",instance="n1:9400"}', "1x40"),
         # GPU 0 reports XID 43 once at minute 5, and the gauge keeps that value afterwards.
-        (f'DCGM_FI_DEV_XID_ERRORS{{{dev0}}}', "0x4 43x35"),
-        (f'DCGM_FI_DEV_XID_ERRORS{{{dev1}}}', "0x40"),
+        (f"DCGM_FI_DEV_XID_ERRORS{{{dev0}}}", "0x4 43x35"),
+        (f"DCGM_FI_DEV_XID_ERRORS{{{dev1}}}", "0x40"),
     ]
     for pod, degraded in (("cat-watcher-a", 0), ("cat-watcher-b", 0), ("cat-watcher-c", 1)):
-        series.append((f'catwatcher_gpu_memory_limit_bytes{{namespace="cat-watcher",pod="{pod}"}}', f"{2560 * 2**20}x20"))
+        series.append(
+            (f'catwatcher_gpu_memory_limit_bytes{{namespace="cat-watcher",pod="{pod}"}}', f"{2560 * 2**20}x20")
+        )
         series.append((f'catwatcher_degraded{{namespace="cat-watcher",pod="{pod}"}}', f"{degraded}x20"))
     pod_alert = {"exp_labels": {"severity": "warning", "namespace": "cat-watcher", "pod": "cat-watcher-a"}}
     tests = {
         "rule_files": ["rules.yaml"],
         "evaluation_interval": "1m",
-        "tests": [{
-            "interval": "1m",
-            "input_series": [{"series": s, "values": v} for s, v in series],
-            "alert_rule_test": [
-                {"eval_time": "10m", "alertname": "CatWatcherPodNearGpuMemoryLimit", "exp_alerts": [pod_alert]},
-                {"eval_time": "10m", "alertname": "CatWatcherGpuFramebufferNearlyFull", "exp_alerts": [
-                    {"exp_labels": {"severity": "warning", "Hostname": "n1", "gpu": "1", "UUID": "GPU-1",
-                                    "modelName": "RTX 3060"}}]},
-                {"eval_time": "10m", "alertname": "CatWatcherDegradedToCpu", "exp_alerts": [
-                    {"exp_labels": {"severity": "warning", "namespace": "cat-watcher", "pod": "cat-watcher-c"}}]},
-                {"eval_time": "10m", "alertname": "CatWatcherDcgmExporterAbsent", "exp_alerts": []},
-                {"eval_time": "4m", "alertname": "CatWatcherGpuXidError", "exp_alerts": []},
-                {"eval_time": "6m", "alertname": "CatWatcherGpuXidError", "exp_alerts": [
-                    {"exp_labels": {"severity": "critical", "Hostname": "n1", "gpu": "0", "UUID": "GPU-0"}}]},
-                # The same stale value 20 minutes later is not a new error: resolved.
-                {"eval_time": "25m", "alertname": "CatWatcherGpuXidError", "exp_alerts": []},
-            ],
-        }],
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [{"series": s, "values": v} for s, v in series],
+                "alert_rule_test": [
+                    {"eval_time": "10m", "alertname": "CatWatcherPodNearGpuMemoryLimit", "exp_alerts": [pod_alert]},
+                    {
+                        "eval_time": "10m",
+                        "alertname": "CatWatcherGpuFramebufferNearlyFull",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    "severity": "warning",
+                                    "Hostname": "n1",
+                                    "gpu": "1",
+                                    "UUID": "GPU-1",
+                                    "modelName": "RTX 3060",
+                                }
+                            }
+                        ],
+                    },
+                    {
+                        "eval_time": "10m",
+                        "alertname": "CatWatcherDegradedToCpu",
+                        "exp_alerts": [
+                            {"exp_labels": {"severity": "warning", "namespace": "cat-watcher", "pod": "cat-watcher-c"}}
+                        ],
+                    },
+                    {"eval_time": "10m", "alertname": "CatWatcherDcgmExporterAbsent", "exp_alerts": []},
+                    {"eval_time": "4m", "alertname": "CatWatcherGpuXidError", "exp_alerts": []},
+                    {
+                        "eval_time": "6m",
+                        "alertname": "CatWatcherGpuXidError",
+                        "exp_alerts": [
+                            {"exp_labels": {"severity": "critical", "Hostname": "n1", "gpu": "0", "UUID": "GPU-0"}}
+                        ],
+                    },
+                    # The same stale value 20 minutes later is not a new error: resolved.
+                    {"eval_time": "25m", "alertname": "CatWatcherGpuXidError", "exp_alerts": []},
+                ],
+            }
+        ],
     }
     (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests))
     result = subprocess.run([PROMTOOL, "test", "rules", "tests.yaml"], cwd=tmp_path, capture_output=True, text=True)

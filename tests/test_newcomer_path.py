@@ -12,7 +12,10 @@ from tests.conftest import ROOT
 from tests.newcomer import GIT_IDENTITY, assert_clean_failure, cli, fresh_copy
 
 BAD_INDENT = "config:\n  catwatcher:gpu:\n    preset: rtx-3060\n   sharing: mps\n"
-TOO_FEW_REPLICAS = "config:\n  catwatcher:cluster:\n    kubeContext: homelab\n  catwatcher:gpu:\n    preset: rtx-3060\n    sharing: time-slicing\n    replicas: 1\n"
+TOO_FEW_REPLICAS = (
+    "config:\n  catwatcher:cluster:\n    kubeContext: homelab\n  catwatcher:gpu:\n"
+    "    preset: rtx-3060\n    sharing: time-slicing\n    replicas: 1\n"
+)
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,9 @@ def test_supported_versions_are_those_with_value_paths_and_distribution_facts():
 
 def test_unsupported_chart_version_is_refused_naming_the_key_and_the_valid_ones():
     with pytest.raises(ConfigError) as caught:
-        plan_rollout(parse_stack_config(with_cluster({**HOMELAB, "operator": {"chartVersion": "v99.0.0"}})), catalogue())
+        plan_rollout(
+            parse_stack_config(with_cluster({**HOMELAB, "operator": {"chartVersion": "v99.0.0"}})), catalogue()
+        )
     assert caught.value.keys == ["catwatcher:operator.chartVersion"]
     assert "'v99.0.0'" in str(caught.value) and "supported: v26.7.0" in str(caught.value)
 
@@ -34,7 +36,9 @@ def test_unsupported_chart_version_is_refused_naming_the_key_and_the_valid_ones(
 def chart_without_mig(monkeypatch):
     """The v26.7.0 key list minus `migManager.config.name`, as an older chart might be."""
     real = chart_value_paths("v26.7.0")
-    monkeypatch.setattr(infra.operator_chart, "chart_value_paths", lambda version="v26.7.0": real - {"migManager.config.name"})
+    monkeypatch.setattr(
+        infra.operator_chart, "chart_value_paths", lambda version="v26.7.0": real - {"migManager.config.name"}
+    )
 
 
 MIG = {"nodeGroups": [{"name": "mig", "nodes": ["n1"], "gpu": {"preset": "a100-40gb", "sharing": "mig"}}]}

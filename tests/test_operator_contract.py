@@ -62,13 +62,16 @@ def sharing_configs(recording) -> dict[str, dict]:
 def restart_steps(recording) -> tuple[list[tuple[str, str]], list[str]]:
     """((verb, daemonset) of each init container, the verification's arguments)."""
     pod = one(recording, "Job")["spec"]["template"]["spec"]
-    steps = [(c["command"][1], next(a for a in c["command"] if a.startswith("daemonset/"))[len("daemonset/"):])
-             for c in pod["initContainers"]]
+    steps = [
+        (c["command"][1], next(a for a in c["command"] if a.startswith("daemonset/"))[len("daemonset/") :])
+        for c in pod["initContainers"]
+    ]
     (verify,) = pod["containers"]
     return steps, verify["command"][4:]
 
 
 # --- 1. no owned names ---------------------------------------------------------------------
+
 
 def test_no_object_has_the_kind_namespace_and_name_of_an_operator_object(stack, rendered, contract):
     namespace = stack_config(stack).operator.namespace
@@ -80,19 +83,25 @@ def test_the_clash_check_finds_what_main_used_to_declare(contract):
     cluster_scoped = {"kind": "ClusterRole", "metadata": {"name": "nvidia-device-plugin"}}
     elsewhere = {"kind": "ServiceMonitor", "metadata": {"name": "nvidia-dcgm-exporter", "namespace": "monitoring"}}
     assert owned_name_clashes([old, cluster_scoped, elsewhere], "gpu-operator", contract) == [
-        "ServiceMonitor gpu-operator/nvidia-dcgm-exporter", "ClusterRole nvidia-device-plugin"]
+        "ServiceMonitor gpu-operator/nvidia-dcgm-exporter",
+        "ClusterRole nvidia-device-plugin",
+    ]
 
 
 def test_dcgm_queries_by_workload_pod_keep_working(rendered):
     """The exporter's own pod/namespace labels win (honorLabels), so pod=~"cat-watcher.*" works."""
     values = operator_values(rendered)
-    monitors = [m for m in objects(rendered, "ServiceMonitor") if m["metadata"]["name"] != "cat-watcher"
-                and not m["metadata"]["name"].startswith("hami-")]  # HAMi's own (tests/test_component_hami.py)
+    monitors = [
+        m
+        for m in objects(rendered, "ServiceMonitor")
+        if m["metadata"]["name"] != "cat-watcher" and not m["metadata"]["name"].startswith("hami-")
+    ]  # HAMi's own (tests/test_component_hami.py)
     assert values["dcgmExporter"]["serviceMonitor"] == {"enabled": False}  # ours, not the operator's
     assert [m["spec"]["endpoints"][0]["honorLabels"] for m in monitors] == [True]
 
 
 # --- 2. every reader restarted, in order, then the allocatable verified ----------------------
+
 
 def test_every_reader_restarts_in_order_then_each_group_is_verified(stack, rendered, contract):
     config = stack_config(stack)
@@ -109,14 +118,19 @@ def test_every_reader_restarts_in_order_then_each_group_is_verified(stack, rende
 
     timeout, *checks = verify
     assert int(timeout) > 0
-    parsed = {re.match(r"group ([^:]+):", reason).group(1): (resource, int(count), nodes)
-              for resource, count, nodes, reason in (check.split("|") for check in checks)}
+    parsed = {
+        re.match(r"group ([^:]+):", reason).group(1): (resource, int(count), nodes)
+        for resource, count, nodes, reason in (check.split("|") for check in checks)
+    }
     assert set(specs) == set(configs)
     assert set(parsed) == operator_plugin_groups
     mig_layouts = {}
     if mig := [m for m in objects(rendered, "ConfigMap") if m["metadata"]["name"] == "cat-watcher-mig-parted-config"]:
         mig_layouts = yaml.safe_load(mig[0]["data"]["config.yaml"])["mig-configs"]
-    deployments = {d["spec"]["template"]["metadata"]["labels"]["catwatcher.io/node-group"]: d for d in objects(rendered, "Deployment")}
+    deployments = {
+        d["spec"]["template"]["metadata"]["labels"]["catwatcher.io/node-group"]: d
+        for d in objects(rendered, "Deployment")
+    }
     for name, (resource, count, nodes) in parsed.items():
         sharing = next(iter((configs[name].get("sharing") or {"none": {"resources": [{"replicas": 1}]}}).values()))
         replicas = sharing["resources"][0]["replicas"]
@@ -126,7 +140,11 @@ def test_every_reader_restarts_in_order_then_each_group_is_verified(stack, rende
             labels = next(p for p in objects(rendered, "Node") if p["metadata"]["name"] == node)["metadata"]["labels"]
             layout = mig_layouts[labels["nvidia.com/mig.config"]][0]["mig-devices"]
             strategy = configs[name]["flags"]["migStrategy"]
-            instances = sum(layout.values()) if strategy == "single" else layout[resource.removeprefix("nvidia.com/mig-").removesuffix(".shared")]
+            instances = (
+                sum(layout.values())
+                if strategy == "single"
+                else layout[resource.removeprefix("nvidia.com/mig-").removesuffix(".shared")]
+            )
         assert count == specs[name].count * instances * replicas, name
         limits = deployments[name]["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
         assert resource in limits, (name, resource)
@@ -146,6 +164,7 @@ def test_a_switch_from_time_slicing_to_mps_on_homelab_3060_restarts_gfd_the_mps_
 
 # --- 3. one MIG strategy -------------------------------------------------------------------
 
+
 def test_one_mig_strategy_set_for_the_cluster_and_no_config_contradicts_it(rendered):
     strategy = operator_values(rendered)["mig"]["strategy"]
     configs = sharing_configs(rendered)
@@ -156,10 +175,13 @@ def test_one_mig_strategy_set_for_the_cluster_and_no_config_contradicts_it(rende
 
 # --- 4. pre-Turing GPUs --------------------------------------------------------------------
 
+
 def test_pre_turing_gpus_skip_the_cuda_workload_and_get_an_r580_driver(stack, rendered):
     config = stack_config(stack)
     presets = catalogue()
-    capabilities = [(spec.compute_capability or presets[spec.preset].compute_capability) for spec in group_specs(config).values()]
+    capabilities = [
+        (spec.compute_capability or presets[spec.preset].compute_capability) for spec in group_specs(config).values()
+    ]
     old = any(tuple(int(p) for p in c.split(".")) < TURING for c in capabilities)
     values = operator_values(rendered)
     cuda_env = values.get("validator", {}).get("cuda", {}).get("env", [])
@@ -186,7 +208,9 @@ def test_turing_and_newer_keep_the_cuda_workload_and_the_default_driver():
 def test_read_only_root_filesystem_is_a_setting_on_by_default():
     def read_only(app: dict) -> bool:
         recording = render_config({"gpu": {"preset": "rtx-3060"}, "app": app})
-        return one(recording, "Deployment")["spec"]["template"]["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"]
+        return one(recording, "Deployment")["spec"]["template"]["spec"]["containers"][0]["securityContext"][
+            "readOnlyRootFilesystem"
+        ]
 
     assert read_only({}) is True
     assert read_only({"readOnlyRootFilesystem": False}) is False

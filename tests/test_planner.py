@@ -28,7 +28,9 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def plan_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "infra.cli", "plan", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "infra.cli", "plan", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
 
 
 def _save(tmp_path: Path, nodes, initializers=(), name: str = "m.onnx") -> Path:
@@ -47,11 +49,15 @@ def _save(tmp_path: Path, nodes, initializers=(), name: str = "m.onnx") -> Path:
 
 def test_a_chain_holds_two_tensors_at_once_and_its_weights(tmp_path):
     weight = numpy_helper.from_array(np.zeros((1, 1, 512, 512), np.float32), "w")  # 1 MiB
-    path = _save(tmp_path, [
-        helper.make_node("Relu", ["x"], ["a"]),
-        helper.make_node("Add", ["a", "w"], ["b"]),
-        helper.make_node("Relu", ["b"], ["y"]),
-    ], [weight])
+    path = _save(
+        tmp_path,
+        [
+            helper.make_node("Relu", ["x"], ["a"]),
+            helper.make_node("Add", ["a", "w"], ["b"]),
+            helper.make_node("Relu", ["b"], ["y"]),
+        ],
+        [weight],
+    )
     footprint = model_footprint(path, batch=2, input_size=512)  # every activation: 2 MiB
     assert footprint.input_shape == (2, 1, 512, 512)
     assert (footprint.weights_bytes, footprint.peak_activation_bytes, footprint.unknown_tensors) == (MIB, 4 * MIB, 0)
@@ -60,11 +66,14 @@ def test_a_chain_holds_two_tensors_at_once_and_its_weights(tmp_path):
 
 
 def test_a_branch_keeps_its_input_alive_until_the_last_consumer(tmp_path):
-    path = _save(tmp_path, [
-        helper.make_node("Relu", ["x"], ["a"]),
-        helper.make_node("Sigmoid", ["x"], ["b"]),
-        helper.make_node("Add", ["a", "b"], ["y"]),
-    ])
+    path = _save(
+        tmp_path,
+        [
+            helper.make_node("Relu", ["x"], ["a"]),
+            helper.make_node("Sigmoid", ["x"], ["b"]),
+            helper.make_node("Add", ["a", "b"], ["y"]),
+        ],
+    )
     footprint = model_footprint(path, batch=1, input_size=1024)  # 4 MiB each
     assert footprint.peak_activation_bytes == 12 * MIB  # x, a and b while Sigmoid runs
 
@@ -174,8 +183,16 @@ def test_cli_plans_the_issues_example_in_text_and_json(models):
     assert "weights 11." in text.stdout and "arena estimate" in text.stdout
     for mode in ("none", "time-slicing", "mps", "mig"):
         assert any(line.startswith(mode) for line in text.stdout.splitlines())
-    result = plan_cli("--preset", "rtx-3060", "--model", str(models / "detector.onnx"),
-                      "--identifier", str(models / "identifier.onnx"), "--format", "json")
+    result = plan_cli(
+        "--preset",
+        "rtx-3060",
+        "--model",
+        str(models / "detector.onnx"),
+        "--identifier",
+        str(models / "identifier.onnx"),
+        "--format",
+        "json",
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["gpu"]["overheadMb"] == 420 and len(report["models"]) == 2

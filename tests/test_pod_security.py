@@ -57,7 +57,7 @@ def good_pod() -> dict[str, Any]:
     }
 
 
-Mutation = Callable[[dict[str, Any]], None]
+Mutation = Callable[[dict[str, Any]], object]  # mutates the pod; any result is ignored
 
 
 def _set(path: str, value: Any) -> Mutation:
@@ -99,7 +99,11 @@ def _add_volume(volume: dict[str, Any]) -> Mutation:
 BASELINE_BAD: list[tuple[str, str, Mutation]] = [
     ("hostProcess-pod", "hostProcess", _set("securityContext.windowsOptions.hostProcess", True)),
     ("hostProcess-container", "hostProcess", _set("containers.0.securityContext.windowsOptions.hostProcess", True)),
-    ("hostProcess-ephemeral", "hostProcess", _set("ephemeralContainers.0.securityContext.windowsOptions.hostProcess", True)),
+    (
+        "hostProcess-ephemeral",
+        "hostProcess",
+        _set("ephemeralContainers.0.securityContext.windowsOptions.hostProcess", True),
+    ),
     ("hostNetwork", "hostNamespaces", _set("hostNetwork", True)),
     ("hostPID", "hostNamespaces", _set("hostPID", True)),
     ("hostIPC", "hostNamespaces", _set("hostIPC", True)),
@@ -108,22 +112,42 @@ BASELINE_BAD: list[tuple[str, str, Mutation]] = [
     ("privileged-ephemeral", "privileged", _set("ephemeralContainers.0.securityContext.privileged", True)),
     ("cap-sys-admin", "capabilities", _set("containers.0.securityContext.capabilities.add", ["SYS_ADMIN"])),
     ("cap-net-raw-init", "capabilities", _set("initContainers.0.securityContext.capabilities.add", ["NET_RAW"])),
-    ("cap-sys-ptrace-ephemeral", "capabilities", _set("ephemeralContainers.0.securityContext.capabilities.add", ["SYS_PTRACE"])),
+    (
+        "cap-sys-ptrace-ephemeral",
+        "capabilities",
+        _set("ephemeralContainers.0.securityContext.capabilities.add", ["SYS_PTRACE"]),
+    ),
     ("hostPath", "hostPathVolumes", _add_volume({"name": "host", "hostPath": {"path": "/var/run"}})),
     ("hostPort", "hostPorts", _set("containers.0.ports.0.hostPort", 8080)),
     ("hostPort-init", "hostPorts", _set("initContainers.0.ports", [{"containerPort": 80, "hostPort": 80}])),
     ("probe-host", "hostProbesAndHostLifecycle", _set("containers.0.livenessProbe.httpGet.host", "10.0.0.1")),
-    ("tcp-probe-host", "hostProbesAndHostLifecycle", _set("containers.0.readinessProbe", {"tcpSocket": {"port": 80, "host": "kubelet"}})),
-    ("lifecycle-host", "hostProbesAndHostLifecycle", _set("containers.0.lifecycle", {"preStop": {"httpGet": {"port": 80, "host": "169.254.169.254"}}})),
+    (
+        "tcp-probe-host",
+        "hostProbesAndHostLifecycle",
+        _set("containers.0.readinessProbe", {"tcpSocket": {"port": 80, "host": "kubelet"}}),
+    ),
+    (
+        "lifecycle-host",
+        "hostProbesAndHostLifecycle",
+        _set("containers.0.lifecycle", {"preStop": {"httpGet": {"port": 80, "host": "169.254.169.254"}}}),
+    ),
     ("apparmor-pod-unconfined", "appArmorProfile", _set("securityContext.appArmorProfile", {"type": "Unconfined"})),
-    ("apparmor-container-unconfined", "appArmorProfile", _set("containers.0.securityContext.appArmorProfile", {"type": "Unconfined"})),
+    (
+        "apparmor-container-unconfined",
+        "appArmorProfile",
+        _set("containers.0.securityContext.appArmorProfile", {"type": "Unconfined"}),
+    ),
     ("selinux-type", "seLinuxOptions", _set("securityContext.seLinuxOptions", {"type": "spc_t"})),
     ("selinux-user", "seLinuxOptions", _set("containers.0.securityContext.seLinuxOptions", {"user": "system_u"})),
     ("selinux-role", "seLinuxOptions", _set("initContainers.0.securityContext.seLinuxOptions", {"role": "system_r"})),
     ("procMount-unmasked", "procMount", _set("containers.0.securityContext.procMount", "Unmasked")),
     ("procMount-ephemeral", "procMount", _set("ephemeralContainers.0.securityContext.procMount", "Unmasked")),
     ("seccomp-pod-unconfined", "seccompProfile", _set("securityContext.seccompProfile", {"type": "Unconfined"})),
-    ("seccomp-container-unconfined", "seccompProfile", _set("containers.0.securityContext.seccompProfile", {"type": "Unconfined"})),
+    (
+        "seccomp-container-unconfined",
+        "seccompProfile",
+        _set("containers.0.securityContext.seccompProfile", {"type": "Unconfined"}),
+    ),
     ("sysctl-unsafe", "sysctls", _set("securityContext.sysctls", [{"name": "kernel.msgmax", "value": "65536"}])),
     ("sysctl-net-core", "sysctls", _set("securityContext.sysctls", [{"name": "net.core.somaxconn", "value": "1024"}])),
 ]
@@ -143,8 +167,16 @@ RESTRICTED_BAD: list[tuple[str, str, Mutation]] = [
         }.items()
     ],
     ("privesc-unset", "allowPrivilegeEscalation", _drop("containers.0.securityContext.allowPrivilegeEscalation")),
-    ("privesc-true-init", "allowPrivilegeEscalation", _set("initContainers.0.securityContext.allowPrivilegeEscalation", True)),
-    ("privesc-unset-ephemeral", "allowPrivilegeEscalation", _drop("ephemeralContainers.0.securityContext.allowPrivilegeEscalation")),
+    (
+        "privesc-true-init",
+        "allowPrivilegeEscalation",
+        _set("initContainers.0.securityContext.allowPrivilegeEscalation", True),
+    ),
+    (
+        "privesc-unset-ephemeral",
+        "allowPrivilegeEscalation",
+        _drop("ephemeralContainers.0.securityContext.allowPrivilegeEscalation"),
+    ),
     ("nonroot-pod-false", "runAsNonRoot", _set("securityContext.runAsNonRoot", False)),
     ("nonroot-pod-unset", "runAsNonRoot", _drop("securityContext.runAsNonRoot")),
     ("nonroot-container-false", "runAsNonRoot", _set("containers.0.securityContext.runAsNonRoot", False)),
@@ -152,9 +184,14 @@ RESTRICTED_BAD: list[tuple[str, str, Mutation]] = [
     ("runAsUser-pod-0", "runAsUser", _set("securityContext.runAsUser", 0)),
     ("runAsUser-init-0", "runAsUser", _set("initContainers.0.securityContext.runAsUser", 0)),
     ("seccomp-unset", "seccompProfile", _drop("securityContext.seccompProfile")),
-    ("seccomp-container-unset-pod-unconfined-free", "seccompProfile",
-     lambda pod: (pod["securityContext"].pop("seccompProfile"),
-                  pod["containers"][0]["securityContext"].update(seccompProfile={"type": "RuntimeDefault"}))),
+    (
+        "seccomp-container-unset-pod-unconfined-free",
+        "seccompProfile",
+        lambda pod: (
+            pod["securityContext"].pop("seccompProfile"),
+            pod["containers"][0]["securityContext"].update(seccompProfile={"type": "RuntimeDefault"}),
+        ),
+    ),
     ("caps-no-drop", "capabilities", _drop("containers.0.securityContext.capabilities.drop")),
     ("caps-drop-some", "capabilities", _set("initContainers.0.securityContext.capabilities.drop", ["NET_RAW"])),
     ("caps-drop-lowercase-all", "capabilities", _set("containers.0.securityContext.capabilities.drop", ["all"])),
@@ -165,30 +202,62 @@ RESTRICTED_BAD: list[tuple[str, str, Mutation]] = [
 # Variations that stay within restricted.
 RESTRICTED_GOOD: list[tuple[str, Mutation]] = [
     ("as-is", lambda pod: None),
-    ("nonroot-per-container", lambda pod: (
-        pod["securityContext"].pop("runAsNonRoot"),
-        *[c["securityContext"].update(runAsNonRoot=True) for k in ("containers", "initContainers", "ephemeralContainers") for c in pod[k]],
-    )),
-    ("seccomp-per-container-localhost", lambda pod: (
-        pod["securityContext"].pop("seccompProfile"),
-        *[c["securityContext"].update(seccompProfile={"type": "Localhost", "localhostProfile": "p.json"})
-          for k in ("containers", "initContainers", "ephemeralContainers") for c in pod[k]],
-    )),
+    (
+        "nonroot-per-container",
+        lambda pod: (
+            pod["securityContext"].pop("runAsNonRoot"),
+            *[
+                c["securityContext"].update(runAsNonRoot=True)
+                for k in ("containers", "initContainers", "ephemeralContainers")
+                for c in pod[k]
+            ],
+        ),
+    ),
+    (
+        "seccomp-per-container-localhost",
+        lambda pod: (
+            pod["securityContext"].pop("seccompProfile"),
+            *[
+                c["securityContext"].update(seccompProfile={"type": "Localhost", "localhostProfile": "p.json"})
+                for k in ("containers", "initContainers", "ephemeralContainers")
+                for c in pod[k]
+            ],
+        ),
+    ),
     ("runAsUser-unset", _drop("securityContext.runAsUser")),
     ("add-net-bind-service", _set("containers.0.securityContext.capabilities.add", ["NET_BIND_SERVICE"])),
     ("hostPort-zero", _set("containers.0.ports.0.hostPort", 0)),
     ("hostNetwork-false", _set("hostNetwork", False)),
     ("privileged-false", _set("containers.0.securityContext.privileged", False)),
-    ("safe-sysctls", _set("securityContext.sysctls", [
-        {"name": name, "value": "1"} for name in (
-            "kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start",
-            "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range", "net.ipv4.ip_local_reserved_ports",
-            "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl",
-            "net.ipv4.tcp_keepalive_probes", "net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem")
-    ])),
+    (
+        "safe-sysctls",
+        _set(
+            "securityContext.sysctls",
+            [
+                {"name": name, "value": "1"}
+                for name in (
+                    "kernel.shm_rmid_forced",
+                    "net.ipv4.ip_local_port_range",
+                    "net.ipv4.ip_unprivileged_port_start",
+                    "net.ipv4.tcp_syncookies",
+                    "net.ipv4.ping_group_range",
+                    "net.ipv4.ip_local_reserved_ports",
+                    "net.ipv4.tcp_keepalive_time",
+                    "net.ipv4.tcp_fin_timeout",
+                    "net.ipv4.tcp_keepalive_intvl",
+                    "net.ipv4.tcp_keepalive_probes",
+                    "net.ipv4.tcp_rmem",
+                    "net.ipv4.tcp_wmem",
+                )
+            ],
+        ),
+    ),
     ("selinux-container_t", _set("securityContext.seLinuxOptions", {"type": "container_t", "level": "s0:c1,c2"})),
     ("apparmor-runtime-default", _set("securityContext.appArmorProfile", {"type": "RuntimeDefault"})),
-    ("apparmor-localhost", _set("containers.0.securityContext.appArmorProfile", {"type": "Localhost", "localhostProfile": "p"})),
+    (
+        "apparmor-localhost",
+        _set("containers.0.securityContext.appArmorProfile", {"type": "Localhost", "localhostProfile": "p"}),
+    ),
     ("procMount-default", _set("containers.0.securityContext.procMount", "Default")),
     ("volume-without-source-defaults-to-emptyDir", _add_volume({"name": "bare"})),
     ("probe-host-empty", _set("containers.0.livenessProbe.httpGet.host", "")),
@@ -233,8 +302,12 @@ def test_restricted_violation_is_caught_at_restricted_only(name, control, mutate
 
 def test_apparmor_annotation_is_checked_through_pod_metadata():
     bad = {"annotations": {"container.apparmor.security.beta.kubernetes.io/app": "unconfined"}}
-    ok = {"annotations": {"container.apparmor.security.beta.kubernetes.io/app": "runtime/default",
-                          "container.apparmor.security.beta.kubernetes.io/init": "localhost/profile"}}
+    ok = {
+        "annotations": {
+            "container.apparmor.security.beta.kubernetes.io/app": "runtime/default",
+            "container.apparmor.security.beta.kubernetes.io/init": "localhost/profile",
+        }
+    }
     assert any(v.startswith("appArmorProfile:") for v in restricted_violations(good_pod(), metadata=bad))
     assert restricted_violations(good_pod(), metadata=ok) == []
     # A pod template ({metadata, spec}) carries its annotations itself.
@@ -248,7 +321,10 @@ def test_windows_pods_are_exempt_from_linux_only_restricted_controls():
         container["securityContext"] = {}
     assert restricted_violations(pod, RESTRICTED) == []
     del pod["os"]
-    assert {v.split(":")[0] for v in restricted_violations(pod, RESTRICTED)} == {"allowPrivilegeEscalation", "capabilities"}
+    assert {v.split(":")[0] for v in restricted_violations(pod, RESTRICTED)} == {
+        "allowPrivilegeEscalation",
+        "capabilities",
+    }
 
 
 def test_policy_version_gates_newer_controls():
@@ -268,7 +344,10 @@ def test_a_minimal_pod_fails_restricted_but_passes_baseline():
     minimal = {"containers": [{"name": "app", "image": "app:1.0"}]}
     assert baseline_violations(minimal) == []
     assert {v.split(":")[0] for v in violations(minimal)} == {
-        "runAsNonRoot", "allowPrivilegeEscalation", "seccompProfile", "capabilities",
+        "runAsNonRoot",
+        "allowPrivilegeEscalation",
+        "seccompProfile",
+        "capabilities",
     }
 
 

@@ -77,7 +77,12 @@ def test_a_custom_gpu_is_planned_like_a_preset():
     assert (group.gpu.vram_mb, group.gpu.compute_capability, group.gpu.reserve_mb) == (12282, "8.9", 1024)
     assert group.gpu.architecture == "ada" and group.gpu.mps_max_replicas == 48
     # 4 x (2014 arena + 800 overhead, the unmeasured-card default) + 1024 reserve <= 12282 MiB
-    assert (group.sharing, group.replicas_per_device, group.memory_per_pod_mb, group.overhead_mb) == ("mps", 4, 2014, 800)
+    assert (group.sharing, group.replicas_per_device, group.memory_per_pod_mb, group.overhead_mb) == (
+        "mps",
+        4,
+        2014,
+        800,
+    )
 
 
 def test_a_custom_gpu_without_sharing_gets_the_consumer_card_default():
@@ -94,9 +99,17 @@ def test_custom_names_each_missing_description_key():
 @pytest.mark.parametrize(
     ("overrides", "key", "fragment"),
     [
-        ({"computeCapability": "6.1", "sharing": "mps"}, "catwatcher:gpu.sharing", "mps needs compute capability >= 7.0"),
+        (
+            {"computeCapability": "6.1", "sharing": "mps"},
+            "catwatcher:gpu.sharing",
+            "mps needs compute capability >= 7.0",
+        ),
         ({"sharing": "mig"}, "catwatcher:gpu.sharing", "does not support MIG"),
-        ({"replicas": 4, "memoryPerPodMb": 3000}, "catwatcher:gpu.memoryPerPodMb", "> 12282 MiB of the NVIDIA GeForce RTX 4070"),
+        (
+            {"replicas": 4, "memoryPerPodMb": 3000},
+            "catwatcher:gpu.memoryPerPodMb",
+            "> 12282 MiB of the NVIDIA GeForce RTX 4070",
+        ),
         ({"sharing": "mps", "replicas": 49}, "catwatcher:gpu.replicas", "at most 48 clients"),
         ({"vramMb": 0}, "catwatcher:gpu.vramMb", "must be > 0"),
     ],
@@ -135,9 +148,18 @@ def test_the_shipped_custom_stack_renders_four_time_sliced_slices():
 
 
 def test_a_pascal_custom_gpu_gets_the_cuda12_image_like_the_pascal_preset():
-    custom = render_config({"gpu": {"preset": "custom", "displayName": "Quadro P4000", "vramMb": 8192,
-                                    "computeCapability": "6.1", "replicas": 2},
-                            "operator": {"installDriver": False}})
+    custom = render_config(
+        {
+            "gpu": {
+                "preset": "custom",
+                "displayName": "Quadro P4000",
+                "vramMb": 8192,
+                "computeCapability": "6.1",
+                "replicas": 2,
+            },
+            "operator": {"installDriver": False},
+        }
+    )
     listed = render_config({"gpu": {"preset": "gtx-1070", "replicas": 2}, "operator": {"installDriver": False}})
     image = lambda recording: one(recording, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]  # noqa: E731
     assert image(custom) == image(listed) and image(custom).endswith("-cuda12")
@@ -145,7 +167,15 @@ def test_a_pascal_custom_gpu_gets_the_cuda12_image_like_the_pascal_preset():
 
 @pytest.mark.parametrize(
     ("capability", "architecture"),
-    [("6.1", "pascal"), ("7.0", "volta"), ("7.5", "turing"), ("8.6", "ampere"), ("8.9", "ada"), ("9.0", "hopper"), ("12.0", "blackwell")],
+    [
+        ("6.1", "pascal"),
+        ("7.0", "volta"),
+        ("7.5", "turing"),
+        ("8.6", "ampere"),
+        ("8.9", "ada"),
+        ("9.0", "hopper"),
+        ("12.0", "blackwell"),
+    ],
 )
 def test_architecture_follows_from_compute_capability_as_in_the_catalogue(capability, architecture):
     assert architecture_of(capability) == architecture
@@ -157,13 +187,28 @@ def test_architecture_follows_from_compute_capability_as_in_the_catalogue(capabi
 @pytest.mark.parametrize(("vram", "replicas", "per_pod"), [(12282, 3, 2304), (6144, 2, 1760), (4096, 2, 736)])
 def test_default_recommendation_fits_the_card(vram, replicas, per_pod):
     recommended = default_recommendation(vram, 1024)
-    assert (recommended.sharing, recommended.replicas, recommended.memory_per_pod_mb) == ("time-slicing", replicas, per_pod)
+    assert (recommended.sharing, recommended.replicas, recommended.memory_per_pod_mb) == (
+        "time-slicing",
+        replicas,
+        per_pod,
+    )
     assert recommended.replicas * (recommended.memory_per_pod_mb + 800) + 1024 <= vram
 
 
 def test_nearest_preset_plus_overrides_describes_an_unlisted_card():
     # An RTX A2000 12 GB from the RTX 3060 preset (same compute capability), as the guide shows.
-    (group,) = plan({"preset": "rtx-3060", "displayName": "NVIDIA RTX A2000 12GB", "vramMb": 12282,
-                     "sharing": "time-slicing", "replicas": 4}).groups
-    assert (group.gpu.display_name, group.gpu.vram_mb, group.gpu.compute_capability) == ("NVIDIA RTX A2000 12GB", 12282, "8.6")
+    (group,) = plan(
+        {
+            "preset": "rtx-3060",
+            "displayName": "NVIDIA RTX A2000 12GB",
+            "vramMb": 12282,
+            "sharing": "time-slicing",
+            "replicas": 4,
+        }
+    ).groups
+    assert (group.gpu.display_name, group.gpu.vram_mb, group.gpu.compute_capability) == (
+        "NVIDIA RTX A2000 12GB",
+        12282,
+        "8.6",
+    )
     assert (group.replicas_per_device, group.memory_per_pod_mb) == (4, 2304)

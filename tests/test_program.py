@@ -54,16 +54,28 @@ def test_configmap_then_release_then_restart_then_deployment():
 
 def test_components_parent_their_children():
     nodes = {n["id"]: n for n in graph(render_stack("homelab-3060"))["resources"]}
-    assert nodes["kubernetes:helm.sh/v3:Release::gpu-operator"]["parent"] == "catwatcher:index:GpuOperator::gpu-operator"
-    assert nodes["kubernetes:core/v1:ConfigMap::sharing-device-plugin"]["parent"] == "catwatcher:index:SharingConfig::sharing"
-    assert nodes["kubernetes:apps/v1:Deployment::cat-watcher-default"]["parent"] == "catwatcher:index:CatWatcher::cat-watcher"
+    assert (
+        nodes["kubernetes:helm.sh/v3:Release::gpu-operator"]["parent"] == "catwatcher:index:GpuOperator::gpu-operator"
+    )
+    assert (
+        nodes["kubernetes:core/v1:ConfigMap::sharing-device-plugin"]["parent"]
+        == "catwatcher:index:SharingConfig::sharing"
+    )
+    assert (
+        nodes["kubernetes:apps/v1:Deployment::cat-watcher-default"]["parent"]
+        == "catwatcher:index:CatWatcher::cat-watcher"
+    )
 
 
 def test_operator_values_wire_the_sharing_config():
     recording = render_stack("homelab-3060")
     release = helm_releases(recording)["gpu-operator"]
     assert (release["chart"], release["repository"], release["version"], release["namespace"]) == (
-        "gpu-operator", "https://helm.ngc.nvidia.com/nvidia", "v26.7.0", "gpu-operator")
+        "gpu-operator",
+        "https://helm.ngc.nvidia.com/nvidia",
+        "v26.7.0",
+        "gpu-operator",
+    )
     config_map = one(recording, "ConfigMap", "cat-watcher-sharing-config")
     plugin = release["values"]["devicePlugin"]["config"]
     assert plugin["name"] == config_map["metadata"]["name"]
@@ -72,7 +84,9 @@ def test_operator_values_wire_the_sharing_config():
 
 
 def test_driver_and_toolkit_toggles():
-    values = operator_values(render_config({**HOMELAB_3060, "operator": {"installDriver": False, "installToolkit": False}}))
+    values = operator_values(
+        render_config({**HOMELAB_3060, "operator": {"installDriver": False, "installToolkit": False}})
+    )
     assert values["driver"] == {"enabled": False}
     assert values["toolkit"]["enabled"] is False
     assert operator_values(render_config(HOMELAB_3060))["driver"] == {"enabled": True}
@@ -103,8 +117,12 @@ def restart_job(recording) -> dict:
 
 def test_restart_job_changes_exactly_when_the_sharing_config_changes():
     base = restart_job(render_config(HOMELAB_3060))
-    same = restart_job(render_config({**HOMELAB_3060, "app": {"replicas": 2, "image": "docker.io/jeefy/cat-watcher:0.2.0"}}))
-    changed = restart_job(render_config({**HOMELAB_3060, "gpu": {**HOMELAB_3060["gpu"], "replicas": 3}, "app": {"replicas": 3}}))
+    same = restart_job(
+        render_config({**HOMELAB_3060, "app": {"replicas": 2, "image": "docker.io/jeefy/cat-watcher:0.2.0"}})
+    )
+    changed = restart_job(
+        render_config({**HOMELAB_3060, "gpu": {**HOMELAB_3060["gpu"], "replicas": 3}, "app": {"replicas": 3}})
+    )
     assert base == same
     assert changed["metadata"]["name"] != base["metadata"]["name"]
 
@@ -129,7 +147,9 @@ def test_restart_stamps_the_content_hash_so_a_rerun_restarts_nothing():
     assert annotations == {"catwatcher.io/sharing-config-hash": content_hash}
     assert job["metadata"]["name"].endswith(content_hash[:10])
     # A new restart image replaces the Job, but it stamps the same hash: no second rollout.
-    other = restart_job(render_config({**HOMELAB_3060, "operator": {"restartImage": "registry.k8s.io/kubectl:v1.34.1"}}))
+    other = restart_job(
+        render_config({**HOMELAB_3060, "operator": {"restartImage": "registry.k8s.io/kubectl:v1.34.1"}})
+    )
     assert other["spec"]["template"]["spec"]["initContainers"][1]["command"][-1] == stamp
 
 

@@ -35,7 +35,11 @@ def test_a_fresh_virtualenv_from_the_program_directory_imports_and_runs_the_prog
     env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "VIRTUAL_ENV")}
     install = subprocess.run(
         [str(python), "-m", "pip", "install", "-q", "-r", "requirements.txt"],
-        cwd=PROGRAM_DIR, env=env, capture_output=True, text=True, timeout=900,
+        cwd=PROGRAM_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert install.returncode == 0, install.stderr[-2000:]
     # Run from elsewhere, so nothing is imported from the working directory by accident.
@@ -46,7 +50,9 @@ def test_a_fresh_virtualenv_from_the_program_directory_imports_and_runs_the_prog
         recording = run_program(Path({str(ROOT)!r}), "homelab-3060")
         print(len(recording.of_type("kubernetes:helm.sh/v3:Release")), len(recording.resources))
     """)
-    run = subprocess.run([str(python), "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [str(python), "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     releases, resources = map(int, run.stdout.split())
     assert releases >= 1 and resources > 10

@@ -30,11 +30,11 @@ from typing import Any
 import pytest
 import yaml
 
+from inference import contract
 from infra import distributions, presets
 from infra.gpu_impact import gfd_sharing_labels
 from infra.operator_chart import chart_value_paths
 from infra.schema import SCHEMA_FILE, stack_file_schema
-from inference import contract
 from tests.conftest import ROOT, STACKS
 from tests.newcomer import cli, fresh_copy
 
@@ -103,7 +103,12 @@ def readme_commands(text: str | None = None) -> list[Command]:
             previous_blank = False
             continue
         # An indented code block: 4+ spaces after a blank line, outside any list item.
-        if line.startswith("    ") and stripped and (previous_blank or in_indented_block) and not stripped.startswith(("-", "*")):
+        if (
+            line.startswith("    ")
+            and stripped
+            and (previous_blank or in_indented_block)
+            and not stripped.startswith(("-", "*"))
+        ):
             if previous_blank or in_indented_block:
                 in_indented_block = True
                 found += [c for c in (_command(number, p) for p in _split_chain(stripped)) if c]
@@ -119,38 +124,76 @@ MAPPED: dict[str, str] = {
     # The set-up's test command: .ci/run runs it on a fresh clone, and this test checks both say the same.
     "pytest": "tests/test_pulumi_internals.py::test_ci_and_the_readme_install_with_the_constraints",
     # Every `.venv/bin/catwatcher-infra diff` line of the README, on a fresh clone with two commits.
-    "catwatcher-infra diff --git-base HEAD homelab-3060": "tests/test_newcomer_path.py::test_the_readme_diff_examples_work_on_a_fresh_clone",
-    "catwatcher-infra diff homelab-3060 homelab-3090-mps": "tests/test_newcomer_path.py::test_the_readme_diff_examples_work_on_a_fresh_clone",
-    "catwatcher-infra diff homelab-3060 homelab-3060-hami": "tests/test_newcomer_path.py::test_the_readme_diff_examples_work_on_a_fresh_clone",
-    "catwatcher-infra diff homelab-3060 --git-base 'HEAD~1' --git-head HEAD": "tests/test_newcomer_path.py::test_the_readme_diff_examples_work_on_a_fresh_clone",
-    "catwatcher-infra diff homelab-3060 --git-base HEAD --format markdown": "tests/test_readme_commands.py::test_the_gpu_impact_example_is_real_output",
+    "catwatcher-infra diff --git-base HEAD homelab-3060": (
+        "tests/test_newcomer_path.py::test_the_readme_diff_examples_work_on_a_fresh_clone"
+    ),
+    "catwatcher-infra diff homelab-3060 homelab-3090-mps": (
+        "tests/test_newcomer_path.py::test_the_readme_diff_examples_work_on_a_fresh_clone"
+    ),
+    "catwatcher-infra diff homelab-3060 homelab-3060-hami": (
+        "tests/test_newcomer_path.py::test_the_readme_diff_examples_work_on_a_fresh_clone"
+    ),
+    "catwatcher-infra diff homelab-3060 --git-base 'HEAD~1' --git-head HEAD": (
+        "tests/test_newcomer_path.py::test_the_readme_diff_examples_work_on_a_fresh_clone"
+    ),
+    "catwatcher-infra diff homelab-3060 --git-base HEAD --format markdown": (
+        "tests/test_readme_commands.py::test_the_gpu_impact_example_is_real_output"
+    ),
     # The Troubleshooting examples: each asserts the exact line the README shows.
-    "catwatcher-infra render homelab-3060 mine": "tests/test_newcomer_path.py::test_a_yaml_syntax_error_names_the_file_line_and_column",
-    "catwatcher-infra diff homelab-3060 --git-base v1": "tests/test_newcomer_path.py::test_the_readme_revision_example_names_the_missing_revision",
+    "catwatcher-infra render homelab-3060 mine": (
+        "tests/test_newcomer_path.py::test_a_yaml_syntax_error_names_the_file_line_and_column"
+    ),
+    "catwatcher-infra diff homelab-3060 --git-base v1": (
+        "tests/test_newcomer_path.py::test_the_readme_revision_example_names_the_missing_revision"
+    ),
     # The service: started as a process, answers /healthz, POST /v1/detect (a JPEG body) and /metrics.
-    "catwatcher-inference serve": "tests/inference/test_inference_cli.py::test_serve_answers_over_http_and_stops_cleanly",
-    "curl -H 'Content-Type: image/jpeg' --data-binary @frame.jpg localhost:8000/v1/detect": "tests/inference/test_inference_cli.py::test_serve_answers_over_http_and_stops_cleanly",
+    "catwatcher-inference serve": (
+        "tests/inference/test_inference_cli.py::test_serve_answers_over_http_and_stops_cleanly"
+    ),
+    "curl -H 'Content-Type: image/jpeg' --data-binary @frame.jpg localhost:8000/v1/detect": (
+        "tests/inference/test_inference_cli.py::test_serve_answers_over_http_and_stops_cleanly"
+    ),
     # `pulumi install` runs `pip install -r requirements.txt` in the program directory (infra/).
-    "pulumi install": "tests/test_pulumi_install.py::test_a_fresh_virtualenv_from_the_program_directory_imports_and_runs_the_program",
+    "pulumi install": (
+        "tests/test_pulumi_install.py::test_a_fresh_virtualenv_from_the_program_directory_imports_and_runs_the_program"
+    ),
     # The int8 copy of the detector for the CPU path, and its agreement with fp32.
-    "catwatcher-inference quantize ./models/detector.onnx --calibration ./frames --out ./models/detector.int8.onnx": "tests/inference/test_inference_quantize.py::test_quantize_writes_an_int8_detector_that_agrees_with_fp32",
+    "catwatcher-inference quantize ./models/detector.onnx --calibration ./frames --out ./models/detector.int8.onnx": (
+        "tests/inference/test_inference_quantize.py::test_quantize_writes_an_int8_detector_that_agrees_with_fp32"
+    ),
     # The planner, with the make-models detector and identifier, text and JSON, and a custom GPU.
-    "catwatcher-infra plan --preset rtx-3060 --model models/detector.onnx": "tests/test_planner.py::test_cli_plans_the_issues_example_in_text_and_json",
-    "catwatcher-infra plan --preset rtx-3060 --model models/detector.onnx --identifier models/identifier.onnx --identifier-batch 8 --format json": "tests/test_planner.py::test_cli_plans_the_issues_example_in_text_and_json",
+    "catwatcher-infra plan --preset rtx-3060 --model models/detector.onnx": (
+        "tests/test_planner.py::test_cli_plans_the_issues_example_in_text_and_json"
+    ),
+    "catwatcher-infra plan --preset rtx-3060 --model models/detector.onnx "
+    "--identifier models/identifier.onnx --identifier-batch 8 --format json": (
+        "tests/test_planner.py::test_cli_plans_the_issues_example_in_text_and_json"
+    ),
     # `serve --help`: every CAT_WATCHER__ variable with its default.
-    "catwatcher-inference serve --help": "tests/inference/test_inference_serve_help.py::test_serve_help_lists_every_variable_with_its_default",
+    "catwatcher-inference serve --help": (
+        "tests/inference/test_inference_serve_help.py::test_serve_help_lists_every_variable_with_its_default"
+    ),
     # Benchmark scripts with a test of their own: a short run of the script, or (memory after a
     # burst, minutes long) the attack test that bounds the same RSS against a real serve process.
-    "python tests/bench/decode_memory.py": "tests/inference/test_inference_image_limits.py::test_header_estimate_is_not_below_the_measured_decode_peak",
-    "python tests/bench/memory_after_burst.py": "tests/inference/test_inference_attacks.py::test_memory_stays_inside_the_pod_and_returns_near_baseline_then_the_log_is_quiet",
-    "python tests/bench/load_service.py --seconds 60": "tests/inference/test_inference_load.py::test_short_load_has_no_server_errors_and_flat_memory",
+    "python tests/bench/decode_memory.py": (
+        "tests/inference/test_inference_image_limits.py::test_header_estimate_is_not_below_the_measured_decode_peak"
+    ),
+    "python tests/bench/memory_after_burst.py": (
+        "tests/inference/test_inference_attacks.py::test_memory_stays_inside_the_pod_and_returns_near_baseline_then_the_log_is_quiet"
+    ),
+    "python tests/bench/load_service.py --seconds 60": (
+        "tests/inference/test_inference_load.py::test_short_load_has_no_server_errors_and_flat_memory"
+    ),
 }
 
 
 def _test_exists(node: str) -> bool:
     path, _, name = node.partition("::")
     source = ROOT / path
-    return source.is_file() and re.search(rf"^(async )?def {re.escape(name.split('[')[0])}\(", source.read_text(), re.M) is not None
+    return (
+        source.is_file()
+        and re.search(rf"^(async )?def {re.escape(name.split('[')[0])}\(", source.read_text(), re.M) is not None
+    )
 
 
 def test_every_mapped_test_exists():
@@ -177,7 +220,7 @@ def quick_start_stack() -> str:
     section = README.read_text().split("## Quick start", 1)[1]
     block = re.search(r"^( *)```yaml\n(.*?)^\1```", section, re.M | re.S)
     assert block, "the Quick start has no yaml stack example"
-    return "\n".join(line[len(block.group(1)):] for line in block.group(2).splitlines()) + "\n"
+    return "\n".join(line[len(block.group(1)) :] for line in block.group(2).splitlines()) + "\n"
 
 
 def run(command: Command, project: Path) -> subprocess.CompletedProcess:
@@ -186,11 +229,23 @@ def run(command: Command, project: Path) -> subprocess.CompletedProcess:
     if command.program == "catwatcher-infra":
         return cli(*argv, project=project, env=env)
     if command.program == "catwatcher-inference":
-        return subprocess.run([sys.executable, "-m", "inference.cli", *argv], cwd=project, capture_output=True,
-                              text=True, timeout=600, env={**_env(project), **env})
+        return subprocess.run(
+            [sys.executable, "-m", "inference.cli", *argv],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**_env(project), **env},
+        )
     if command.program in ("python", "python3"):
-        return subprocess.run([sys.executable, *argv], cwd=project, capture_output=True, text=True, timeout=600,
-                              env={**_env(project), **env})
+        return subprocess.run(
+            [sys.executable, *argv],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**_env(project), **env},
+        )
     raise AssertionError(f"README line {command.line}: no way to run {command.key}")
 
 
@@ -274,7 +329,8 @@ RUN: dict[str, Any] = {
     "catwatcher-infra render homelab-4070-custom": _check_render_custom,
     "catwatcher-infra render --all --out build/rendered": _check_render_all,
     "catwatcher-infra presets": _check_presets_table,
-    "catwatcher-infra plan --preset custom --vram-mb 16384 --compute-capability 8.9 --arena-mb 1024": _check_plan_custom,
+    "catwatcher-infra plan --preset custom --vram-mb 16384 --compute-capability 8.9 "
+    "--arena-mb 1024": _check_plan_custom,
     "catwatcher-infra presets --format json": _check_presets_json,
     "catwatcher-infra schema --out stacks/stack-config.schema.json": _check_schema,
     f"python -c {shlex.quote(PRESET_TABLE_CODE)}": _check_preset_table_code,
@@ -288,17 +344,20 @@ SHORT_VARIANTS: dict[str, tuple[str, ...]] = {
     "python tests/bench/bench_service.py": ("--requests", "2", "--rounds", "1", "--skip-batching", "--skip-int8"),
     "python tests/bench/hostile_clients.py": ("--idle", "5", "--probes", "2"),
 }
-RUN.update({
-    "python tests/bench/bench_service.py": _check_bench_service,
-    "python tests/bench/hostile_clients.py": _check_hostile_clients,
-})
+RUN.update(
+    {
+        "python tests/bench/bench_service.py": _check_bench_service,
+        "python tests/bench/hostile_clients.py": _check_hostile_clients,
+    }
+)
 
 
 # The refused-config examples (Settings): each stack as its comment describes it, and the
 # line the README shows after the command is the one the command prints.
 FAILING_EXAMPLES: dict[str, str] = {
     "catwatcher-infra render homelab-x": (
-        "config:\n  catwatcher:cluster:\n    kubeContext: x\n  catwatcher:gpu:\n    preset: rtx-3060\n    replicas: 1000\n"
+        "config:\n  catwatcher:cluster:\n    kubeContext: x\n"
+        "  catwatcher:gpu:\n    preset: rtx-3060\n    replicas: 1000\n"
     ),
     "catwatcher-infra render homelab-y": (
         "config:\n  catwatcher:cluster:\n    kubeContext: x\n  catwatcher:gpu:\n    preset: rtx-3060\n"
@@ -346,7 +405,9 @@ def test_the_gpu_impact_example_is_real_output(project: Path, tmp_path: Path):
     text = stack.read_text()
     edited = text.replace("    replicas: 4\n    memoryPerPodMb: 2304", "    replicas: 2\n    memoryPerPodMb: 5120")
     edited = edited.replace("  catwatcher:app:\n    replicas: 4", "  catwatcher:app:\n    replicas: 2")
-    assert edited.count("replicas: 2") == 2 and "memoryPerPodMb: 5120" in edited, "homelab-3060 no longer has the values the example edits"
+    assert edited.count("replicas: 2") == 2 and "memoryPerPodMb: 5120" in edited, (
+        "homelab-3060 no longer has the values the example edits"
+    )
     stack.write_text(edited)
     result = cli("diff", "homelab-3060", "--git-base", "HEAD", "--format", "markdown", project=clone)
     assert result.returncode == 0, result.stderr
@@ -359,7 +420,8 @@ def test_the_gpu_impact_example_is_real_output(project: Path, tmp_path: Path):
 
 @pytest.fixture(scope="module")
 def homelab_3060(project: Path) -> dict[str, Any]:
-    """What homelab-3060 (the README's example stack) declares: objects by (kind, namespace, name), Helm releases, outputs."""
+    """What homelab-3060 (the README's example stack) declares: objects by (kind, namespace, name),
+    Helm releases, outputs."""
     out = project / "build" / "checked"
     result = cli("render", "homelab-3060", "--out", str(out), project=project)
     assert result.returncode == 0, result.stderr
@@ -392,8 +454,17 @@ def _stack_ok(stack: str | None) -> bool:
     return stack == "<yours>" or stack in STACKS
 
 
-PULUMI_COMMANDS = (["version"], ["login"], ["install"], ["up"], ["preview"], ["stack", "init"],
-                   ["stack", "select"], ["stack", "output"], ["config", "set"])
+PULUMI_COMMANDS = (
+    ["version"],
+    ["login"],
+    ["install"],
+    ["up"],
+    ["preview"],
+    ["stack", "init"],
+    ["stack", "select"],
+    ["stack", "output"],
+    ["config", "set"],
+)
 
 
 def check_pulumi(command: Command, declared: dict[str, Any]) -> list[str]:
@@ -476,7 +547,7 @@ def check_kubectl(command: Command, declared: dict[str, Any]) -> list[str]:
     if verb not in ("get", "describe", "logs", "exec"):
         problems.append(f"kubectl {verb}: not a read-only command")
     labels = _flag(argv, "-L", "--label-columns")
-    for key in (labels.split(",") if labels else []):
+    for key in labels.split(",") if labels else []:
         if key not in declared["labels"]:
             problems.append(f"label {key}: neither written nor read by the program")
     selector = _flag(argv, "-l", "--selector")
@@ -527,13 +598,19 @@ def check_helm(command: Command, declared: dict[str, Any]) -> list[str]:
 
 def _same_image(tag: str | None, image: str) -> bool:
     """The image itself, or the same name and tag under your own `<registry>`."""
-    return tag == image or (tag or "").startswith("<registry>/") and tag.split("/")[-1] == image.split("/")[-1]
+    if tag is None:
+        return False
+    return tag == image or tag.startswith("<registry>/") and tag.split("/")[-1] == image.split("/")[-1]
 
 
 def check_docker(command: Command, declared: dict[str, Any]) -> list[str]:
     argv, problems = command.argv[1:], []
     if argv[0] == "push":
-        return [] if _same_image(argv[1], contract.IMAGE) or _same_image(argv[1], contract.IMAGE_CUDA12) else [f"push {argv[1]}: not an image the Deployment runs"]
+        return (
+            []
+            if _same_image(argv[1], contract.IMAGE) or _same_image(argv[1], contract.IMAGE_CUDA12)
+            else [f"push {argv[1]}: not an image the Deployment runs"]
+        )
     dockerfile = ROOT / (_flag(argv, "-f", "--file") or "Dockerfile")
     if argv[0] != "build" or not dockerfile.is_file() or argv[-1] != ".":
         return [f"docker {' '.join(argv)}: expected `docker build -f <Dockerfile> ... .` from the project"]
@@ -557,7 +634,11 @@ PULUMI_PASSPHRASE_VARIABLES = ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPH
 def check_export(command: Command, declared: dict[str, Any]) -> list[str]:
     names = [word.split("=", 1)[0] for word in command.argv[1:]]
     workflow = (ROOT / ".github/workflows/preview.yml").read_text()
-    return [] if all(n in PULUMI_PASSPHRASE_VARIABLES for n in names) and PULUMI_PASSPHRASE_VARIABLES[0] in workflow else [f"export {names}"]
+    return (
+        []
+        if all(n in PULUMI_PASSPHRASE_VARIABLES for n in names) and PULUMI_PASSPHRASE_VARIABLES[0] in workflow
+        else [f"export {names}"]
+    )
 
 
 def check_pip(command: Command, declared: dict[str, Any]) -> list[str]:
@@ -581,8 +662,14 @@ def check_venv(command: Command, declared: dict[str, Any]) -> list[str]:
     return [] if command.argv[1:] == ("-m", "venv", folder) else [f"expected python3 -m venv {folder}"]
 
 
-CHECKED = {"pulumi": check_pulumi, "kubectl": check_kubectl, "helm": check_helm, "docker": check_docker,
-           "pip": check_pip, "export": check_export}
+CHECKED = {
+    "pulumi": check_pulumi,
+    "kubectl": check_kubectl,
+    "helm": check_helm,
+    "docker": check_docker,
+    "pip": check_pip,
+    "export": check_export,
+}
 
 
 def _is_venv(command: Command) -> bool:
@@ -602,22 +689,54 @@ def test_cluster_and_registry_commands_name_what_the_code_declares(command: Comm
 def test_every_readme_command_is_run_mapped_or_checked():
     commands = readme_commands()
     assert len(commands) > 30, "the README parser found almost no commands"
-    neither = [f"line {c.line}: {c.key}" for c in commands
-               if c.key not in RUN and c.key not in MAPPED and c.key not in FAILING_EXAMPLES
-               and c.program not in CHECKED and not _is_venv(c)]
+    neither = [
+        f"line {c.line}: {c.key}"
+        for c in commands
+        if c.key not in RUN
+        and c.key not in MAPPED
+        and c.key not in FAILING_EXAMPLES
+        and c.program not in CHECKED
+        and not _is_venv(c)
+    ]
     assert neither == []
 
 
 def test_the_parser_reads_fences_prompts_chains_and_indented_blocks():
-    text = "\n".join([
-        "Intro.", "", "```bash", "a --x && VAR=1 b y | grep z   # comment", "```", "",
-        "```text", "$ c", "output line", "```", "", "```yaml", "d: e", "```", "",
-        "    f g", "    h", "", "- a list item", "    continued", "",
-        "   ```bash", "   i", "   ```",
-    ])
+    text = "\n".join(
+        [
+            "Intro.",
+            "",
+            "```bash",
+            "a --x && VAR=1 b y | grep z   # comment",
+            "```",
+            "",
+            "```text",
+            "$ c",
+            "output line",
+            "```",
+            "",
+            "```yaml",
+            "d: e",
+            "```",
+            "",
+            "    f g",
+            "    h",
+            "",
+            "- a list item",
+            "    continued",
+            "",
+            "   ```bash",
+            "   i",
+            "   ```",
+        ]
+    )
     assert [(c.line, c.argv, c.env) for c in readme_commands(text)] == [
-        (4, ("a", "--x"), ()), (4, ("b", "y"), (("VAR", "1"),)), (8, ("c",), ()),
-        (16, ("f", "g"), ()), (17, ("h",), ()), (23, ("i",), ()),
+        (4, ("a", "--x"), ()),
+        (4, ("b", "y"), (("VAR", "1"),)),
+        (8, ("c",), ()),
+        (16, ("f", "g"), ()),
+        (17, ("h",), ()),
+        (23, ("i",), ()),
     ]
 
 
@@ -632,7 +751,9 @@ def test_readme_config_keys_exist():
     schema = stack_file_schema()["properties"]["config"]["properties"]
     sections = {name.split(":", 1)[1] for name in schema if name.startswith("catwatcher:")}
     unknown = []
-    for match in sorted(set(re.findall(r"`(?:catwatcher:)?((?:%s)\.[a-zA-Z0-9.]+)`" % "|".join(sections), README.read_text()))):
+    for match in sorted(
+        set(re.findall(r"`(?:catwatcher:)?((?:{})\.[a-zA-Z0-9.]+)`".format("|".join(sections)), README.read_text()))
+    ):
         section, *parts = match.split(".")
         node = schema[f"catwatcher:{section}"]
         for part in parts:
@@ -652,7 +773,6 @@ def test_the_table_of_contents_links_resolve():
 def _anchor(heading: str) -> str:
     """GitHub's heading anchor: lower case, punctuation dropped, spaces to hyphens."""
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
-
 
 
 def _tests_needing_the_reference() -> dict[str, int]:

@@ -43,7 +43,8 @@ def test_invalid_config_exits_non_zero_and_writes_nothing(tmp_path):
     shutil.copytree(ROOT / "stacks", project / "stacks")
     shutil.copy(ROOT / "Pulumi.yaml", project)
     (project / "stacks" / "Pulumi.broken.yaml").write_text(
-        "config:\n  catwatcher:cluster:\n    kubeContext: test\n  catwatcher:gpu:\n    preset: rtx-3060\n    replicas: 1\n"
+        "config:\n  catwatcher:cluster:\n    kubeContext: test\n"
+        "  catwatcher:gpu:\n    preset: rtx-3060\n    replicas: 1\n"
     )
     out = tmp_path / "out"
     result = render("broken", "--out", str(out), cwd=project)

@@ -35,7 +35,9 @@ def test_every_helm_value_exists_in_the_chart(rendered):
 
     for release in helm_releases(rendered).values():
         # Each chart is checked against its own keys: HAMi's (infra/hami_chart.py) or the operator's.
-        unknown = hami_chart.unknown_value_paths if release["chart"] == hami_chart.facts().chart else unknown_value_paths
+        unknown = (
+            hami_chart.unknown_value_paths if release["chart"] == hami_chart.facts().chart else unknown_value_paths
+        )
         assert unknown(release["values"]) == []
         assert list(value_paths(release["values"]))
 

@@ -26,13 +26,22 @@ def pod_environment(recording) -> dict[str, str]:
 
 @pytest.mark.parametrize("sharing", ["time-slicing", "mps", "none"])
 def test_the_service_accepts_every_variable_the_pod_gets(monkeypatch, sharing):
-    recording = render_config({"gpu": {"preset": "rtx-3060", "sharing": sharing}, "credentials": CREDENTIALS}, secret_keys=("credentials",))
+    recording = render_config(
+        {"gpu": {"preset": "rtx-3060", "sharing": sharing}, "credentials": CREDENTIALS}, secret_keys=("credentials",)
+    )
     env = pod_environment(recording)
     # The Secret's keys reach the pod through envFrom; the render masks their values.
-    env.update({"CAT_WATCHER__MQTT__HOST": "mqtt.local", "CAT_WATCHER__MQTT__PORT": "1883",
-                "CAT_WATCHER__MQTT__USERNAME": "cw", "CAT_WATCHER__MQTT__PASSWORD": "pw",
-                "CAT_WATCHER__FRIGATE__URL": "http://frigate:5000", "CAT_WATCHER__FRIGATE__USERNAME": "cw",
-                "CAT_WATCHER__FRIGATE__PASSWORD": "pw2"})
+    env.update(
+        {
+            "CAT_WATCHER__MQTT__HOST": "mqtt.local",
+            "CAT_WATCHER__MQTT__PORT": "1883",
+            "CAT_WATCHER__MQTT__USERNAME": "cw",
+            "CAT_WATCHER__MQTT__PASSWORD": "pw",
+            "CAT_WATCHER__FRIGATE__URL": "http://frigate:5000",
+            "CAT_WATCHER__FRIGATE__USERNAME": "cw",
+            "CAT_WATCHER__FRIGATE__PASSWORD": "pw2",
+        }
+    )
     (secret,) = objects(recording, "Secret")
     assert set(secret["stringData"]) <= set(env)
     assert unknown_variables(env) == []
@@ -56,8 +65,10 @@ def test_probes_and_port_match_the_service():
 
 def test_pascal_gpus_get_the_cuda12_image():
     recording = render_stack("homelab-mixed-nodes")
-    images = {d["metadata"]["name"]: d["spec"]["template"]["spec"]["containers"][0]["image"]
-              for d in objects(recording, "Deployment")}
+    images = {
+        d["metadata"]["name"]: d["spec"]["template"]["spec"]["containers"][0]["image"]
+        for d in objects(recording, "Deployment")
+    }
     assert images == {"cat-watcher-pascal": contract.IMAGE_CUDA12, "cat-watcher-ampere": contract.IMAGE}
 
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import ast
 import inspect
 from pathlib import Path
-from typing import get_args
+from typing import Any, get_args
 
 import pytest
 
+from infra import budget
 from infra.model import SharingMode
 from infra.plan import plan_rollout
 from infra.presets import catalogue
 from infra.sharing import BACKENDS, backend_for
-from infra import budget
 from infra.sharing.base import BaseBackend, SharingBackend
 from infra.stack_config import parse_stack_config
 from tests.conftest import with_cluster
@@ -24,7 +24,7 @@ MODES = list(get_args(SharingMode))
 
 def group(gpu: dict):
     if gpu.get("sharing") == "mig":
-        config = {"nodeGroups": [{"name": "mig", "nodes": ["gpu-node-1"], "gpu": gpu}]}
+        config: dict[str, Any] = {"nodeGroups": [{"name": "mig", "nodes": ["gpu-node-1"], "gpu": gpu}]}
     else:
         config = {"gpu": gpu}
     return plan_rollout(parse_stack_config(with_cluster(config)), catalogue()).groups[0]
@@ -55,7 +55,8 @@ def is_mode_comparison(node: ast.Compare, modes: set[str]) -> bool:
 
 def test_is_mode_comparison_sees_what_it_must():
     def check(source: str) -> bool:
-        return is_mode_comparison(ast.parse(source, mode="eval").body, set(MODES))
+        node = ast.parse(source, mode="eval").body
+        return isinstance(node, ast.Compare) and is_mode_comparison(node, set(MODES))
 
     assert check('sharing == "mps"') and check('"mig" != x') and check('s in ("time-slicing", "mps")')
     assert not check('"mig" in fields') and not check('x == "other"')
@@ -85,7 +86,9 @@ def test_no_module_outside_the_backends_compares_sharing_mode_strings():
     ],
 )
 def test_per_pod_memory_arithmetic(device_mb, reserve_mb, overhead_mb, replicas, requested, preferred, arena, fits):
-    fit = budget.fit("device", device_mb, reserve_mb, overhead_mb, replicas, arena_mb=requested, preferred_arena_mb=preferred)
+    fit = budget.fit(
+        "device", device_mb, reserve_mb, overhead_mb, replicas, arena_mb=requested, preferred_arena_mb=preferred
+    )
     assert (fit.pod.arena_mb, fit.pod.budget_mb, fit.fits) == (arena, arena + overhead_mb, fits)
 
 
@@ -125,7 +128,9 @@ def test_mps_caps_the_client_memory_and_uses_the_mps_section():
 
 
 def test_mig_accepts_its_strategy_labels_the_layout_and_names_the_profile():
-    plan = group({"preset": "a100-40gb", "sharing": "mig", "mig": {"strategy": "mixed", "layout": {"3g.20gb": 1, "1g.5gb": 4}}})
+    plan = group(
+        {"preset": "a100-40gb", "sharing": "mig", "mig": {"strategy": "mixed", "layout": {"3g.20gb": 1, "1g.5gb": 4}}}
+    )
     backend = backend_for("mig")
     assert backend.works_with_mig_strategy("mixed")
     assert not backend_for("mps").works_with_mig_strategy("mixed")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import yaml
 
 from components.sharing_config import content_hash, to_yaml
@@ -19,7 +21,7 @@ def device_plugin_config(group):
 
 def group(gpu: dict):
     if gpu.get("sharing") == "mig":  # MIG layouts are applied to named nodes
-        config = {"nodeGroups": [{"name": "mig", "nodes": ["gpu-node-1"], "gpu": gpu}]}
+        config: dict[str, Any] = {"nodeGroups": [{"name": "mig", "nodes": ["gpu-node-1"], "gpu": gpu}]}
     else:
         config = {"gpu": gpu}
     return plan_rollout(parse_stack_config(with_cluster(config)), catalogue()).groups[0]

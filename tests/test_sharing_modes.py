@@ -35,7 +35,9 @@ def test_mps_uses_the_plugins_mps_block_and_caps_memory_client_side():
     assert config["sharing"]["mps"]["resources"] == [{"name": "nvidia.com/gpu", "replicas": 8}]
     assert "memoryGB" not in yaml.safe_dump(config)
     variables = env(recording)
-    assert variables["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] == f"0={variables['CAT_WATCHER__INFERENCE__GPU_MEMORY_LIMIT']}M"
+    assert (
+        variables["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] == f"0={variables['CAT_WATCHER__INFERENCE__GPU_MEMORY_LIMIT']}M"
+    )
     pod = one(recording, "Deployment")["spec"]["template"]["spec"]
     # The device plugin mounts the MPS pipe and shm itself: no hostPath, no hostIPC.
     assert not any("hostPath" in v for v in pod.get("volumes", [])) and not pod.get("hostIPC")
@@ -45,16 +47,46 @@ def test_mps_uses_the_plugins_mps_block_and_caps_memory_client_side():
     ("gpu", "key", "fragment"),
     [
         ({"preset": "gtx-1070", "sharing": "mps"}, "catwatcher:gpu.sharing", "compute capability >= 7.0"),
-        ({"preset": "rtx-3060", "sharing": "mps", "replicas": 49, "memoryPerPodMb": 200}, "catwatcher:gpu.replicas", "at most 48"),
-        ({"preset": "rtx-3060", "sharing": "mps", "computeCapability": "7.0", "replicas": 17, "memoryPerPodMb": 200},
-         "catwatcher:gpu.replicas", "at most 16"),
-        ({"preset": "a100-40gb", "sharing": "mps", "mig": {"strategy": "mixed"}}, "catwatcher:gpu.mig", "MPS runs on full GPUs only"),
+        (
+            {"preset": "rtx-3060", "sharing": "mps", "replicas": 49, "memoryPerPodMb": 200},
+            "catwatcher:gpu.replicas",
+            "at most 48",
+        ),
+        (
+            {"preset": "rtx-3060", "sharing": "mps", "computeCapability": "7.0", "replicas": 17, "memoryPerPodMb": 200},
+            "catwatcher:gpu.replicas",
+            "at most 16",
+        ),
+        (
+            {"preset": "a100-40gb", "sharing": "mps", "mig": {"strategy": "mixed"}},
+            "catwatcher:gpu.mig",
+            "MPS runs on full GPUs only",
+        ),
         ({"preset": "rtx-3060", "sharing": "mig"}, "catwatcher:gpu.sharing", "does not support MIG"),
-        ({"preset": "a100-40gb", "sharing": "mig", "mig": {"layout": {"1g.10gb": 7}}}, "catwatcher:gpu.mig.layout.1g.10gb", "at most 4"),
-        ({"preset": "a100-40gb", "sharing": "mig", "mig": {"layout": {"1g.6gb": 4}}}, "catwatcher:gpu.mig.layout.1g.6gb", "not a MIG profile"),
-        ({"preset": "a100-40gb", "sharing": "mig", "mig": {"strategy": "mixed", "layout": {"3g.20gb": 2, "1g.5gb": 2}}},
-         "catwatcher:gpu.mig.layout", "does not fit"),
-        ({"preset": "a100-40gb", "sharing": "mig", "mig": {"layout": {"3g.20gb": 1, "1g.5gb": 2}}}, "catwatcher:gpu.mig.strategy", "use mixed"),
+        (
+            {"preset": "a100-40gb", "sharing": "mig", "mig": {"layout": {"1g.10gb": 7}}},
+            "catwatcher:gpu.mig.layout.1g.10gb",
+            "at most 4",
+        ),
+        (
+            {"preset": "a100-40gb", "sharing": "mig", "mig": {"layout": {"1g.6gb": 4}}},
+            "catwatcher:gpu.mig.layout.1g.6gb",
+            "not a MIG profile",
+        ),
+        (
+            {
+                "preset": "a100-40gb",
+                "sharing": "mig",
+                "mig": {"strategy": "mixed", "layout": {"3g.20gb": 2, "1g.5gb": 2}},
+            },
+            "catwatcher:gpu.mig.layout",
+            "does not fit",
+        ),
+        (
+            {"preset": "a100-40gb", "sharing": "mig", "mig": {"layout": {"3g.20gb": 1, "1g.5gb": 2}}},
+            "catwatcher:gpu.mig.strategy",
+            "use mixed",
+        ),
         ({"preset": "rtx-3060", "sharing": "none", "replicas": 4}, "catwatcher:gpu.replicas", "whole GPU"),
     ],
 )
@@ -86,7 +118,10 @@ def test_mig_single_requests_whole_gpus_from_a_mig_layout():
 
 
 def test_mig_needs_named_nodes():
-    with pytest.raises(RenderError, match=r"catwatcher:gpu\.sharing: mig layouts reach a node through its nvidia\.com/mig\.config label"):
+    with pytest.raises(
+        RenderError,
+        match=r"catwatcher:gpu\.sharing: mig layouts reach a node through its nvidia\.com/mig\.config label",
+    ):
         render_config({"gpu": {"preset": "a100-40gb", "sharing": "mig"}})
 
 
@@ -133,10 +168,14 @@ def test_heterogeneous_nodes_get_their_own_config_key_and_workloads():
 
 
 def test_mig_node_group_gets_the_mig_label():
-    recording = render_config({"nodeGroups": [
-        {"name": "a100", "nodes": ["dgx-1"], "gpu": {"preset": "a100-40gb", "sharing": "mig"}},
-        {"name": "consumer", "nodes": ["box-1"], "gpu": {"preset": "rtx-3060"}},
-    ]})
+    recording = render_config(
+        {
+            "nodeGroups": [
+                {"name": "a100", "nodes": ["dgx-1"], "gpu": {"preset": "a100-40gb", "sharing": "mig"}},
+                {"name": "consumer", "nodes": ["box-1"], "gpu": {"preset": "rtx-3060"}},
+            ]
+        }
+    )
     labels = {n["metadata"]["name"]: n["metadata"]["labels"] for n in objects(recording, "Node")}
     layouts = yaml.safe_load(one(recording, "ConfigMap", "cat-watcher-mig-parted-config")["data"][MIG_LAYOUT_KEY])
     assert labels["dgx-1"][MIG_CONFIG_LABEL] in layouts["mig-configs"]
@@ -147,12 +186,27 @@ def test_mig_node_group_gets_the_mig_label():
     ("groups", "key", "fragment"),
     [
         ([{"name": "a", "nodes": [], "gpu": {"preset": "rtx-3060"}}], "catwatcher:nodeGroups[0].nodes", "at least 1"),
-        ([{"name": "a", "nodes": ["n1"], "gpu": {"preset": "rtx-3060"}},
-          {"name": "a", "nodes": ["n2"], "gpu": {"preset": "gtx-1070"}}], "catwatcher:nodeGroups[1].name", "duplicate"),
-        ([{"name": "a", "nodes": ["n1"], "gpu": {"preset": "rtx-3060"}},
-          {"name": "b", "nodes": ["n1"], "gpu": {"preset": "gtx-1070"}}], "catwatcher:nodeGroups[1].nodes", "already in node group"),
-        ([{"name": "a", "nodes": ["n1"], "gpu": {"preset": "rtx-3060"}, "inferenceReplicas": 5}],
-         "catwatcher:nodeGroups[0].inferenceReplicas", "at most 4"),
+        (
+            [
+                {"name": "a", "nodes": ["n1"], "gpu": {"preset": "rtx-3060"}},
+                {"name": "a", "nodes": ["n2"], "gpu": {"preset": "gtx-1070"}},
+            ],
+            "catwatcher:nodeGroups[1].name",
+            "duplicate",
+        ),
+        (
+            [
+                {"name": "a", "nodes": ["n1"], "gpu": {"preset": "rtx-3060"}},
+                {"name": "b", "nodes": ["n1"], "gpu": {"preset": "gtx-1070"}},
+            ],
+            "catwatcher:nodeGroups[1].nodes",
+            "already in node group",
+        ),
+        (
+            [{"name": "a", "nodes": ["n1"], "gpu": {"preset": "rtx-3060"}, "inferenceReplicas": 5}],
+            "catwatcher:nodeGroups[0].inferenceReplicas",
+            "at most 4",
+        ),
     ],
 )
 def test_bad_node_groups_are_refused(groups, key, fragment):
@@ -202,5 +256,7 @@ def test_node_labels_wait_for_the_configs_they_name():
 
     nodes = {n["id"]: n for n in graph(render_stack("h100-mig-mixed"))["resources"]}
     patch = nodes["kubernetes:core/v1:NodePatch::sharing-node-hgx-h100-1"]
-    assert {"kubernetes:core/v1:ConfigMap::sharing-device-plugin",
-            "kubernetes:core/v1:ConfigMap::sharing-mig-parted"} <= set(patch["dependencies"])
+    assert {
+        "kubernetes:core/v1:ConfigMap::sharing-device-plugin",
+        "kubernetes:core/v1:ConfigMap::sharing-mig-parted",
+    } <= set(patch["dependencies"])

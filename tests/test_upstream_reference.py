@@ -55,7 +55,10 @@ def test_reference_mig_layouts_fit_our_presets(reference):
                 ids = {device_filter} if isinstance(device_filter, str) else set(device_filter)
                 candidates = [p for p in presets if devices and ids & set(p.mig.pci_device_ids)]
                 for preset in candidates:
-                    assert set(devices) <= set(preset.mig.profiles) or any("+" in d for d in devices), (name, preset.key)
+                    assert set(devices) <= set(preset.mig.profiles) or any("+" in d for d in devices), (
+                        name,
+                        preset.key,
+                    )
                 candidates = [p for p in candidates if set(devices) <= set(p.mig.profiles)]
             else:
                 candidates = [p for p in presets if devices and set(devices) <= set(p.mig.profiles)]

@@ -52,7 +52,8 @@ def test_actionlint_accepts_the_workflow():
 def test_actionlint_catches_secrets_in_a_job_condition(tmp_path):
     """Why the gate job exists: `secrets` is not available in a job's `if`."""
     broken = WORKFLOW.read_text().replace(
-        "if: needs.gate.outputs.preview == 'true' && ", "if: secrets.KUBECONFIG != '' && ")
+        "if: needs.gate.outputs.preview == 'true' && ", "if: secrets.KUBECONFIG != '' && "
+    )
     assert broken != WORKFLOW.read_text()
     path = tmp_path / ".github" / "workflows" / "preview.yml"
     path.parent.mkdir(parents=True)
@@ -114,8 +115,17 @@ def test_live_preview_needs_the_secrets_a_non_fork_pr_and_a_self_hosted_runner(w
     assert job["strategy"]["matrix"]["stack"] == "${{ fromJSON(needs.gate.outputs.stacks) }}"
     action = next(s for s in steps(job) if s.get("uses", "").startswith("pulumi/actions@"))
     assert action["uses"] == "pulumi/actions@v7"
-    assert action["with"] | {"command": "preview", "diff": True, "comment-on-pr": True, "edit-pr-comment": True,
-                             "stack-name": "${{ matrix.stack }}"} == action["with"]
+    assert (
+        action["with"]
+        | {
+            "command": "preview",
+            "diff": True,
+            "comment-on-pr": True,
+            "edit-pr-comment": True,
+            "stack-name": "${{ matrix.stack }}",
+        }
+        == action["with"]
+    )
     assert action["with"]["cloud-url"] == "${{ secrets.PULUMI_BACKEND_URL }}"
     assert action["with"]["github-token"] == "${{ secrets.GITHUB_TOKEN }}"
     # The kubeconfig never outlives the job on a persistent runner.
@@ -153,9 +163,26 @@ def test_gate_previews_the_stacks_whose_render_changes(workflow, tmp_path, previ
     work = tmp_path / "work"
     work.mkdir()
     output = tmp_path / "out"
-    subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=work, check=True,
-                   env={"PATH": f"{bin_dir}:/usr/bin:/bin", "GITHUB_OUTPUT": str(output), "RUNNER_TEMP": str(tmp_path),
-                        "PREVIEW": preview, "PREVIEW_STACKS": preview_stacks, "BASE_REF": "main"})
+    subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=work,
+        check=True,
+        env={
+            "PATH": f"{bin_dir}:/usr/bin:/bin",
+            "GITHUB_OUTPUT": str(output),
+            "RUNNER_TEMP": str(tmp_path),
+            "PREVIEW": preview,
+            "PREVIEW_STACKS": preview_stacks,
+            "BASE_REF": "main",
+        },
+    )
     assert yaml.safe_load(output.read_text().removeprefix("stacks=")) == expected
     if preview == "true":
-        assert (work / "diff-args").read_text().split() == ["diff", "--all", "--git-base", "origin/main", "--format", "names"]
+        assert (work / "diff-args").read_text().split() == [
+            "diff",
+            "--all",
+            "--git-base",
+            "origin/main",
+            "--format",
+            "names",
+        ]

@@ -138,16 +138,34 @@ def memory_conflicts(request: GroupRequest, devices: DeviceSharing, fit: budget.
     arena = max(pod.arena_mb, 1)  # a derived arena that came out empty: at least something
     budget_mb = arena + pod.overhead_mb
     usable = fit.device_mb - fit.reserve_mb
-    summary = budget.fit(fit.device, fit.device_mb, fit.reserve_mb, pod.overhead_mb, fit.pods, arena_mb=arena).arithmetic()
+    summary = budget.fit(
+        fit.device, fit.device_mb, fit.reserve_mb, pod.overhead_mb, fit.pods, arena_mb=arena
+    ).arithmetic()
     summary += f" of the {fit.device}"
     replicas_key = ("mig", "timeSlicingReplicas") if devices.mig is not None else ("replicas",)
     replicas_set = (devices.mig.time_slicing_replicas if devices.mig is not None else spec.replicas) is not None
     candidates = [
-        (spec.memory_per_pod_mb is not None, ("memoryPerPodMb",), f"at most {max(fit.largest_arena_mb, 0)} MiB arena per pod"),
+        (
+            spec.memory_per_pod_mb is not None,
+            ("memoryPerPodMb",),
+            f"at most {max(fit.largest_arena_mb, 0)} MiB arena per pod",
+        ),
         (replicas_set, replicas_key, f"at most {max(usable // budget_mb, 0)} pods per device"),
-        (spec.reserve_mb is not None, ("reserveMb",), f"at most {max(fit.device_mb - fit.pods * budget_mb, 0)} MiB reserve"),
-        (spec.vram_mb is not None and devices.device_mb is None, ("vramMb",), f"at least {fit.pods * budget_mb + fit.reserve_mb} MiB"),
-        (spec.overhead_mb is not None, ("overheadMb",), f"at most {max(usable // max(fit.pods, 1) - arena, 0)} MiB overhead"),
+        (
+            spec.reserve_mb is not None,
+            ("reserveMb",),
+            f"at most {max(fit.device_mb - fit.pods * budget_mb, 0)} MiB reserve",
+        ),
+        (
+            spec.vram_mb is not None and devices.device_mb is None,
+            ("vramMb",),
+            f"at least {fit.pods * budget_mb + fit.reserve_mb} MiB",
+        ),
+        (
+            spec.overhead_mb is not None,
+            ("overheadMb",),
+            f"at most {max(usable // max(fit.pods, 1) - arena, 0)} MiB overhead",
+        ),
     ]
     chosen = [(key, advice) for is_set, key, advice in candidates if is_set]
     if not chosen:  # nothing the user set conflicts: the preset itself cannot share this way
@@ -241,8 +259,13 @@ class BaseBackend:
         device_mb = devices.device_mb if devices.device_mb is not None else gpu.vram_mb
         replicas = devices.replicas_per_device
         fit = budget.fit(
-            self.device_noun(gpu, devices), device_mb, gpu.reserve_mb, gpu.overhead_mb, replicas,
-            arena_mb=spec.memory_per_pod_mb, preferred_arena_mb=self.preferred_memory_mb(gpu),
+            self.device_noun(gpu, devices),
+            device_mb,
+            gpu.reserve_mb,
+            gpu.overhead_mb,
+            replicas,
+            arena_mb=spec.memory_per_pod_mb,
+            preferred_arena_mb=self.preferred_memory_mb(gpu),
         )
         if not fit.fits:
             for path, message in memory_conflicts(request, devices, fit):

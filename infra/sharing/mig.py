@@ -44,7 +44,9 @@ class Mig(BaseBackend):
                 (*request.path, "replicas"),
                 "with sharing: mig the layout sets the pod count; use mig.timeSlicingReplicas to share MIG devices",
             )
-        devices_per_gpu = sum(mig.layout.values()) if mig.strategy == "single" else mig.layout[mig.workload_profile.name]
+        devices_per_gpu = (
+            sum(mig.layout.values()) if mig.strategy == "single" else mig.layout[mig.workload_profile.name]
+        )
         return DeviceSharing(
             replicas_per_device=mig.time_slicing_replicas or 1,
             devices_per_gpu=devices_per_gpu,
@@ -98,9 +100,12 @@ def mixed_strategy_conflicts(groups: Sequence[NodeGroupPlan]) -> list[tuple[str,
     if mixed is None:
         return []
     return [
-        (group.name, f"MPS cannot run in a cluster with the mixed MIG strategy (node group {mixed.name}): the operator "
-                     "applies one MIG strategy to every node's device plugin, which refuses mixed with MPS; use "
-                     "time-slicing here, or the single MIG strategy there")
+        (
+            group.name,
+            f"MPS cannot run in a cluster with the mixed MIG strategy (node group {mixed.name}): the operator "
+            "applies one MIG strategy to every node's device plugin, which refuses mixed with MPS; use "
+            "time-slicing here, or the single MIG strategy there",
+        )
         for group in groups
         if group.sharing == "mps"
     ]
@@ -138,9 +143,13 @@ def plan_mig(request: GroupRequest, problems: Problems) -> MigPlan | None:
     for profile, count in layout.items():
         known = gpu.mig.profiles.get(profile)
         if known is None:
-            problems.add((*mig_path, "layout", profile), f"not a MIG profile of {gpu.key}; valid: {', '.join(gpu.mig.profiles)}")
+            problems.add(
+                (*mig_path, "layout", profile), f"not a MIG profile of {gpu.key}; valid: {', '.join(gpu.mig.profiles)}"
+            )
         elif count > known.max_count:
-            problems.add((*mig_path, "layout", profile), f"{gpu.key} fits at most {known.max_count} x {profile}; got {count}")
+            problems.add(
+                (*mig_path, "layout", profile), f"{gpu.key} fits at most {known.max_count} x {profile}; got {count}"
+            )
     if len(problems.items) > before:
         return None
     profiles = [gpu.mig.profiles[p] for p in layout]
@@ -153,13 +162,21 @@ def plan_mig(request: GroupRequest, problems: Problems) -> MigPlan | None:
             f"{memory}/{gpu.mig.memory_slices} memory slices",
         )
     if strategy == "single" and len(layout) > 1:
-        problems.add((*mig_path, "strategy"), f"single needs one profile in the layout (got {', '.join(layout)}); use mixed")
-    workload_name = (mig_spec.workload_profile if mig_spec else None) or min(profiles, key=lambda p: (p.memory_mb, p.name)).name
+        problems.add(
+            (*mig_path, "strategy"), f"single needs one profile in the layout (got {', '.join(layout)}); use mixed"
+        )
+    workload_name = (mig_spec.workload_profile if mig_spec else None) or min(
+        profiles, key=lambda p: (p.memory_mb, p.name)
+    ).name
     if workload_name not in layout:
-        problems.add((*mig_path, "workloadProfile"), f"'{workload_name}' is not in the layout; valid: {', '.join(layout)}")
+        problems.add(
+            (*mig_path, "workloadProfile"), f"'{workload_name}' is not in the layout; valid: {', '.join(layout)}"
+        )
     ts_replicas = mig_spec.time_slicing_replicas if mig_spec else None
     if ts_replicas is not None and ts_replicas < 2:
-        problems.add((*mig_path, "timeSlicingReplicas"), f"must be >= 2 (the device plugin refuses 1); got {ts_replicas}")
+        problems.add(
+            (*mig_path, "timeSlicingReplicas"), f"must be >= 2 (the device plugin refuses 1); got {ts_replicas}"
+        )
     if len(problems.items) > before:
         return None
     return MigPlan(

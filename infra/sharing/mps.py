@@ -19,7 +19,8 @@ class Mps(TimeSlicing):
         if request.spec.mig is not None:
             problems.add(
                 (*request.path, "mig"),
-                "MPS runs on full GPUs only: the device plugin rejects MPS on MIG devices and with the mixed MIG strategy",
+                "MPS runs on full GPUs only: the device plugin rejects "
+                "MPS on MIG devices and with the mixed MIG strategy",
             )
 
     def check_replicas(self, request: GroupRequest, replicas: int, problems: Problems) -> None:
@@ -27,12 +28,14 @@ class Mps(TimeSlicing):
         if not gpu.mps_capable:
             problems.add(
                 (*request.path, "sharing"),
-                f"mps needs compute capability >= 7.0 (Volta or newer); {gpu.key} has {gpu.compute_capability}: use time-slicing",
+                "mps needs compute capability >= 7.0 (Volta or newer); "
+                f"{gpu.key} has {gpu.compute_capability}: use time-slicing",
             )
         elif replicas > gpu.mps_max_replicas:
             problems.add(
                 (*request.path, "replicas"),
-                f"MPS allows at most {gpu.mps_max_replicas} clients per GPU on compute capability {gpu.compute_capability}; got {replicas}",
+                f"MPS allows at most {gpu.mps_max_replicas} clients per GPU on "
+                f"compute capability {gpu.compute_capability}; got {replicas}",
             )
 
     def pod_env(self, group: NodeGroupPlan) -> list[dict[str, str]]:

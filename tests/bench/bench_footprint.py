@@ -45,13 +45,20 @@ session.run(None, feed)
 first = rss_mib()
 session.run(None, feed)
 second = rss_mib()
-print(json.dumps({"session": loaded - before, "first_run": first - loaded, "second_run": second - first, "total": second - before}))
+print(json.dumps({
+    "session": loaded - before, "first_run": first - loaded, "second_run": second - first, "total": second - before
+}))
 """
 
 
 def measure(path: Path, batch: int, size: int) -> dict[str, float]:
-    result = subprocess.run([sys.executable, "-c", MEASURE, str(path), str(batch), str(size)],
-                            capture_output=True, text=True, check=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", MEASURE, str(path), str(batch), str(size)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -61,14 +68,20 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="catwatcher-footprint-") as folder:
         paths = write_models(Path(folder))
-        cases = [("detector", paths["detector"], 1, 640)] + [("identifier", paths["identifier"], b, 224) for b in args.batches]
-        print(f"{'model':<11} {'batch':>5} {'weights':>8} {'peak act':>9} {'estimate':>9} {'ORT CPU total':>14} {'1st run':>8} {'2nd run':>8}")
+        cases = [("detector", paths["detector"], 1, 640)] + [
+            ("identifier", paths["identifier"], b, 224) for b in args.batches
+        ]
+        print(
+            f"{'model':<11} {'batch':>5} {'weights':>8} {'peak act':>9} "
+            f"{'estimate':>9} {'ORT CPU total':>14} {'1st run':>8} {'2nd run':>8}"
+        )
         for name, path, batch, size in cases:
             footprint = model_footprint(path, batch, None)
             measured = measure(path, batch, size)
             print(
                 f"{name:<11} {batch:>5} {footprint.weights_mb:>8.1f} {footprint.peak_activation_mb:>9.1f} "
-                f"{footprint.arena_mb:>9} {measured['total']:>14.1f} {measured['first_run']:>8.1f} {measured['second_run']:>8.1f}"
+                f"{footprint.arena_mb:>9} {measured['total']:>14.1f} "
+                f"{measured['first_run']:>8.1f} {measured['second_run']:>8.1f}"
             )
         print("MiB. estimate = weights + 2 x peak activations + 64 MiB workspace allowance, rounded up to 64.")
 

@@ -40,11 +40,19 @@ def main() -> None:
     start = time.perf_counter()
     renders = {stack: render_of(run_program(ROOT, stack)) for stack in stacks}
     render_ms = (time.perf_counter() - start) * 1000
-    pairs = list(zip(stacks, stacks[1:] + stacks[:1]))  # each stack against the next: real differences
+    pairs = list(zip(stacks, stacks[1:] + stacks[:1], strict=True))  # each stack against the next: real differences
     impact_total = objects_total = 0.0
     for base, head in pairs:
-        impact_ms = median_ms(lambda: format_impact_markdown(head, gpu_impact(renders[base], renders[head])), args.repeat)
-        objects_ms = median_ms(lambda: format_markdown([StackDiff(head, diff_renders(head, renders[base], renders[head]).changes)]), args.repeat)
+        impact_ms = median_ms(
+            lambda base=base, head=head: format_impact_markdown(head, gpu_impact(renders[base], renders[head])),
+            args.repeat,
+        )
+        objects_ms = median_ms(
+            lambda base=base, head=head: format_markdown(
+                [StackDiff(head, diff_renders(head, renders[base], renders[head]).changes)]
+            ),
+            args.repeat,
+        )
         impact_total += impact_ms
         objects_total += objects_ms
         print(f"{base:>22} -> {head:<22} impact {impact_ms:7.2f} ms   object diff (incl. impact) {objects_ms:7.2f} ms")
@@ -54,8 +62,10 @@ def main() -> None:
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     print(f"rendering {len(stacks)} stacks: {render_ms:.0f} ms")
-    print(f"GPU impact over {len(pairs)} pairs: {impact_total:.1f} ms (peak {peak / 1024:.0f} KiB); "
-          f"object diff: {objects_total:.1f} ms")
+    print(
+        f"GPU impact over {len(pairs)} pairs: {impact_total:.1f} ms (peak {peak / 1024:.0f} KiB); "
+        f"object diff: {objects_total:.1f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ def main() -> None:
         run_program(root, stack)
     for _ in range(args.rounds):
         for name, wrapper in variants.items():
-            offline.RecordingMonitor._on_thread_loop = wrapper
+            offline.RecordingMonitor._on_thread_loop = wrapper  # type: ignore[method-assign]
             for stack in args.stacks:
                 _opened.clear()
                 start = time.perf_counter()
@@ -58,10 +58,12 @@ def main() -> None:
                 timings[name].append(time.perf_counter() - start)
                 left_open[name] += sum(1 for ref in _opened if (loop := ref()) is not None and not loop.is_closed())
         renders += len(args.stacks)
-    offline.RecordingMonitor._on_thread_loop = shipped
+    offline.RecordingMonitor._on_thread_loop = shipped  # type: ignore[method-assign]
     for name in variants:
-        print(f"{name}: median {statistics.median(timings[name]) * 1000:.0f} ms per render, "
-              f"{left_open[name] / renders:.1f} event loops left open per render ({renders} renders)")
+        print(
+            f"{name}: median {statistics.median(timings[name]) * 1000:.0f} ms per render, "
+            f"{left_open[name] / renders:.1f} event loops left open per render ({renders} renders)"
+        )
     ratio = statistics.median(timings["closed loops (shipped)"]) / statistics.median(timings["SDK default"])
     print(f"closed/default time ratio: {ratio:.2f}")
 

@@ -41,7 +41,6 @@ from PIL import Image
 
 from inference.contract import DETECT_PATH, ENV_PREFIX, READY_PATH
 from inference.engine import CatWatcherEngine
-from inference.imaging import letterbox_geometry
 from inference.modelgen import write_models
 from inference.postprocess import decode_detections, pairwise_iou
 from inference.quantize import quantize_model
@@ -71,19 +70,23 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(detector: Path, port: int, identifier: Path | None = None, inference: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def start_server(
+    detector: Path, port: int, identifier: Path | None = None, inference: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """`catwatcher-inference serve` on 127.0.0.1:`port`, CPU only; returns once it is ready.
 
     `inference` adds CAT_WATCHER__INFERENCE__<NAME> settings (e.g. {"MAX_BATCH": "4"}).
     """
     env = {name: value for name, value in os.environ.items() if not name.upper().startswith(ENV_PREFIX)}
-    env.update({
-        f"{ENV_PREFIX}SERVER__HOST": "127.0.0.1",
-        f"{ENV_PREFIX}SERVER__PORT": str(port),
-        f"{ENV_PREFIX}SERVER__LOG_LEVEL": "warning",
-        f"{ENV_PREFIX}INFERENCE__DEVICE": "cpu",
-        f"{ENV_PREFIX}INFERENCE__DETECTOR_MODEL_PATH": str(detector),
-    })
+    env.update(
+        {
+            f"{ENV_PREFIX}SERVER__HOST": "127.0.0.1",
+            f"{ENV_PREFIX}SERVER__PORT": str(port),
+            f"{ENV_PREFIX}SERVER__LOG_LEVEL": "warning",
+            f"{ENV_PREFIX}INFERENCE__DEVICE": "cpu",
+            f"{ENV_PREFIX}INFERENCE__DETECTOR_MODEL_PATH": str(detector),
+        }
+    )
     if identifier is not None:
         env[f"{ENV_PREFIX}INFERENCE__IDENTIFIER_MODEL_PATH"] = str(identifier)
     env.update({f"{ENV_PREFIX}INFERENCE__{name}": value for name, value in (inference or {}).items()})
@@ -113,7 +116,9 @@ def raw_block(session: ort.InferenceSession, feeds: dict[str, np.ndarray], runs:
     return time.perf_counter() - start, latencies
 
 
-def service_block(port: int, body: bytes, requests: int, clients: int) -> tuple[float, list[float], list[dict[str, float]]]:
+def service_block(
+    port: int, body: bytes, requests: int, clients: int
+) -> tuple[float, list[float], list[dict[str, float]]]:
     """`requests` POSTs split over `clients` keep-alive connections; returns wall time, latencies, server timings."""
     latencies: list[float] = []
     timings: list[dict[str, float]] = []
@@ -162,7 +167,10 @@ def conv_gflops(path: Path) -> float:
     """2 x multiply-accumulates of every Conv and Gemm at batch 1, from inferred shapes."""
     model = onnx.load(path)
     inferred = shape_inference.infer_shapes(model)
-    shapes = {v.name: [d.dim_value if d.HasField("dim_value") else 1 for d in v.type.tensor_type.shape.dim] for v in [*inferred.graph.value_info, *inferred.graph.output]}
+    shapes = {
+        v.name: [d.dim_value if d.HasField("dim_value") else 1 for d in v.type.tensor_type.shape.dim]
+        for v in [*inferred.graph.value_info, *inferred.graph.output]
+    }
     weights = {t.name: list(t.dims) for t in model.graph.initializer}
     macs = 0
     for node in model.graph.node:
@@ -176,7 +184,11 @@ def conv_gflops(path: Path) -> float:
 
 def cpu_flags() -> str:
     try:
-        flags = set(next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split(":", 1)[1].split())
+        flags = set(
+            next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+            .split(":", 1)[1]
+            .split()
+        )
     except (OSError, StopIteration):
         return "unknown"
     wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
@@ -185,7 +197,10 @@ def cpu_flags() -> str:
 
 def thread_settings(settings: InferenceSettings) -> str:
     intra = settings.intra_op_threads or f"0 (onnxruntime: one per physical core, {physical_cores()} here)"
-    return f"intra_op_threads {intra}, inter_op_threads {settings.inter_op_threads}, spinning off, max_concurrent_runs {settings.max_concurrent_runs}"
+    return (
+        f"intra_op_threads {intra}, inter_op_threads {settings.inter_op_threads}, "
+        f"spinning off, max_concurrent_runs {settings.max_concurrent_runs}"
+    )
 
 
 def physical_cores() -> int:
@@ -229,7 +244,9 @@ def anchor_agreement(reference: np.ndarray, candidate: np.ndarray, top: int = 10
     return ious.tolist(), np.abs(scores[anchors] - candidate[0][4:][:, anchors].max(axis=0)).tolist()
 
 
-def detections_kept(reference: np.ndarray, candidate: np.ndarray, presence: float, confidence: float, top: int = 20) -> tuple[int, int]:
+def detections_kept(
+    reference: np.ndarray, candidate: np.ndarray, presence: float, confidence: float, top: int = 20
+) -> tuple[int, int]:
     """How many of the reference's detections (service NMS, `top` best) the candidate reports
     with IoU >= 0.5, and how many there were."""
     decode = lambda output: decode_detections(output, presence, confidence, 0.45, top)  # noqa: E731
@@ -244,10 +261,17 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=30, help="requests (and raw runs) per block")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--frames", type=int, default=16, help="frames per block in the batching and int8 comparisons")
-    parser.add_argument("--intra-op-threads", type=int, default=0, help="for the server and the raw session alike (0: onnxruntime decides)")
+    parser.add_argument(
+        "--intra-op-threads",
+        type=int,
+        default=0,
+        help="for the server and the raw session alike (0: onnxruntime decides)",
+    )
     parser.add_argument("--skip-batching", action="store_true")
     parser.add_argument("--skip-int8", action="store_true")
-    parser.add_argument("--model-dir", type=Path, default=None, help="directory with detector.onnx (default: make placeholders)")
+    parser.add_argument(
+        "--model-dir", type=Path, default=None, help="directory with detector.onnx (default: make placeholders)"
+    )
     arguments = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -257,12 +281,23 @@ def main() -> None:
         detector = model_dir / "detector.onnx"
         body = camera_frame()
         threads = {"INTRA_OP_THREADS": str(arguments.intra_op_threads)}
-        settings = InferenceSettings(device="cpu", detector_model_path=detector, intra_op_threads=arguments.intra_op_threads)
+        settings = InferenceSettings(
+            device="cpu", detector_model_path=detector, intra_op_threads=arguments.intra_op_threads
+        )
 
-        print(f"cpu: {os.cpu_count()} logical / {physical_cores()} physical cores, {platform.processor() or platform.machine()}; int8 features: {cpu_flags()}")
-        print(f"onnxruntime {ort.__version__} (CPU provider), numpy {np.__version__}, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        print(
+            f"cpu: {os.cpu_count()} logical / {physical_cores()} physical cores, "
+            f"{platform.processor() or platform.machine()}; int8 features: {cpu_flags()}"
+        )
+        print(
+            f"onnxruntime {ort.__version__} (CPU provider), numpy {np.__version__}, "
+            f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+        )
         print(f"threads: {thread_settings(settings)}")
-        print(f"detector: {detector.name}, {conv_gflops(detector):.2f} GFLOPs per 640x640 frame; image 1280x720 JPEG {len(body) / 1024:.0f} KiB")
+        print(
+            f"detector: {detector.name}, {conv_gflops(detector):.2f} GFLOPs "
+            f"per 640x640 frame; image 1280x720 JPEG {len(body) / 1024:.0f} KiB"
+        )
 
         # Same preprocessing code and session options as the service.
         engine = CatWatcherEngine.load(settings)
@@ -300,16 +335,34 @@ def main() -> None:
             server.wait(timeout=30)
 
         total = arguments.requests * arguments.rounds
-        print(f"\n== service vs raw session.run: {arguments.rounds} interleaved rounds of {arguments.requests} (raw, 1 client, 2 clients); {total} a side")
-        print(f"raw session.run: {np.median(throughput['raw']):.2f} runs/s (median of rounds), {percentiles(raw_latencies)}")
+        print(
+            f"\n== service vs raw session.run: {arguments.rounds} interleaved rounds "
+            f"of {arguments.requests} (raw, 1 client, 2 clients); {total} a side"
+        )
+        print(
+            f"raw session.run: {np.median(throughput['raw']):.2f} "
+            f"runs/s (median of rounds), {percentiles(raw_latencies)}"
+        )
         ratios: dict[int, list[float]] = {}
         for clients in (1, 2):
             name = f"{clients} client" + ("s" if clients > 1 else "")
-            ratios[clients] = [service_rate / raw_rate for service_rate, raw_rate in zip(throughput[name], throughput["raw"], strict=True)]
+            ratios[clients] = [
+                service_rate / raw_rate
+                for service_rate, raw_rate in zip(throughput[name], throughput["raw"], strict=True)
+            ]
             timings = server_timings[clients]
-            decode, preprocess, detect, handled = (float(np.mean([t[key] for t in timings])) for key in ("decode", "preprocess", "detect", "total"))
-            print(f"service, {name}: {np.median(throughput[name]):.2f} req/s, {percentiles(latencies[clients])}; ratio {spread(ratios[clients])}")
-            print(f"  server-side per request: decode {decode:.2f} ms, preprocess {preprocess:.2f} ms, detect {detect:.1f} ms, other {handled - decode - preprocess - detect:.1f} ms; {handled:.1f} ms handled")
+            decode, preprocess, detect, handled = (
+                float(np.mean([t[key] for t in timings])) for key in ("decode", "preprocess", "detect", "total")
+            )
+            print(
+                f"service, {name}: {np.median(throughput[name]):.2f} req/s, "
+                f"{percentiles(latencies[clients])}; ratio {spread(ratios[clients])}"
+            )
+            print(
+                f"  server-side per request: decode {decode:.2f} ms, preprocess "
+                f"{preprocess:.2f} ms, detect {detect:.1f} ms, other "
+                f"{handled - decode - preprocess - detect:.1f} ms; {handled:.1f} ms handled"
+            )
 
         if not arguments.skip_batching:
             batching(arguments, detector, model_dir, settings, tensor, body)
@@ -320,7 +373,14 @@ def main() -> None:
     print(f"service/raw throughput ratio: {np.median(ratios[2]):.2f}")
 
 
-def batching(arguments: argparse.Namespace, detector: Path, model_dir: Path, settings: InferenceSettings, tensor: np.ndarray, body: bytes) -> None:
+def batching(
+    arguments: argparse.Namespace,
+    detector: Path,
+    model_dir: Path,
+    settings: InferenceSettings,
+    tensor: np.ndarray,
+    body: bytes,
+) -> None:
     session = ort.InferenceSession(str(detector), sess_options=session_options(settings), providers=[CPU_PROVIDER])
     frames = arguments.frames
 
@@ -331,14 +391,28 @@ def batching(arguments: argparse.Namespace, detector: Path, model_dir: Path, set
         return lambda: runs * batch / raw_block(session, feeds, runs)[0]
 
     rates = interleaved(arguments.rounds, {f"batch {batch}": raw(batch) for batch in (1, 2, 4)})
-    print(f"\n== micro-batching: session.run frames/s by batch size ({arguments.rounds} interleaved rounds of {frames} frames)")
+    print(
+        "\n== micro-batching: session.run frames/s by batch size "
+        f"({arguments.rounds} interleaved rounds of {frames} frames)"
+    )
     for batch in (1, 2, 4):
         per_round = [rate / base for rate, base in zip(rates[f"batch {batch}"], rates["batch 1"], strict=True)]
         print(f"batch {batch}: {np.median(rates[f'batch {batch}']):.2f} frames/s; vs batch 1 {spread(per_round)}")
 
     clients = 8
     ports = {batch: free_port() for batch in (1, 4)}
-    servers = {batch: start_server(detector, ports[batch], inference={"MAX_BATCH": str(batch), "MAX_BATCH_WAIT_MS": "2", "INTRA_OP_THREADS": str(arguments.intra_op_threads)}) for batch in ports}
+    servers = {
+        batch: start_server(
+            detector,
+            ports[batch],
+            inference={
+                "MAX_BATCH": str(batch),
+                "MAX_BATCH_WAIT_MS": "2",
+                "INTRA_OP_THREADS": str(arguments.intra_op_threads),
+            },
+        )
+        for batch in ports
+    }
     try:
         for batch in ports:
             service_block(ports[batch], body, 8, clients)
@@ -352,7 +426,10 @@ def batching(arguments: argparse.Namespace, detector: Path, model_dir: Path, set
             server.terminate()
             server.wait(timeout=30)
     per_round = [rate / base for rate, base in zip(rates["max_batch 4"], rates["max_batch 1"], strict=True)]
-    print(f"service, {clients} clients: max_batch 1 {np.median(rates['max_batch 1']):.2f} req/s, max_batch 4 (wait 2 ms) {np.median(rates['max_batch 4']):.2f} req/s; ratio {spread(per_round)}")
+    print(
+        f"service, {clients} clients: max_batch 1 {np.median(rates['max_batch 1']):.2f} req/s, "
+        f"max_batch 4 (wait 2 ms) {np.median(rates['max_batch 4']):.2f} req/s; ratio {spread(per_round)}"
+    )
 
 
 def int8(arguments: argparse.Namespace, detector: Path, model_dir: Path, settings: InferenceSettings) -> None:
@@ -364,7 +441,10 @@ def int8(arguments: argparse.Namespace, detector: Path, model_dir: Path, setting
     began = time.perf_counter()
     report = quantize_model(detector, calibration, quantized)
     quantize_seconds = time.perf_counter() - began
-    sessions = {name: ort.InferenceSession(str(path), sess_options=session_options(settings), providers=[CPU_PROVIDER]) for name, path in (("fp32", detector), ("int8", quantized))}
+    sessions = {
+        name: ort.InferenceSession(str(path), sess_options=session_options(settings), providers=[CPU_PROVIDER])
+        for name, path in (("fp32", detector), ("int8", quantized))
+    }
 
     # Frames like the calibration ones but not among them.
     engine = CatWatcherEngine.load(settings)
@@ -374,7 +454,11 @@ def int8(arguments: argparse.Namespace, detector: Path, model_dir: Path, setting
     score_errors: list[float] = []
     kept = total = 0
     # The placeholder's scores are all faint and nearly tied; a trained model uses the service's.
-    thresholds = (FAINT_PRESENCE, FAINT_CONFIDENCE) if arguments.model_dir is None else (settings.presence_threshold, settings.confidence_threshold)
+    thresholds = (
+        (FAINT_PRESENCE, FAINT_CONFIDENCE)
+        if arguments.model_dir is None
+        else (settings.presence_threshold, settings.confidence_threshold)
+    )
     for tensor in tensors:
         reference, candidate = (sessions[name].run(None, {"images": tensor})[0] for name in ("fp32", "int8"))
         frame_ious, frame_errors = anchor_agreement(reference, candidate)
@@ -392,13 +476,22 @@ def int8(arguments: argparse.Namespace, detector: Path, model_dir: Path, setting
 
     rates = interleaved(arguments.rounds, {name: block(name) for name in sessions})
     per_round = [rate / base for rate, base in zip(rates["int8"], rates["fp32"], strict=True)]
-    print(f"\n== int8 ({report.frames} calibration frames, {quantize_seconds:.0f} s to quantise; {report.float_nodes} post-processing nodes in float), {arguments.rounds} interleaved rounds of {arguments.frames} frames")
-    print(f"fp32: {np.median(rates['fp32']):.2f} frames/s, int8: {np.median(rates['int8']):.2f} frames/s; int8/fp32 {spread(per_round)}")
     print(
-        f"agreement on {len(tensors)} unseen frames, fp32's 100 best anchors each: box IoU median {np.median(ious):.3f}, min {min(ious):.3f}; "
+        f"\n== int8 ({report.frames} calibration frames, {quantize_seconds:.0f} "
+        f"s to quantise; {report.float_nodes} post-processing nodes in float), "
+        f"{arguments.rounds} interleaved rounds of {arguments.frames} frames"
+    )
+    print(
+        f"fp32: {np.median(rates['fp32']):.2f} frames/s, int8: "
+        f"{np.median(rates['int8']):.2f} frames/s; int8/fp32 {spread(per_round)}"
+    )
+    print(
+        f"agreement on {len(tensors)} unseen frames, fp32's 100 best anchors "
+        f"each: box IoU median {np.median(ious):.3f}, min {min(ious):.3f}; "
         f"score error median {np.median(score_errors):.5f}, max {max(score_errors):.5f}; "
         f"fp32 detections (NMS, top 20) found by int8 at IoU >= 0.5: {kept}/{total}"
     )
+
 
 if __name__ == "__main__":
     main()

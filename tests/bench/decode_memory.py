@@ -64,7 +64,14 @@ print(status("VmHWM") - before, header.decoded_bytes, len(data))
 
 def measure(expression: str) -> dict[str, int]:
     code = CHILD.format(support=str(HERE.parent / "inference"), expression=expression)
-    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True, env={**os.environ, "MALLOC_ARENA_MAX": "2"})
+    completed = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        env={**os.environ, "MALLOC_ARENA_MAX": "2"},
+    )
     peak, estimated, size = map(int, completed.stdout.split())
     return {"measured_bytes": peak, "estimated_bytes": estimated, "file_bytes": size}
 
@@ -80,7 +87,10 @@ def main() -> int:
         return 0
     print(f"{'image':38} {'file':>10} {'measured peak':>14} {'estimate':>10}")
     for name, result in results.items():
-        print(f"{name:38} {result['file_bytes']:>10} {result['measured_bytes'] / 2**20:>10.0f} MiB {result['estimated_bytes'] / 2**20:>6.0f} MiB")
+        print(
+            f"{name:38} {result['file_bytes']:>10} {result['measured_bytes'] / 2**20:>10.0f} "
+            f"MiB {result['estimated_bytes'] / 2**20:>6.0f} MiB"
+        )
     return 0
 
 

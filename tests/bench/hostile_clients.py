@@ -25,10 +25,10 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "inference"))
-from inference_support import encode, free_port, photo_like, serve_process, wait_until  # noqa: E402
+from inference_support import encode, free_port, photo_like, serve_process, wait_until
 
-from inference.contract import DETECT_PATH, ENV_PREFIX, HEALTH_PATH  # noqa: E402
-from inference.modelgen import write_models  # noqa: E402
+from inference.contract import DETECT_PATH, ENV_PREFIX, HEALTH_PATH
+from inference.modelgen import write_models
 
 MAX_PENDING = 32
 
@@ -69,7 +69,9 @@ def latencies(request: Callable[[], int], count: int) -> tuple[list[float], set[
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--idle", type=int, action="append", help="idle connection counts (repeatable; default 70 and 500)")
+    parser.add_argument(
+        "--idle", type=int, action="append", help="idle connection counts (repeatable; default 70 and 500)"
+    )
     parser.add_argument("--probes", type=int, default=20)
     arguments = parser.parse_args()
     counts = arguments.idle or [70, 500]
@@ -89,7 +91,9 @@ def main() -> int:
         try:
             assert wait_until(lambda: _ready(base), 60), "server did not get ready"
 
-            def request(method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> int:
+            def request(
+                method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+            ) -> int:
                 # A new connection each time, as the kubelet probes (http.client: no TLS set-up cost).
                 connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
                 try:
@@ -108,10 +112,18 @@ def main() -> int:
 
             scenarios: list[tuple[str, int, bytes]] = [("no hostile clients", 0, b"")]
             scenarios += [(f"{n} idle connections", n, b"") for n in counts]
-            scenarios += [(f"{n} half-sent heads", n, b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-") for n in counts]
-            stalled = b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 10000000\r\n\r\n" + b"\xff" * 65536
+            scenarios += [
+                (f"{n} half-sent heads", n, b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-") for n in counts
+            ]
+            stalled = (
+                b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 10000000\r\n\r\n"
+                + b"\xff" * 65536
+            )
             scenarios.append((f"{MAX_PENDING} stalled bodies (admission full)", MAX_PENDING, stalled))
-            print(f"{'scenario':40} {'healthz p50':>12} {'healthz max':>12} {'detect p50':>11} {'detect statuses':>16} {'RSS':>8}")
+            print(
+                f"{'scenario':40} {'healthz p50':>12} {'healthz max':>12} "
+                f"{'detect p50':>11} {'detect statuses':>16} {'RSS':>8}"
+            )
             for name, count, payload in scenarios:
                 with sockets(port, count, payload):
                     time.sleep(0.5)
@@ -120,7 +132,8 @@ def main() -> int:
                     rss = rss_mib(process.pid)
                 print(
                     f"{name:40} {statistics.median(health) * 1000:>9.1f} ms {max(health) * 1000:>9.1f} ms"
-                    f" {statistics.median(detects) * 1000:>8.0f} ms {','.join(map(str, sorted(detect_statuses, key=str))):>16} {rss:>5.0f} MiB"
+                    f" {statistics.median(detects) * 1000:>8.0f} ms "
+                    f"{','.join(map(str, sorted(detect_statuses, key=str))):>16} {rss:>5.0f} MiB"
                     + ("" if health_statuses == {200} else f"  healthz statuses {health_statuses}")
                 )
                 time.sleep(0.5)

@@ -33,7 +33,9 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def hammer(port: int, bodies: list[bytes], until: float, statuses: Counter[int], latencies: list[float], lock: threading.Lock) -> None:
+def hammer(
+    port: int, bodies: list[bytes], until: float, statuses: Counter[int], latencies: list[float], lock: threading.Lock
+) -> None:
     """One client: sends bodies round-robin until the deadline, reconnecting after errors."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     sent = 0
@@ -64,7 +66,13 @@ def run_clients(port: int, bodies: list[bytes], clients: int, seconds: float) ->
     lock = threading.Lock()
     until = time.monotonic() + seconds
     # Each client starts at a different body so the mix is interleaved, not in lockstep.
-    threads = [threading.Thread(target=hammer, args=(port, bodies[i % len(bodies) :] + bodies[: i % len(bodies)], until, statuses, latencies, lock)) for i in range(clients)]
+    threads = [
+        threading.Thread(
+            target=hammer,
+            args=(port, bodies[i % len(bodies) :] + bodies[: i % len(bodies)], until, statuses, latencies, lock),
+        )
+        for i in range(clients)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -110,9 +118,15 @@ def main() -> None:
     if arguments.json:
         print(json.dumps(report))
         return
-    print(f"{report['requests']} requests from {arguments.clients} clients in {arguments.seconds:.0f} s, statuses {report['statuses']}")
+    print(
+        f"{report['requests']} requests from {arguments.clients} clients "
+        f"in {arguments.seconds:.0f} s, statuses {report['statuses']}"
+    )
     print(f"latency p50 {report['p50_ms']} ms, p99 {report['p99_ms']} ms")
-    print(f"server RSS: {report['rss_after_warmup_mib']} MiB after warm-up, {report['rss_at_end_mib']} MiB at end ({report['rss_growth_percent']:+.2f}%)")
+    print(
+        f"server RSS: {report['rss_after_warmup_mib']} MiB after warm-up, "
+        f"{report['rss_at_end_mib']} MiB at end ({report['rss_growth_percent']:+.2f}%)"
+    )
     print(f"5xx responses: {report['server_errors']}")
 
 

@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "inference"))
-from inference_support import ENV_PREFIX, free_port, photo_like, wait_until  # noqa: E402
+from inference_support import ENV_PREFIX, free_port, photo_like, wait_until
 
-from inference.contract import DETECT_PATH, READY_PATH  # noqa: E402
-from inference.modelgen import write_models  # noqa: E402
+from inference.contract import DETECT_PATH, READY_PATH
+from inference.modelgen import write_models
 
 NO_TRIM = "import inference.app as app; app.release_free_memory = lambda: False; "
 SERVE = "import sys; from inference.cli import main; sys.exit(main(['serve']))"
@@ -57,15 +57,22 @@ def encoded(image_format: str, width: int, height: int, **options: object) -> by
 def run(models: dict[str, Path], trim: bool, bodies: list[tuple[bytes, str]]) -> dict[str, object]:
     port = free_port()
     env = {name: value for name, value in os.environ.items() if not name.startswith(ENV_PREFIX)}
-    env.update({
-        "MALLOC_ARENA_MAX": "2",
-        f"{ENV_PREFIX}SERVER__HOST": "127.0.0.1",
-        f"{ENV_PREFIX}SERVER__PORT": str(port),
-        f"{ENV_PREFIX}INFERENCE__DEVICE": "cpu",
-        f"{ENV_PREFIX}INFERENCE__DETECTOR_MODEL_PATH": str(models["detector"]),
-        f"{ENV_PREFIX}INFERENCE__IDENTIFIER_MODEL_PATH": str(models["identifier"]),
-    })
-    process = subprocess.Popen([sys.executable, "-c", ("" if trim else NO_TRIM) + SERVE], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env.update(
+        {
+            "MALLOC_ARENA_MAX": "2",
+            f"{ENV_PREFIX}SERVER__HOST": "127.0.0.1",
+            f"{ENV_PREFIX}SERVER__PORT": str(port),
+            f"{ENV_PREFIX}INFERENCE__DEVICE": "cpu",
+            f"{ENV_PREFIX}INFERENCE__DETECTOR_MODEL_PATH": str(models["detector"]),
+            f"{ENV_PREFIX}INFERENCE__IDENTIFIER_MODEL_PATH": str(models["identifier"]),
+        }
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", ("" if trim else NO_TRIM) + SERVE],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
 
         def ready() -> bool:
@@ -89,7 +96,12 @@ def run(models: dict[str, Path], trim: bool, bodies: list[tuple[bytes, str]]) ->
         for thread in clients:
             thread.join()
         time.sleep(2)
-        return {"baseline": baseline, "after": status_mib(process.pid, "VmRSS"), "peak": status_mib(process.pid, "VmHWM"), "statuses": sorted(set(statuses))}
+        return {
+            "baseline": baseline,
+            "after": status_mib(process.pid, "VmRSS"),
+            "peak": status_mib(process.pid, "VmHWM"),
+            "statuses": sorted(set(statuses)),
+        }
     finally:
         process.terminate()
         process.wait(timeout=15)
@@ -103,7 +115,10 @@ def main() -> int:
         for trim in (True, False):
             result = run(models, trim, bodies)
             label = "malloc_trim when idle" if trim else "without malloc_trim"
-            print(f"{label:28} {result['baseline']:>5} MiB {result['peak']:>5} MiB {result['after']:>10} MiB {result['statuses']!s:>9}")
+            print(
+                f"{label:28} {result['baseline']:>5} MiB {result['peak']:>5} "
+                f"MiB {result['after']:>10} MiB {result['statuses']!s:>9}"
+            )
     return 0
 
 

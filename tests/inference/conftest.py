@@ -9,7 +9,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-from inference_support import CAT_NAMES, ENV_PREFIX, encode, free_port, photo_like, scripted_detector, serve_process, wait_until
+from inference_support import (
+    CAT_NAMES,
+    ENV_PREFIX,
+    encode,
+    free_port,
+    photo_like,
+    scripted_detector,
+    serve_process,
+    wait_until,
+)
 
 from inference.cli import main as cli_main
 
@@ -61,7 +70,9 @@ def served(model_dir: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
             return process.poll() is not None
 
     try:
-        assert wait_until(ready, timeout=30) and process.poll() is None, process.stderr.read().decode() if process.poll() is not None else "not ready"
+        assert wait_until(ready, timeout=30) and process.poll() is None, (
+            process.stderr.read().decode() if process.poll() is not None and process.stderr else "not ready"
+        )
         yield process, port
     finally:
         if process.poll() is None:

@@ -27,7 +27,12 @@ def tall_png(width: int, height: int) -> bytes:
         left -= count
     parts.append(compressor.flush())
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", b"".join(parts)) + png_chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", b"".join(parts))
+        + png_chunk(b"IEND", b"")
+    )
 
 
 def png_with_chunks(chunks: int) -> bytes:
@@ -73,5 +78,5 @@ def progressive_scan_bomb(width: int, height: int, scans: int) -> bytes:
 
 def multipart_flood(boundary: str, parts: int) -> bytes:
     """A multipart body of `parts` tiny fields (no `image` part)."""
-    part = f"--{boundary}\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\ny\r\n".encode()
+    part = f'--{boundary}\r\nContent-Disposition: form-data; name="x"\r\n\r\ny\r\n'.encode()
     return part * parts + f"--{boundary}--\r\n".encode()

@@ -82,7 +82,9 @@ def encode(image: Image.Image, image_format: str = "JPEG") -> bytes:
     return buffer.getvalue()
 
 
-def make_settings(model_dir: Path, detector: str = "detector.onnx", identifier: str | None = "identifier.onnx", **inference: object) -> Settings:
+def make_settings(
+    model_dir: Path, detector: str = "detector.onnx", identifier: str | None = "identifier.onnx", **inference: object
+) -> Settings:
     return Settings.model_validate(
         {
             "inference": {
@@ -127,10 +129,18 @@ def png_header_only_for_api(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
-OOM_MESSAGE = "[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : CUDA failure 2: out of memory ; GPU=0 ; expr=cudaMalloc((void**)&p, size);"
+OOM_MESSAGE = (
+    "[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : CUDA failure "
+    "2: out of memory ; GPU=0 ; expr=cudaMalloc((void**)&p, size);"
+)
 
 
 class FakeCudaSession:

@@ -13,7 +13,16 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from inference_support import CAT_NAMES, FakeCudaFactory, TestClient, encode, make_settings, photo_like, png_header_only_for_api, wait_until
+from inference_support import (
+    CAT_NAMES,
+    FakeCudaFactory,
+    TestClient,
+    encode,
+    make_settings,
+    photo_like,
+    png_header_only_for_api,
+    wait_until,
+)
 
 from inference import contract
 from inference.app import create_app
@@ -33,7 +42,11 @@ def running(settings: Settings, **app_options: Any) -> Iterator[TestClient]:
 @pytest.fixture(scope="module")
 def client(model_dir: Path) -> Iterator[TestClient]:
     """Scripted detector (two known cats) + the generated identifier."""
-    with running(make_settings(model_dir, detector="scripted_detector.onnx", max_request_bytes=2_000_000, max_image_pixels=20_000_000)) as client:
+    with running(
+        make_settings(
+            model_dir, detector="scripted_detector.onnx", max_request_bytes=2_000_000, max_image_pixels=20_000_000
+        )
+    ) as client:
         yield client
 
 
@@ -54,10 +67,18 @@ def metric_value(client: TestClient, line_prefix: str) -> float:
 def test_healthz_reports_device_and_degraded(client: TestClient) -> None:
     response = client.get(contract.HEALTH_PATH)
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "ready": True, "device": "cpu", "degraded": False, "degraded_reason": None}
+    assert response.json() == {
+        "status": "ok",
+        "ready": True,
+        "device": "cpu",
+        "degraded": False,
+        "degraded_reason": None,
+    }
 
 
-def test_detect_returns_scripted_cats_in_source_coordinates_with_identities(client: TestClient, jpeg_720p: bytes) -> None:
+def test_detect_returns_scripted_cats_in_source_coordinates_with_identities(
+    client: TestClient, jpeg_720p: bytes
+) -> None:
     response = client.post(contract.DETECT_PATH, content=jpeg_720p, headers={"content-type": "image/jpeg"})
     assert response.status_code == 200, response.text
     body = response.json()
@@ -78,7 +99,9 @@ def test_identifier_sees_each_crop_in_one_batch(model_dir: Path, jpeg_720p: byte
     batches: list[tuple[int, ...]] = []
 
     def loader(on_status: Callable[[DeviceStatus], None]) -> CatWatcherEngine:
-        engine = CatWatcherEngine.load(make_settings(model_dir, detector="scripted_detector.onnx").inference, on_status_change=on_status)
+        engine = CatWatcherEngine.load(
+            make_settings(model_dir, detector="scripted_detector.onnx").inference, on_status_change=on_status
+        )
         run = engine.runtime.run
 
         def recording_run(name: str, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
@@ -89,13 +112,22 @@ def test_identifier_sees_each_crop_in_one_batch(model_dir: Path, jpeg_720p: byte
         return engine
 
     with running(make_settings(model_dir), load_engine=loader) as client:
-        assert client.post(contract.DETECT_PATH, content=jpeg_720p, headers={"content-type": "image/jpeg"}).status_code == 200
+        assert (
+            client.post(contract.DETECT_PATH, content=jpeg_720p, headers={"content-type": "image/jpeg"}).status_code
+            == 200
+        )
     assert batches == [(2, 3, 224, 224)]
 
 
 @pytest.mark.parametrize(
     ("content_type", "image_format"),
-    [("image/jpeg", "JPEG"), ("application/octet-stream", "JPEG"), ("image/png", "PNG"), ("image/webp", "WEBP"), ("image/jpeg; charset=binary", "JPEG")],
+    [
+        ("image/jpeg", "JPEG"),
+        ("application/octet-stream", "JPEG"),
+        ("image/png", "PNG"),
+        ("image/webp", "WEBP"),
+        ("image/jpeg; charset=binary", "JPEG"),
+    ],
 )
 def test_raw_body_content_types(client: TestClient, content_type: str, image_format: str) -> None:
     data = encode(photo_like(320, 240), image_format)
@@ -106,7 +138,11 @@ def test_raw_body_content_types(client: TestClient, content_type: str, image_for
 
 def test_multipart_image_field(client: TestClient) -> None:
     data = encode(photo_like(800, 600))
-    response = client.post(contract.DETECT_PATH, files={"image": ("frame.jpg", data, "image/jpeg"), "thumbnail": ("t.jpg", b"\xff\xd8", "image/jpeg")}, data={"camera": "kitchen"})
+    response = client.post(
+        contract.DETECT_PATH,
+        files={"image": ("frame.jpg", data, "image/jpeg"), "thumbnail": ("t.jpg", b"\xff\xd8", "image/jpeg")},
+        data={"camera": "kitchen"},
+    )
     assert response.status_code == 200, response.text
     assert response.json()["image"] == {"width": 800, "height": 600}
 
@@ -114,8 +150,14 @@ def test_multipart_image_field(client: TestClient) -> None:
 def test_multipart_image_part_without_filename(client: TestClient) -> None:
     boundary = "catwatcher"
     data = encode(photo_like(640, 480))
-    body = f'--{boundary}\r\nContent-Disposition: form-data; name="image"\r\n\r\n'.encode() + data + f"\r\n--{boundary}--\r\n".encode()
-    response = client.post(contract.DETECT_PATH, content=body, headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="image"\r\n\r\n'.encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    response = client.post(
+        contract.DETECT_PATH, content=body, headers={"content-type": f"multipart/form-data; boundary={boundary}"}
+    )
     assert response.status_code == 200, response.text
     assert response.json()["image"] == {"width": 640, "height": 480}
 
@@ -137,21 +179,65 @@ def chunked(data: bytes, size: int = 65536) -> Iterator[bytes]:
 BAD_REQUESTS: list[tuple[str, dict[str, Any], int, str]] = [
     ("empty body", {"content": b"", "headers": {"content-type": "image/jpeg"}}, 400, "empty_body"),
     ("not an image", {"content": b"hello, cat" * 50, "headers": {"content-type": "image/jpeg"}}, 422, "invalid_image"),
-    ("truncated jpeg", {"content": encode(photo_like(640, 480))[:3000], "headers": {"content-type": "image/jpeg"}}, 422, "invalid_image"),
-    ("decompression bomb", {"content": png_header_only_for_api(6000, 6000), "headers": {"content-type": "image/png"}}, 413, "image_too_large"),
-    ("declared too large", {"content": b"\xff" * 2_000_001, "headers": {"content-type": "image/jpeg"}}, 413, "body_too_large"),
-    ("streamed too large", {"content": chunked(b"\xff" * 3_000_000), "headers": {"content-type": "image/jpeg"}}, 413, "body_too_large"),
-    ("wrong content type", {"content": b"{}", "headers": {"content-type": "application/json"}}, 415, "unsupported_media_type"),
+    (
+        "truncated jpeg",
+        {"content": encode(photo_like(640, 480))[:3000], "headers": {"content-type": "image/jpeg"}},
+        422,
+        "invalid_image",
+    ),
+    (
+        "decompression bomb",
+        {"content": png_header_only_for_api(6000, 6000), "headers": {"content-type": "image/png"}},
+        413,
+        "image_too_large",
+    ),
+    (
+        "declared too large",
+        {"content": b"\xff" * 2_000_001, "headers": {"content-type": "image/jpeg"}},
+        413,
+        "body_too_large",
+    ),
+    (
+        "streamed too large",
+        {"content": chunked(b"\xff" * 3_000_000), "headers": {"content-type": "image/jpeg"}},
+        413,
+        "body_too_large",
+    ),
+    (
+        "wrong content type",
+        {"content": b"{}", "headers": {"content-type": "application/json"}},
+        415,
+        "unsupported_media_type",
+    ),
     ("no content type", {"content": b"\xff\xd8"}, 415, "unsupported_media_type"),
     ("multipart without image", {"files": {"photo": ("a.jpg", b"\xff\xd8", "image/jpeg")}}, 400, "missing_image_field"),
-    ("multipart image field not an image", {"data": {"image": "not a file"}, "files": {"other": ("a", b"x")}}, 422, "invalid_image"),
-    ("multipart without boundary", {"content": b"--x\r\nnonsense", "headers": {"content-type": "multipart/form-data"}}, 400, "invalid_multipart"),
-    ("multipart garbage", {"content": b"--x\r\nnonsense", "headers": {"content-type": "multipart/form-data; boundary=x"}}, 400, "missing_image_field"),
+    (
+        "multipart image field not an image",
+        {"data": {"image": "not a file"}, "files": {"other": ("a", b"x")}},
+        422,
+        "invalid_image",
+    ),
+    (
+        "multipart without boundary",
+        {"content": b"--x\r\nnonsense", "headers": {"content-type": "multipart/form-data"}},
+        400,
+        "invalid_multipart",
+    ),
+    (
+        "multipart garbage",
+        {"content": b"--x\r\nnonsense", "headers": {"content-type": "multipart/form-data; boundary=x"}},
+        400,
+        "missing_image_field",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("case", "request_kwargs", "status", "error"), BAD_REQUESTS, ids=[case[0] for case in BAD_REQUESTS])
-def test_bad_input_is_a_json_4xx_and_service_keeps_serving(client: TestClient, jpeg_720p: bytes, case: str, request_kwargs: dict[str, Any], status: int, error: str) -> None:
+@pytest.mark.parametrize(
+    ("case", "request_kwargs", "status", "error"), BAD_REQUESTS, ids=[case[0] for case in BAD_REQUESTS]
+)
+def test_bad_input_is_a_json_4xx_and_service_keeps_serving(
+    client: TestClient, jpeg_720p: bytes, case: str, request_kwargs: dict[str, Any], status: int, error: str
+) -> None:
     errors_before = metric_value(client, 'catwatcher_requests_total{outcome="client_error"}')
     response = client.post(contract.DETECT_PATH, **request_kwargs)
     assert response.status_code == status, response.text
@@ -211,7 +297,9 @@ def test_gpu_failing_mid_run_falls_back_and_keeps_serving(model_dir: Path, jpeg_
 
     def loader(on_status: Callable[[DeviceStatus], None]) -> CatWatcherEngine:
         # Warm-up runs succeed on the "GPU" (2 models x 1 run); the first request's run fails.
-        return CatWatcherEngine.load(settings.inference, session_factory=FakeCudaFactory(failures_after=1), on_status_change=on_status)
+        return CatWatcherEngine.load(
+            settings.inference, session_factory=FakeCudaFactory(failures_after=1), on_status_change=on_status
+        )
 
     with running(settings, load_engine=loader) as client:
         assert client.get(contract.HEALTH_PATH).json()["device"] == "cuda"
@@ -243,7 +331,10 @@ def test_not_ready_until_models_are_loaded(model_dir: Path, jpeg_720p: bytes) ->
         assert metric_value(client, 'catwatcher_requests_total{outcome="server_error"}') == 1
         release.set()
         assert wait_until(lambda: client.get(contract.READY_PATH).status_code == 200, timeout=30)
-        assert client.post(contract.DETECT_PATH, content=jpeg_720p, headers={"content-type": "image/jpeg"}).status_code == 200
+        assert (
+            client.post(contract.DETECT_PATH, content=jpeg_720p, headers={"content-type": "image/jpeg"}).status_code
+            == 200
+        )
 
 
 def test_failed_load_is_never_ready_and_calls_on_fatal(model_dir: Path) -> None:
@@ -289,7 +380,8 @@ class SlowEngine:
 @pytest.mark.parametrize("limit", [1, 2])
 def test_model_runs_are_bounded_while_requests_are_concurrent(model_dir: Path, jpeg_720p: bytes, limit: int) -> None:
     engine = SlowEngine(CatWatcherEngine.load(make_settings(model_dir, identifier=None).inference).prepare)
-    app = create_app(make_settings(model_dir, identifier=None, max_concurrent_runs=limit), load_engine=lambda on_status: engine)  # type: ignore[arg-type,return-value]
+    settings = make_settings(model_dir, identifier=None, max_concurrent_runs=limit)
+    app = create_app(settings, load_engine=lambda on_status: engine)  # type: ignore[arg-type,return-value]
 
     async def burst() -> list[int]:
         state = app.state.service
@@ -297,7 +389,12 @@ def test_model_runs_are_bounded_while_requests_are_concurrent(model_dir: Path, j
         state.open_slots(limit)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            responses = await asyncio.gather(*(http.post(contract.DETECT_PATH, content=jpeg_720p, headers={"content-type": "image/jpeg"}) for _ in range(8)))
+            responses = await asyncio.gather(
+                *(
+                    http.post(contract.DETECT_PATH, content=jpeg_720p, headers={"content-type": "image/jpeg"})
+                    for _ in range(8)
+                )
+            )
         return [r.status_code for r in responses]
 
     assert asyncio.run(burst()) == [200] * 8

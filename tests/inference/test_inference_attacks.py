@@ -69,7 +69,9 @@ class Server:
             return self.timed(lambda: fresh.get(contract.HEALTH_PATH))
 
     def detect(self, body: bytes, content_type: str = "image/jpeg") -> tuple[httpx.Response, float]:
-        return self.timed(lambda: self.client.post(contract.DETECT_PATH, content=body, headers={"Content-Type": content_type}))
+        return self.timed(
+            lambda: self.client.post(contract.DETECT_PATH, content=body, headers={"Content-Type": content_type})
+        )
 
 
 FRAME = encode(photo_like(1280, 720))
@@ -87,7 +89,9 @@ def server(model_dir: Path) -> Iterator[Server]:
         "SERVER__MAX_PENDING_REQUESTS": str(MAX_PENDING),
     }
     os.environ.setdefault("MALLOC_ARENA_MAX", "2")
-    process = serve_process({ENV_PREFIX + name: value for name, value in settings.items()} | {"MALLOC_ARENA_MAX": "2"}, port)
+    process = serve_process(
+        {ENV_PREFIX + name: value for name, value in settings.items()} | {"MALLOC_ARENA_MAX": "2"}, port
+    )
     running = Server(process, port)
 
     def ready() -> bool:
@@ -194,8 +198,17 @@ def test_small_files_with_huge_decodes_are_refused_cheaply(server: Server) -> No
 
 
 def test_stalled_bodies_are_dropped_after_the_body_timeout(server: Server) -> None:
-    short = open_socket(server.port, b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 100000\r\n\r\n" + FRAME[:1000])
-    chunked = open_socket(server.port, b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\n" + FRAME[:1000] + b"\r\n")
+    short = open_socket(
+        server.port,
+        b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 100000\r\n\r\n"
+        + FRAME[:1000],
+    )
+    chunked = open_socket(
+        server.port,
+        b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\n"
+        + FRAME[:1000]
+        + b"\r\n",
+    )
     began = time.monotonic()
     try:
         for connection in (short, chunked):
@@ -213,7 +226,9 @@ def test_stalled_bodies_are_dropped_after_the_body_timeout(server: Server) -> No
 def test_a_stalled_body_sent_to_an_endpoint_that_reads_none_is_dropped_too(server: Server) -> None:
     # Answered at once (405: /healthz takes GET); the unread rest keeps the connection in the
     # middle of a request, so the head deadline, not the body timeout, closes it.
-    stalled = open_socket(server.port, b"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000)
+    stalled = open_socket(
+        server.port, b"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000
+    )
     began = time.monotonic()
     try:
         closed, received = closed_by_server(stalled, HEADER_TIMEOUT + 5)
@@ -226,7 +241,11 @@ def test_a_stalled_body_sent_to_an_endpoint_that_reads_none_is_dropped_too(serve
 def test_overload_is_a_counted_json_503_and_probes_still_answer(server: Server) -> None:
     errors_before = server.metric("catwatcher_requests_total", 'outcome="server_error"')
     stalled = [
-        open_socket(server.port, b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 10000000\r\n\r\n" + b"\xff" * 65536)
+        open_socket(
+            server.port,
+            b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 10000000\r\n\r\n"
+            + b"\xff" * 65536,
+        )
         for _ in range(MAX_PENDING)
     ]
     try:
@@ -254,7 +273,9 @@ def test_multipart_floods_are_refused_before_parsing(server: Server) -> None:
     def send() -> None:
         with httpx.Client(base_url=server.base, timeout=30) as client:
             began = time.monotonic()
-            response = client.post(contract.DETECT_PATH, content=flood, headers={"Content-Type": "multipart/form-data; boundary=attack"})
+            response = client.post(
+                contract.DETECT_PATH, content=flood, headers={"Content-Type": "multipart/form-data; boundary=attack"}
+            )
             results.append((response.status_code, time.monotonic() - began))
             assert response.json()["error"] == "too_many_parts"
 

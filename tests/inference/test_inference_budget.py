@@ -15,7 +15,9 @@ from inference.settings import InferenceSettings, SettingsError, load_settings
 MIB = 1024 * 1024
 
 
-def test_the_arenas_get_the_budget_minus_the_overhead(clean_env: Callable[..., None], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_arenas_get_the_budget_minus_the_overhead(
+    clean_env: Callable[..., None], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("CUDA_MODULE_LOADING", raising=False)
     clean_env(INFERENCE__GPU_MEMORY_LIMIT="2724", INFERENCE__GPU_MEMORY_OVERHEAD="420")
     inference = load_settings().inference
@@ -53,15 +55,24 @@ def test_the_runtime_splits_the_arena_not_the_budget_between_sessions() -> None:
 @pytest.mark.parametrize(
     ("variables", "message"),
     [
-        ({"INFERENCE__GPU_MEMORY_LIMIT": "400", "INFERENCE__GPU_MEMORY_OVERHEAD": "420"},
-         "CAT_WATCHER__INFERENCE__GPU_MEMORY_OVERHEAD: 420 MiB leaves no arena within CAT_WATCHER__INFERENCE__GPU_MEMORY_LIMIT=400"),
-        ({"INFERENCE__GPU_MEMORY_OVERHEAD": "420"},
-         "CAT_WATCHER__INFERENCE__GPU_MEMORY_OVERHEAD: only counts with CAT_WATCHER__INFERENCE__GPU_MEMORY_LIMIT"),
-        ({"INFERENCE__GPU_MEMORY_LIMIT": "2048", "INFERENCE__GPU_MEMORY_OVERHEAD": "-1"},
-         "CAT_WATCHER__INFERENCE__GPU_MEMORY_OVERHEAD: must be greater than or equal to 0"),
+        (
+            {"INFERENCE__GPU_MEMORY_LIMIT": "400", "INFERENCE__GPU_MEMORY_OVERHEAD": "420"},
+            "CAT_WATCHER__INFERENCE__GPU_MEMORY_OVERHEAD: 420 MiB leaves "
+            "no arena within CAT_WATCHER__INFERENCE__GPU_MEMORY_LIMIT=400",
+        ),
+        (
+            {"INFERENCE__GPU_MEMORY_OVERHEAD": "420"},
+            "CAT_WATCHER__INFERENCE__GPU_MEMORY_OVERHEAD: only counts with CAT_WATCHER__INFERENCE__GPU_MEMORY_LIMIT",
+        ),
+        (
+            {"INFERENCE__GPU_MEMORY_LIMIT": "2048", "INFERENCE__GPU_MEMORY_OVERHEAD": "-1"},
+            "CAT_WATCHER__INFERENCE__GPU_MEMORY_OVERHEAD: must be greater than or equal to 0",
+        ),
     ],
 )
-def test_an_overhead_that_leaves_no_arena_is_refused_naming_the_variable(clean_env: Callable[..., None], variables: dict[str, str], message: str) -> None:
+def test_an_overhead_that_leaves_no_arena_is_refused_naming_the_variable(
+    clean_env: Callable[..., None], variables: dict[str, str], message: str
+) -> None:
     clean_env(**variables)
     with pytest.raises(SettingsError) as caught:
         load_settings()
@@ -69,8 +80,9 @@ def test_an_overhead_that_leaves_no_arena_is_refused_naming_the_variable(clean_e
 
 
 @pytest.mark.parametrize("value", ["EAGER", "eager", " EAGER "])
-def test_eager_module_loading_is_refused_in_one_line(clean_env: Callable[..., None], monkeypatch: pytest.MonkeyPatch,
-                                                    capsys: pytest.CaptureFixture[str], value: str) -> None:
+def test_eager_module_loading_is_refused_in_one_line(
+    clean_env: Callable[..., None], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
     clean_env(INFERENCE__GPU_MEMORY_LIMIT="2724", INFERENCE__GPU_MEMORY_OVERHEAD="420")
     monkeypatch.setenv("CUDA_MODULE_LOADING", value)
     assert cli_main(["serve"]) == 2
@@ -81,7 +93,9 @@ def test_eager_module_loading_is_refused_in_one_line(clean_env: Callable[..., No
 
 
 @pytest.mark.parametrize(("value", "device"), [("LAZY", "auto"), ("", "cuda"), ("EAGER", "cpu")])
-def test_lazy_loading_and_cpu_only_serving_start(clean_env: Callable[..., None], monkeypatch: pytest.MonkeyPatch, value: str, device: str) -> None:
+def test_lazy_loading_and_cpu_only_serving_start(
+    clean_env: Callable[..., None], monkeypatch: pytest.MonkeyPatch, value: str, device: str
+) -> None:
     clean_env(INFERENCE__DEVICE=device)
     monkeypatch.setenv("CUDA_MODULE_LOADING", value)
     assert load_settings().inference.device == device

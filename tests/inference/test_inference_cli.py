@@ -52,7 +52,14 @@ def test_make_models_writes_yolov8n_and_efficientnet_b0_class_graphs(model_dir: 
     assert 0.6 < conv_gflops(identifier) < 0.9
     ops = {node.op_type for node in detector.graph.node}
     assert {"Conv", "Sigmoid", "Mul", "Split", "Concat", "MaxPool", "Resize", "Softmax"} <= ops
-    assert sum(1 for node in identifier.graph.node if node.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in node.attribute)) == 16
+    assert (
+        sum(
+            1
+            for node in identifier.graph.node
+            if node.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in node.attribute)
+        )
+        == 16
+    )
 
 
 def test_make_models_is_deterministic(tmp_path: Path, model_dir: Path) -> None:
@@ -66,7 +73,9 @@ def test_serve_answers_over_http_and_stops_cleanly(served: tuple[subprocess.Pope
     base = f"http://127.0.0.1:{port}"
     assert httpx.get(base + contract.HEALTH_PATH).json()["device"] == "cpu"
     frame = encode(photo_like(1280, 720))
-    response = httpx.post(base + contract.DETECT_PATH, content=frame, headers={"content-type": "image/jpeg"}, timeout=30)
+    response = httpx.post(
+        base + contract.DETECT_PATH, content=frame, headers={"content-type": "image/jpeg"}, timeout=30
+    )
     assert response.status_code == 200 and response.json()["image"] == {"width": 1280, "height": 720}
     assert "catwatcher_requests_total" in httpx.get(base + contract.METRICS_PATH).text
     process.terminate()
@@ -83,14 +92,28 @@ def corrupt_model(path: Path) -> Path:
 @pytest.mark.parametrize(
     ("variables", "message"),
     [
-        ({"INFERENCE__DETECTOR_MODEL_PATH": "/nonexistent/detector.onnx"}, "CAT_WATCHER__INFERENCE__DETECTOR_MODEL_PATH: cannot read model /nonexistent/detector.onnx"),
-        ({"INFERENCE__DETECTOR_MODEL_PATH": "{corrupt}"}, "CAT_WATCHER__INFERENCE__DETECTOR_MODEL_PATH: {corrupt} is not a usable ONNX model"),
-        ({"INFERENCE__IDENTIFIER_MODEL_PATH": "{identifier}", "INFERENCE__CAT_NAMES": "only,two"}, "CAT_WATCHER__INFERENCE__IDENTIFIER_MODEL_PATH: expected logits [N, 2]"),
-        ({"INFERENCE__DETECTOR_MODEL_PATH": "{identifier}"}, "CAT_WATCHER__INFERENCE__DETECTOR_MODEL_PATH: expected output [1, 11, anchors]"),
+        (
+            {"INFERENCE__DETECTOR_MODEL_PATH": "/nonexistent/detector.onnx"},
+            "CAT_WATCHER__INFERENCE__DETECTOR_MODEL_PATH: cannot read model /nonexistent/detector.onnx",
+        ),
+        (
+            {"INFERENCE__DETECTOR_MODEL_PATH": "{corrupt}"},
+            "CAT_WATCHER__INFERENCE__DETECTOR_MODEL_PATH: {corrupt} is not a usable ONNX model",
+        ),
+        (
+            {"INFERENCE__IDENTIFIER_MODEL_PATH": "{identifier}", "INFERENCE__CAT_NAMES": "only,two"},
+            "CAT_WATCHER__INFERENCE__IDENTIFIER_MODEL_PATH: expected logits [N, 2]",
+        ),
+        (
+            {"INFERENCE__DETECTOR_MODEL_PATH": "{identifier}"},
+            "CAT_WATCHER__INFERENCE__DETECTOR_MODEL_PATH: expected output [1, 11, anchors]",
+        ),
     ],
     ids=["missing", "corrupt", "identifier-names-mismatch", "wrong-model"],
 )
-def test_unusable_models_exit_non_zero_and_never_become_ready(tmp_path: Path, model_dir: Path, variables: dict[str, str], message: str) -> None:
+def test_unusable_models_exit_non_zero_and_never_become_ready(
+    tmp_path: Path, model_dir: Path, variables: dict[str, str], message: str
+) -> None:
     paths = {"corrupt": str(corrupt_model(tmp_path / "corrupt.onnx")), "identifier": str(model_dir / "identifier.onnx")}
     env = {
         f"{contract.ENV_PREFIX}INFERENCE__DEVICE": "cpu",

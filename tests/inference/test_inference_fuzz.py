@@ -21,7 +21,11 @@ settings.register_profile("ci", max_examples=40, deadline=None, suppress_health_
 settings.register_profile("thorough", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
-SEEDS = {"JPEG": encode(photo_like(96, 64)), "PNG": encode(photo_like(96, 64), "PNG"), "WEBP": encode(photo_like(96, 64), "WEBP")}
+SEEDS = {
+    "JPEG": encode(photo_like(96, 64)),
+    "PNG": encode(photo_like(96, 64), "PNG"),
+    "WEBP": encode(photo_like(96, 64), "WEBP"),
+}
 
 
 @st.composite
@@ -53,14 +57,26 @@ def test_decoding_returns_an_rgb_image_or_a_client_error(data: bytes) -> None:
 
 @pytest.fixture(scope="module")
 def client(model_dir: Path) -> Iterator[TestClient]:
-    app = create_app(make_settings(model_dir, detector="scripted_detector.onnx", identifier=None, max_request_bytes=4096))
+    app = create_app(
+        make_settings(model_dir, detector="scripted_detector.onnx", identifier=None, max_request_bytes=4096)
+    )
     with TestClient(app) as client:
         assert wait_until(lambda: client.get(contract.READY_PATH).status_code == 200, timeout=30)
         yield client
 
 
 content_types = st.one_of(
-    st.sampled_from(["image/jpeg", "image/png", "application/octet-stream", "multipart/form-data; boundary=b", "multipart/form-data", "text/plain", ""]),
+    st.sampled_from(
+        [
+            "image/jpeg",
+            "image/png",
+            "application/octet-stream",
+            "multipart/form-data; boundary=b",
+            "multipart/form-data",
+            "text/plain",
+            "",
+        ]
+    ),
     st.text(max_size=40),
 )
 

@@ -45,8 +45,14 @@ ORDINARY = [
 ]
 
 
-@pytest.mark.parametrize(("image_format", "image", "options"), ORDINARY, ids=[f"{f}-{i.mode}-{i.size[0]}x{i.size[1]}-{o}" for f, i, o in ORDINARY])
-def test_ordinary_images_pass_with_the_size_pillow_sees(image_format: str, image: Image.Image, options: dict[str, object]) -> None:
+@pytest.mark.parametrize(
+    ("image_format", "image", "options"),
+    ORDINARY,
+    ids=[f"{f}-{i.mode}-{i.size[0]}x{i.size[1]}-{o}" for f, i, o in ORDINARY],
+)
+def test_ordinary_images_pass_with_the_size_pillow_sees(
+    image_format: str, image: Image.Image, options: dict[str, object]
+) -> None:
     data = encoded(image, image_format, **options)
     header = check_image_limits(data, DEFAULTS)
     assert header is not None and header.format == image_format
@@ -99,8 +105,14 @@ def test_each_dimension_and_bytes_per_pixel_have_their_own_limit() -> None:
     import dataclasses
 
     strict = dataclasses.replace(DEFAULTS, max_bytes_per_pixel=3)
-    assert "4 bytes per pixel" in refusal(deep, strict).detail and "MAX_IMAGE_BYTES_PER_PIXEL=3" in refusal(deep, strict).detail
-    assert "MAX_IMAGE_PIXELS=100" in refusal(encoded(Image.new("L", (11, 10)), "PNG"), dataclasses.replace(DEFAULTS, max_pixels=100)).detail
+    assert (
+        "4 bytes per pixel" in refusal(deep, strict).detail
+        and "MAX_IMAGE_BYTES_PER_PIXEL=3" in refusal(deep, strict).detail
+    )
+    assert (
+        "MAX_IMAGE_PIXELS=100"
+        in refusal(encoded(Image.new("L", (11, 10)), "PNG"), dataclasses.replace(DEFAULTS, max_pixels=100)).detail
+    )
 
 
 def test_chunk_floods_are_refused() -> None:
@@ -157,7 +169,12 @@ def test_header_estimate_is_not_below_the_measured_decode_peak() -> None:
     from pathlib import Path
 
     script = Path(__file__).resolve().parents[1] / "bench" / "decode_memory.py"
-    cases = ["webp lossless 6324x6324 (34 bytes)", "png rgb 5000x5000", "png grey 3000x9999", "jpeg progressive 6000x4000"]
+    cases = [
+        "webp lossless 6324x6324 (34 bytes)",
+        "png rgb 5000x5000",
+        "png grey 3000x9999",
+        "jpeg progressive 6000x4000",
+    ]
     arguments = [sys.executable, str(script), "--json"] + [f"--case={case}" for case in cases]
     completed = subprocess.run(arguments, capture_output=True, text=True, timeout=300, check=False)
     assert completed.returncode == 0, completed.stderr[-2000:]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from typing import Any
 
 import numpy as np
 import pytest
@@ -27,11 +28,17 @@ from inference.imaging import (
 
 def png_header_only(width: int, height: int) -> bytes:
     """A PNG whose header claims width x height but carries almost no data (a decompression bomb)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 @pytest.mark.parametrize(
@@ -118,7 +125,9 @@ def test_crops_sample_each_box_bilinearly() -> None:
     assert crops.shape == (3, 10, 10, 3) and crops.dtype == np.float32
     np.testing.assert_allclose(crops[0, 0, :, 0], np.arange(10, 20))  # pixel centres 10.5 .. 19.5
     np.testing.assert_allclose(crops[1, 3, :, 1], np.arange(10) * 10 + 4.5)  # 10 px bins, centre 5 -> 4.5
-    np.testing.assert_allclose(crops[2, :, :, 2], np.linspace(40.275, 40.725, 10)[None, :].repeat(10, 0) - 0.5, atol=1e-4)
+    np.testing.assert_allclose(
+        crops[2, :, :, 2], np.linspace(40.275, 40.725, 10)[None, :].repeat(10, 0) - 0.5, atol=1e-4
+    )
 
 
 def test_imagenet_normalisation_and_layout() -> None:
@@ -155,9 +164,13 @@ def test_fast_jpeg_decode_scales_like_pillow_draft(width: int, height: int) -> N
     target = lambda w, h: (box.resized_width, box.resized_height)  # noqa: E731
     pixels, size = decode_pixels(data, 40_000_000, target_size=target)
     reference, _ = decode_image(data, 40_000_000, target_size=target)
+    assert isinstance(pixels, np.ndarray), "a baseline JPEG takes the fast decoder"
     assert size == (width, height) and pixels.dtype == np.uint8
     # libjpeg-turbo scales by any n/8 (Pillow's draft by 1/2, 1/4, 1/8): never below the target, never above Pillow.
-    assert box.resized_height <= pixels.shape[0] <= reference.size[1] and box.resized_width <= pixels.shape[1] <= reference.size[0]
+    assert (
+        box.resized_height <= pixels.shape[0] <= reference.size[1]
+        and box.resized_width <= pixels.shape[1] <= reference.size[0]
+    )
     if pixels.shape[:2] == (reference.size[1], reference.size[0]):
         # Both are libjpeg-turbo; upsampling details may differ by a level or two.
         assert np.abs(pixels.astype(int) - np.asarray(reference)).max() <= 3
@@ -182,7 +195,12 @@ def test_only_baseline_jpegs_take_the_fast_decoder(monkeypatch: pytest.MonkeyPat
 
     calls: list[int] = []
     real = imaging.simplejpeg.decode_jpeg
-    monkeypatch.setattr(imaging.simplejpeg, "decode_jpeg", lambda data, **options: calls.append(len(data)) or real(data, **options))
+
+    def recording(data: bytes, **options: Any) -> Any:
+        calls.append(len(data))
+        return real(data, **options)
+
+    monkeypatch.setattr(imaging.simplejpeg, "decode_jpeg", recording)
     frame = photo_like(320, 240)
     progressive = io.BytesIO()
     frame.save(progressive, "JPEG", progressive=True)

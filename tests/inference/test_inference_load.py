@@ -16,7 +16,11 @@ def test_short_load_has_no_server_errors_and_flat_memory() -> None:
     env = {**os.environ, "MALLOC_ARENA_MAX": "2"}
     completed = subprocess.run(
         [sys.executable, str(LOAD_SCRIPT), "--clients", "8", "--seconds", "5", "--warmup", "3", "--json"],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     report = json.loads(completed.stdout.strip().splitlines()[-1])

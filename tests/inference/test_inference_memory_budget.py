@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 
 from inference.cli import report_memory_budget
-from inference.memory_budget import BASELINE_BYTES, DETECTOR_INPUT_BYTES, MAX_SHARE_OF_POD_LIMIT, MiB, cgroup_memory_limit, quantity_bytes, worst_case
+from inference.memory_budget import (
+    BASELINE_BYTES,
+    DETECTOR_INPUT_BYTES,
+    MAX_SHARE_OF_POD_LIMIT,
+    MiB,
+    cgroup_memory_limit,
+    quantity_bytes,
+    worst_case,
+)
 from inference.settings import InferenceSettings, ServerSettings, Settings
 from infra.model import ResourceSpec
 
@@ -32,7 +40,9 @@ def test_worst_case_follows_the_settings() -> None:
     assert fewer_bodies.bodies == base.bodies // 4
 
 
-@pytest.mark.parametrize(("quantity", "expected"), [("2Gi", 2 * 1024**3), ("1500Mi", 1500 * MiB), ("2G", 2 * 10**9), ("123", 123)])
+@pytest.mark.parametrize(
+    ("quantity", "expected"), [("2Gi", 2 * 1024**3), ("1500Mi", 1500 * MiB), ("2G", 2 * 10**9), ("123", 123)]
+)
 def test_quantities(quantity: str, expected: int) -> None:
     assert quantity_bytes(quantity) == expected
 
@@ -49,7 +59,9 @@ def test_cgroup_limit_v2_v1_and_unlimited(tmp_path: Path) -> None:
     assert cgroup_memory_limit(tmp_path / "absent") is None
 
 
-def test_start_up_warns_when_the_worst_case_does_not_fit(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+def test_start_up_warns_when_the_worst_case_does_not_fit(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     import inference.memory_budget as memory_budget
 
     monkeypatch.setattr(memory_budget, "cgroup_memory_limit", lambda: 1024 * MiB)

@@ -33,7 +33,9 @@ def test_placeholder_detector_folds_the_scale_into_its_first_conv(model_dir: Pat
     assert folded is not None and first_ops(folded) == ["Cast", "Conv"]
     model = onnx.load_from_string(folded)
     assert model.graph.input[0].type.tensor_type.elem_type == TensorProto.UINT8
-    np.testing.assert_allclose(outputs(folded, frames), outputs(original, frames * np.float32(1 / 255)), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(
+        outputs(folded, frames), outputs(original, frames * np.float32(1 / 255)), rtol=1e-4, atol=1e-3
+    )
 
 
 def test_a_model_that_does_not_start_with_conv_gets_an_explicit_mul(model_dir: Path) -> None:
@@ -49,7 +51,10 @@ def test_a_quantize_linear_input_absorbs_the_scale(frames: np.ndarray) -> None:
     zero = numpy_helper.from_array(np.array(0, np.uint8), "zero")
     dq_scale = numpy_helper.from_array(np.array(0.004, np.float32), "dq_scale")
     graph = helper.make_graph(
-        [helper.make_node("QuantizeLinear", ["images", "scale", "zero"], ["q"]), helper.make_node("DequantizeLinear", ["q", "dq_scale", "zero"], ["out"])],
+        [
+            helper.make_node("QuantizeLinear", ["images", "scale", "zero"], ["q"]),
+            helper.make_node("DequantizeLinear", ["q", "dq_scale", "zero"], ["out"]),
+        ],
         "qdq",
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, 640, 640])],
         [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["batch", 3, 640, 640])],

@@ -62,7 +62,9 @@ def test_nms_matches_greedy_reference_on_random_clusters(seed: int) -> None:
 
 def test_decode_detections_assigns_behaviours_and_suppresses_across_classes() -> None:
     output = SCRIPTED_ANCHORS.T[None]
-    detections = decode_detections(output, presence_threshold=0.25, confidence_threshold=0.5, iou_threshold=0.45, max_detections=100)
+    detections = decode_detections(
+        output, presence_threshold=0.25, confidence_threshold=0.5, iou_threshold=0.45, max_detections=100
+    )
     # The drinking box overlaps the eating one: agnostic NMS keeps only the better-scored eating box.
     assert detections.behaviours == ["eating", "present"]
     np.testing.assert_allclose(detections.scores, [0.9, 0.3])
@@ -71,9 +73,13 @@ def test_decode_detections_assigns_behaviours_and_suppresses_across_classes() ->
 
 def test_decode_detections_thresholds_and_limits() -> None:
     output = SCRIPTED_ANCHORS.T[None]
-    strict = decode_detections(output, presence_threshold=0.5, confidence_threshold=0.95, iou_threshold=0.45, max_detections=100)
+    strict = decode_detections(
+        output, presence_threshold=0.5, confidence_threshold=0.95, iou_threshold=0.45, max_detections=100
+    )
     assert strict.behaviours == ["present"] and strict.boxes.shape == (1, 4)
-    capped = decode_detections(output, presence_threshold=0.05, confidence_threshold=0.5, iou_threshold=0.99, max_detections=2)
+    capped = decode_detections(
+        output, presence_threshold=0.05, confidence_threshold=0.5, iou_threshold=0.99, max_detections=2
+    )
     assert capped.behaviours == ["eating", "drinking"]
     empty = decode_detections(np.zeros((1, 11, 8400), np.float32), 0.25, 0.5, 0.45, 100)
     assert empty.boxes.shape == (0, 4) and empty.behaviours == []

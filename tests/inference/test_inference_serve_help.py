@@ -16,10 +16,15 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_serve_help_lists_every_variable_with_its_default() -> None:
     completed = subprocess.run(
         [sys.executable, "-c", "import sys; from inference.cli import main; sys.exit(main(['serve', '--help']))"],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert completed.returncode == 0 and not completed.stderr
-    lines = {line.split()[0]: line for line in completed.stdout.splitlines() if line.strip().startswith("CAT_WATCHER__")}
+    lines = {
+        line.split()[0]: line for line in completed.stdout.splitlines() if line.strip().startswith("CAT_WATCHER__")
+    }
     assert set(lines) == known_variables()
     assert "default auto (one of auto, cuda, cpu)" in lines["CAT_WATCHER__INFERENCE__DEVICE"]
     assert lines["CAT_WATCHER__SERVER__PORT"].endswith(f"default {Settings().server.port}")

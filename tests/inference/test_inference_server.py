@@ -34,7 +34,11 @@ def test_interval_log_reports_once_per_interval_with_the_count(caplog: pytest.Lo
         assert log.warning("body_timeout", "stalled")  # another kind has its own interval
         clock.now += 60
         assert log.warning("overloaded", "overloaded")
-    assert [record.getMessage() for record in caplog.records] == ["overloaded", "stalled", "overloaded (500 more in the last 110 s)"]
+    assert [record.getMessage() for record in caplog.records] == [
+        "overloaded",
+        "stalled",
+        "overloaded (500 more in the last 110 s)",
+    ]
 
 
 def test_interval_filter_only_limits_the_named_messages() -> None:
@@ -53,7 +57,10 @@ def test_interval_filter_only_limits_the_named_messages() -> None:
 
 
 def test_multipart_parts_are_counted_by_their_delimiters() -> None:
-    body = b"--b\r\nContent-Disposition: form-data; name=\"image\"\r\n\r\nxx\r\n--b\r\nContent-Disposition: form-data; name=\"y\"\r\n\r\nz\r\n--b--\r\n"
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="image"\r\n\r\nxx\r\n'
+        b'--b\r\nContent-Disposition: form-data; name="y"\r\n\r\nz\r\n--b--\r\n'
+    )
     assert count_multipart_parts("multipart/form-data; boundary=b", body) == 2
     with pytest.raises(ClientError, match="no boundary"):
         count_multipart_parts("multipart/form-data", body)
@@ -61,7 +68,9 @@ def test_multipart_parts_are_counted_by_their_delimiters() -> None:
 
 def test_heads_over_the_limit_get_431_json_and_probes_are_checked_too() -> None:
     settings = Settings(server=ServerSettings(max_header_bytes=2048))
-    with TestClient(create_app(settings, load_engine=lambda on_status: (_ for _ in ()).throw(RuntimeError("no models")))) as client:
+    with TestClient(
+        create_app(settings, load_engine=lambda on_status: (_ for _ in ()).throw(RuntimeError("no models")))
+    ) as client:
         response = client.get(contract.HEALTH_PATH, headers={"X-Padding": "a" * 4096})
         assert response.status_code == 431 and response.json()["error"] == "header_too_large"
         assert client.get(contract.HEALTH_PATH).status_code == 200

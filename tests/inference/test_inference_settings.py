@@ -67,20 +67,42 @@ def test_cat_names_accept_comma_and_json_lists(clean_env: Callable[..., None], v
         ("INFERENCE__DEVICE", "gpu", "CAT_WATCHER__INFERENCE__DEVICE: must be one of auto, cuda, cpu"),
         ("INFERENCE__GPU_MEMORY_LIMIT", "0", "CAT_WATCHER__INFERENCE__GPU_MEMORY_LIMIT: must be greater than 0"),
         ("INFERENCE__GPU_MEMORY_LIMIT", "2GB", "CAT_WATCHER__INFERENCE__GPU_MEMORY_LIMIT: must be a valid integer"),
-        ("INFERENCE__ARENA_EXTEND_STRATEGY", "grow", "CAT_WATCHER__INFERENCE__ARENA_EXTEND_STRATEGY: must be one of kNextPowerOfTwo, kSameAsRequested"),
-        ("INFERENCE__CUDNN_CONV_ALGO_SEARCH", "FAST", "CAT_WATCHER__INFERENCE__CUDNN_CONV_ALGO_SEARCH: must be one of EXHAUSTIVE, HEURISTIC, DEFAULT"),
-        ("INFERENCE__CONFIDENCE_THRESHOLD", "1.5", "CAT_WATCHER__INFERENCE__CONFIDENCE_THRESHOLD: must be less than or equal to 1"),
-        ("INFERENCE__PRESENCE_THRESHOLD", "0.9", "CAT_WATCHER__INFERENCE__PRESENCE_THRESHOLD: must not exceed CAT_WATCHER__INFERENCE__CONFIDENCE_THRESHOLD"),
+        (
+            "INFERENCE__ARENA_EXTEND_STRATEGY",
+            "grow",
+            "CAT_WATCHER__INFERENCE__ARENA_EXTEND_STRATEGY: must be one of kNextPowerOfTwo, kSameAsRequested",
+        ),
+        (
+            "INFERENCE__CUDNN_CONV_ALGO_SEARCH",
+            "FAST",
+            "CAT_WATCHER__INFERENCE__CUDNN_CONV_ALGO_SEARCH: must be one of EXHAUSTIVE, HEURISTIC, DEFAULT",
+        ),
+        (
+            "INFERENCE__CONFIDENCE_THRESHOLD",
+            "1.5",
+            "CAT_WATCHER__INFERENCE__CONFIDENCE_THRESHOLD: must be less than or equal to 1",
+        ),
+        (
+            "INFERENCE__PRESENCE_THRESHOLD",
+            "0.9",
+            "CAT_WATCHER__INFERENCE__PRESENCE_THRESHOLD: must not exceed CAT_WATCHER__INFERENCE__CONFIDENCE_THRESHOLD",
+        ),
         ("INFERENCE__MAX_CONCURRENT_RUNS", "0", "CAT_WATCHER__INFERENCE__MAX_CONCURRENT_RUNS: must be greater than 0"),
         ("INFERENCE__CAT_NAMES", '["Tom", ', "CAT_WATCHER__INFERENCE__CAT_NAMES: invalid JSON list"),
         ("INFERENCE__CAT_NAMES", "Tom,Tom", "CAT_WATCHER__INFERENCE__CAT_NAMES: cat names must be unique"),
         ("SERVER__PORT", "70000", "CAT_WATCHER__SERVER__PORT: must be less than or equal to 65535"),
-        ("SERVER__MAX_PENDING_REQUESTS", "0", "CAT_WATCHER__SERVER__MAX_PENDING_REQUESTS: must be greater than or equal to 1"),
+        (
+            "SERVER__MAX_PENDING_REQUESTS",
+            "0",
+            "CAT_WATCHER__SERVER__MAX_PENDING_REQUESTS: must be greater than or equal to 1",
+        ),
         ("INFERENCE__DEVCE", "cpu", "CAT_WATCHER__INFERENCE__DEVCE: unknown variable"),
         ("LOG_LEVEL", "debug", "CAT_WATCHER__LOG_LEVEL: unknown variable"),
     ],
 )
-def test_bad_values_fail_with_one_line_naming_the_variable(clean_env: Callable[..., None], variable: str, value: str, message: str) -> None:
+def test_bad_values_fail_with_one_line_naming_the_variable(
+    clean_env: Callable[..., None], variable: str, value: str, message: str
+) -> None:
     clean_env(**{variable: value})
     with pytest.raises(SettingsError) as raised:
         load_settings()
@@ -89,7 +111,9 @@ def test_bad_values_fail_with_one_line_naming_the_variable(clean_env: Callable[.
 
 
 def test_errors_never_echo_secret_values(clean_env: Callable[..., None]) -> None:
-    clean_env(MQTT__PASSWORD="hunter2", MQTT__PORT="not-a-port", FRIGATE__PASSWORD="s3cret", FRIGATE__PASSWORDD="typo-s3cret")
+    clean_env(
+        MQTT__PASSWORD="hunter2", MQTT__PORT="not-a-port", FRIGATE__PASSWORD="s3cret", FRIGATE__PASSWORDD="typo-s3cret"
+    )
     with pytest.raises(SettingsError) as raised:
         load_settings()
     assert "CAT_WATCHER__FRIGATE__PASSWORDD: unknown variable" in str(raised.value)
@@ -101,7 +125,9 @@ def test_unknown_variables_is_case_insensitive_and_ignores_other_prefixes() -> N
     assert unknown_variables(environ) == ["CAT_WATCHER__SERVER__PROT"]
 
 
-def test_serve_exits_non_zero_with_the_message_on_bad_settings(clean_env: Callable[..., None], capsys: pytest.CaptureFixture[str]) -> None:
+def test_serve_exits_non_zero_with_the_message_on_bad_settings(
+    clean_env: Callable[..., None], capsys: pytest.CaptureFixture[str]
+) -> None:
     clean_env(INFERENCE__DEVICE="tpu")
     assert cli_main(["serve"]) == 2
     error_lines = capsys.readouterr().err.strip().splitlines()
