@@ -6,7 +6,7 @@ anything is registered.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -17,6 +17,7 @@ import yaml
 
 from components.hami import HamiArgs, hami_values
 from infra.errors import key_path
+from infra.operator_chart import value_paths
 
 if TYPE_CHECKING:
     from infra.plan import RolloutPlan
@@ -74,16 +75,6 @@ def facts() -> HamiFacts:
         device_plugin_metrics={k: frozenset(v) for k, v in data["devicePluginMetrics"].items()},
         scheduler_metrics={k: frozenset(v) for k, v in data["schedulerMetrics"].items()},
     )
-
-
-def value_paths(values: Mapping[str, Any], prefix: str = "") -> Iterator[str]:
-    """Leaf key paths of a values tree (`devicePlugin.service.type`); lists are leaves."""
-    for key, value in values.items():
-        path = f"{prefix}.{key}" if prefix else key
-        if isinstance(value, Mapping) and value:
-            yield from value_paths(value, path)
-        else:
-            yield path
 
 
 def unknown_value_paths(values: Mapping[str, Any]) -> list[str]:

@@ -120,7 +120,12 @@ def readme_commands(text: str | None = None) -> list[Command]:
 
 # --- MAPPED: commands another test runs ---------------------------------------------------------
 
+LINTERS_IN_CI = "tests/test_lint_setup.py::test_ci_runs_the_linters_after_the_install_and_ends_with_the_tests"
 MAPPED: dict[str, str] = {
+    # The Development section's checks: .ci/run runs all three before the tests.
+    "ruff format .": LINTERS_IN_CI,
+    "ruff check --fix .": LINTERS_IN_CI,
+    "mypy": LINTERS_IN_CI,
     # The set-up's test command: .ci/run runs it on a fresh clone, and this test checks both say the same.
     "pytest": "tests/test_pulumi_internals.py::test_ci_and_the_readme_install_with_the_constraints",
     # Every `.venv/bin/catwatcher-infra diff` line of the README, on a fresh clone with two commits.
