@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import hashlib
 import json
 import runpy
@@ -34,16 +35,8 @@ class RenderError(Exception):
     """The program refused the stack (bad config) or the stack does not exist."""
 
 
-@dataclass(frozen=True)
-class Registration:
-    urn: str
-    type: str
-    name: str
-    parent: str
-    custom: bool
-    provider: str
-    dependencies: tuple[str, ...]
-    inputs: Mapping[str, Any]
+# A registration as recorded: the monitor's own record, inputs named and secrets masked.
+Registration = RegisteredResource
 
 
 @dataclass
@@ -119,18 +112,7 @@ class RecordingMonitor(ObservingMockMonitor):
             # The inputs as sent (secrets still wrapped, so they can be masked), named as the
             # provider would name them.
             inputs = with_auto_name(resource.type, resource.name, resource.inputs)
-            self.recording.resources.append(
-                Registration(
-                    urn=resource.urn,
-                    type=resource.type,
-                    name=resource.name,
-                    parent=resource.parent,
-                    custom=resource.custom,
-                    provider=resource.provider,
-                    dependencies=resource.dependencies,
-                    inputs=_integral(mask_secrets(inputs)),
-                )
-            )
+            self.recording.resources.append(dataclasses.replace(resource, inputs=_integral(mask_secrets(inputs))))
 
 
 # --- stack files ----------------------------------------------------------------------------
