@@ -33,6 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from inference import contract
 from inference.batching import MicroBatcher
+from inference.decode_pool import DecodePool
 from inference.engine import CatWatcherEngine, PreparedImage
 from inference.errors import ClientError
 from inference.metrics import ServiceMetrics
@@ -69,6 +70,7 @@ class ServiceState:
     engine: CatWatcherEngine | None = None
     load_error: str | None = None
     batcher: MicroBatcher[PreparedImage, dict[str, Any]] | None = None
+    decoder: DecodePool | None = None
     admission: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
     refusal_log: IntervalLog | None = None
 
@@ -79,9 +81,11 @@ class ServiceState:
             self.refusal_log = IntervalLog(log, self.settings.server.log_interval)
         self.refusal_log.warning(reason, message)
 
-    def open_slots(self, max_concurrent_runs: int, max_batch: int = 1, max_batch_wait: float = 0.0) -> None:
+    def open_slots(
+        self, max_concurrent_runs: int, max_batch: int = 1, max_batch_wait: float = 0.0, decode_nice: int = 0
+    ) -> None:
         """Model runs are bounded by `max_concurrent_runs`; decoded images by twice the frames
-        those runs take.
+        those runs take, decoded by as many threads at `decode_nice` (inference/decode_pool.py).
 
         Twice keeps the next batch decoding while the model runs, yet a burst of clients waits
         holding only its compressed body, not a 5 MB float tensor each.
@@ -89,7 +93,13 @@ class ServiceState:
         self.batcher = MicroBatcher(
             self.run_frames, max_batch, max_batch_wait, max_concurrent_runs, self.metrics.runs_in_flight.inc
         )
-        self.admission = asyncio.Semaphore(2 * max_concurrent_runs * max_batch)
+        decoding = 2 * max_concurrent_runs * max_batch
+        self.admission = asyncio.Semaphore(decoding)
+        self.decoder = DecodePool(decoding, decode_nice)
+
+    def close_slots(self) -> None:
+        if self.decoder is not None:
+            self.decoder.close()
 
     def run_frames(self, frames: Sequence[PreparedImage]) -> list[dict[str, Any]]:
         assert self.engine is not None
@@ -314,10 +324,12 @@ def create_app(
             settings.inference.max_concurrent_runs,
             settings.inference.max_batch,
             settings.inference.max_batch_wait_ms / 1000,
+            settings.inference.decode_nice,
         )
         loading = asyncio.create_task(load_models())
         yield
         loading.cancel()
+        state.close_slots()
 
     async def healthz(request: Request) -> JSONResponse:
         status = state.engine.status if state.engine else None
@@ -367,8 +379,8 @@ def create_app(
             raise NotReadyError
         data = await image_bytes(request, settings)
         async with state.admission:
-            prepared = await anyio.to_thread.run_sync(engine.prepare, data)
-            assert state.batcher is not None
+            assert state.batcher is not None and state.decoder is not None
+            prepared = await state.decoder.run(engine.prepare, data)
             result = await state.batcher.submit(prepared)
         timings = prepared.timings
         state.metrics.inference_duration.labels("detect").observe(timings["detect"] / 1000)

@@ -92,6 +92,9 @@ class InferenceSettings(_Section):
     # adds latency; on a GPU slice 4 and a few milliseconds raise throughput.
     max_batch: int = Field(default=1, ge=1, le=64)
     max_batch_wait_ms: float = Field(default=2.0, ge=0.0, le=1000.0)
+    # Added to the nice value of the threads decoding requests (0..19, 0 = same priority as
+    # the model runs): they then use the cores the model leaves idle instead of slowing it.
+    decode_nice: int = Field(default=10, ge=0, le=19)
     # Models used whenever that model runs on CPU (device=cpu, no CUDA, or after a GPU failure),
     # e.g. the int8 output of `catwatcher-inference quantize`; unset = the fp32 model.
     cpu_detector_model_path: Path | None = None
