@@ -2,10 +2,14 @@
 
 The server (`catwatcher-inference serve`, detector only, device=cpu) and the raw baseline use the
 same model file, session options and 1280x720 camera-sized JPEG (the raw side gets the tensor the
-service's own preprocessing makes). The machine is assumed to be noisy: every round runs a block
-of raw runs, then a block of HTTP requests with 1 client, then with 2 clients, and the figure
-reported is the median over rounds of each round's service/raw throughput ratio, so a neighbour's
-load skews both sides of a ratio alike. Then, with the same interleaving:
+service's own preprocessing makes). The machine is assumed to be noisy, so blocks are short and
+sandwiched: raw, 1 client, raw, 2 clients, raw, ... (the service order reversed every other
+round), and each service block's ratio is its throughput over the mean of the raw blocks just
+before and after it. A neighbour's load that comes and goes over seconds then skews both sides of
+a ratio alike; the figure reported is the median of those ratios, with their range. It also
+prints the 1-client ceiling: the ratio a service would reach if nothing but its decode and
+preprocessing (which one client's requests cannot overlap with a model run) cost time. Then, with
+the same interleaving:
 
 * micro-batching: frames per second of `session.run` at batch 1, 2 and 4, and of the service at
   `max_batch` 1 and 4 with 4 clients;
@@ -14,7 +18,7 @@ load skews both sides of a ratio alike. Then, with the same interleaving:
 
 Loopback only, bounded in requests. The last line is `service/raw throughput ratio: R` (2 clients).
 
-    python tests/bench/bench_service.py [--requests 30] [--rounds 6] [--skip-batching] [--skip-int8]
+    python tests/bench/bench_service.py [--requests 10] [--rounds 16] [--decode-nice N] [--skip-batching] [--skip-int8]
 """
 
 from __future__ import annotations
@@ -217,6 +221,24 @@ def physical_cores() -> int:
     return len(cores) or os.cpu_count() or 1
 
 
+def sandwiched(
+    rounds: int, raw: Callable[[], float], services: dict[str, Callable[[], float]]
+) -> tuple[list[float], dict[str, list[float]]]:
+    """raw, A, raw, B, raw, then B, raw, A, raw, ...: every service block between two raw blocks.
+
+    Returns the raw throughputs and, per service, each block's throughput over the mean of the
+    raw blocks on either side of it.
+    """
+    raw_rates = [raw()]
+    ratios: dict[str, list[float]] = {name: [] for name in services}
+    for index in range(rounds):
+        for name in list(services) if index % 2 == 0 else list(services)[::-1]:
+            rate = services[name]()
+            raw_rates.append(raw())
+            ratios[name].append(rate / ((raw_rates[-2] + raw_rates[-1]) / 2))
+    return raw_rates, ratios
+
+
 def interleaved(rounds: int, blocks: dict[str, Callable[[], float]]) -> dict[str, list[float]]:
     """Runs every block once per round, in order; returns each block's throughput per round."""
     results: dict[str, list[float]] = {name: [] for name in blocks}
@@ -258,14 +280,20 @@ def detections_kept(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=30, help="requests (and raw runs) per block")
-    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--requests", type=int, default=10, help="requests (and raw runs) per block")
+    parser.add_argument("--rounds", type=int, default=16)
     parser.add_argument("--frames", type=int, default=16, help="frames per block in the batching and int8 comparisons")
     parser.add_argument(
         "--intra-op-threads",
         type=int,
         default=0,
         help="for the server and the raw session alike (0: onnxruntime decides)",
+    )
+    parser.add_argument(
+        "--decode-nice",
+        type=int,
+        default=None,
+        help="the server's CAT_WATCHER__INFERENCE__DECODE_NICE (default: the service's default)",
     )
     parser.add_argument("--skip-batching", action="store_true")
     parser.add_argument("--skip-int8", action="store_true")
@@ -281,8 +309,13 @@ def main() -> None:
         detector = model_dir / "detector.onnx"
         body = camera_frame()
         threads = {"INTRA_OP_THREADS": str(arguments.intra_op_threads)}
+        if arguments.decode_nice is not None:
+            threads["DECODE_NICE"] = str(arguments.decode_nice)
         settings = InferenceSettings(
-            device="cpu", detector_model_path=detector, intra_op_threads=arguments.intra_op_threads
+            device="cpu",
+            detector_model_path=detector,
+            intra_op_threads=arguments.intra_op_threads,
+            **({} if arguments.decode_nice is None else {"decode_nice": arguments.decode_nice}),
         )
 
         print(
@@ -329,40 +362,49 @@ def main() -> None:
 
                 return block
 
-            throughput = interleaved(arguments.rounds, {"raw": raw, "1 client": service(1), "2 clients": service(2)})
+            raw_rates, ratios_by_name = sandwiched(
+                arguments.rounds, raw, {"1 client": service(1), "2 clients": service(2)}
+            )
         finally:
             server.terminate()
             server.wait(timeout=30)
 
         total = arguments.requests * arguments.rounds
         print(
-            f"\n== service vs raw session.run: {arguments.rounds} interleaved rounds "
-            f"of {arguments.requests} (raw, 1 client, 2 clients); {total} a side"
+            f"\n== service vs raw session.run: {arguments.rounds} rounds of {arguments.requests}, each service "
+            f"block between two raw blocks; {total} requests per client count"
         )
-        print(
-            f"raw session.run: {np.median(throughput['raw']):.2f} "
-            f"runs/s (median of rounds), {percentiles(raw_latencies)}"
-        )
+        print(f"raw session.run: {np.median(raw_rates):.2f} runs/s (median of blocks), {percentiles(raw_latencies)}")
         ratios: dict[int, list[float]] = {}
+        ceiling = 1.0
         for clients in (1, 2):
             name = f"{clients} client" + ("s" if clients > 1 else "")
-            ratios[clients] = [
-                service_rate / raw_rate
-                for service_rate, raw_rate in zip(throughput[name], throughput["raw"], strict=True)
-            ]
+            ratios[clients] = ratios_by_name[name]
             timings = server_timings[clients]
             decode, preprocess, detect, handled = (
                 float(np.mean([t[key] for t in timings])) for key in ("decode", "preprocess", "detect", "total")
             )
+            rate = len(latencies[clients]) / sum(latencies[clients]) * clients
+            # Little's law with medians: a second estimate that a few runs slowed by a neighbour
+            # (p99 here is often twice p50) cannot move; both sides are treated alike.
+            by_median = clients * float(np.median(raw_latencies)) / float(np.median(latencies[clients]))
             print(
-                f"service, {name}: {np.median(throughput[name]):.2f} req/s, "
-                f"{percentiles(latencies[clients])}; ratio {spread(ratios[clients])}"
+                f"service, {name}: {rate:.2f} req/s, {percentiles(latencies[clients])}; "
+                f"ratio {spread(ratios[clients])}; by median latency {by_median:.2f}"
             )
             print(
                 f"  server-side per request: decode {decode:.2f} ms, preprocess "
                 f"{preprocess:.2f} ms, detect {detect:.1f} ms, other "
                 f"{handled - decode - preprocess - detect:.1f} ms; {handled:.1f} ms handled"
             )
+            if clients == 1:
+                run_ms = float(np.median(raw_latencies)) * 1000
+                ceiling = run_ms / (run_ms + decode + preprocess)
+        print(
+            f"1-client ceiling set by decoding: {ceiling:.2f} (decode + preprocess, serial with one client, "
+            f"against a {np.median(raw_latencies) * 1000:.1f} ms run; HTTP and post-processing counted as free)"
+        )
+        print(f"server decode threads: nice +{settings.decode_nice}")
 
         if not arguments.skip_batching:
             batching(arguments, detector, model_dir, settings, tensor, body)
