@@ -74,3 +74,178 @@ def uint8_image_input(model_bytes: bytes) -> bytes | None:
         model.graph.node.insert(0, node)
     tensor_type.elem_type = TensorProto.UINT8
     return model.SerializeToString()
+
+
+# Elementwise ops that act on each channel alone: Split can move above them unchanged.
+_CHANNELWISE_UNARY = frozenset({"Relu", "Sigmoid", "Tanh", "LeakyRelu", "HardSigmoid", "HardSwish", "Elu", "Selu"})
+
+
+def split_free_convs(model_bytes: bytes) -> bytes | None:
+    """The model with every `Conv -> activation -> Split(channels)` made into one Conv and
+    activation per part, or None if it has no such pattern (then it is used unchanged).
+
+    YOLOv8's C2f blocks split a Conv's output in two. onnxruntime's CPU provider runs
+    convolutions in a blocked channel layout (NCHWc) but has no Split in that layout, so every
+    Split costs a conversion back to plain NCHW, and the residual Adds and Concats fed by its
+    halves follow it out of the fast layout, each with its own conversions. Convolving with each
+    part's rows of the weights gives the same values (each output channel is computed from its
+    own weights alone) and keeps the whole block in NCHWc.
+
+    Matched: a Conv with initializer weights (and bias), group 1, whose output goes only through
+    SiLU (x * sigmoid(x)) or a one-input activation into a Split on axis 1 with known sizes.
+    """
+    try:
+        model = onnx.load_from_string(model_bytes)
+    except Exception:  # noqa: BLE001 - any parse failure: onnxruntime reports what is wrong with it
+        return None
+    graph = model.graph
+    initializers = {init.name: init for init in graph.initializer}
+    producers = {output: node for node in graph.node for output in node.output}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for value in node.input:
+            consumers.setdefault(value, []).append(node)
+    graph_outputs = {value.name for value in graph.output}
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+    def only_consumer(value: str) -> onnx.NodeProto | None:
+        users = consumers.get(value, [])
+        return users[0] if len(users) == 1 and value not in graph_outputs else None
+
+    def activation_chain(conv_output: str, split_input: str) -> list[onnx.NodeProto] | None:
+        """The nodes between the Conv and the Split, if they are SiLU, one activation or none."""
+        if conv_output == split_input:
+            return [] if only_consumer(conv_output) is not None else None
+        users = consumers.get(conv_output, [])
+        if conv_output in graph_outputs:
+            return None
+        last = producers.get(split_input)
+        if last is None:
+            return None
+        if len(users) == 1 and users[0] is last and last.op_type in _CHANNELWISE_UNARY:
+            return [last]
+        if len(users) == 2 and last.op_type == "Mul" and last in users:
+            sigmoid = next((user for user in users if user is not last), None)
+            if (
+                sigmoid is not None
+                and sigmoid.op_type == "Sigmoid"
+                and sorted(last.input) == sorted([conv_output, sigmoid.output[0]])
+                and only_consumer(sigmoid.output[0]) is last
+            ):
+                return [sigmoid, last]
+        return None
+
+    def split_sizes(split: onnx.NodeProto, channels: int) -> list[int] | None:
+        attributes = {attribute.name: helper.get_attribute_value(attribute) for attribute in split.attribute}
+        if attributes.get("axis", 0) != 1:
+            return None
+        if len(split.input) > 1 and split.input[1]:
+            if split.input[1] not in initializers:
+                return None
+            sizes = [int(size) for size in numpy_helper.to_array(initializers[split.input[1]])]
+        elif "split" in attributes:
+            sizes = [int(size) for size in attributes["split"]]
+        else:
+            parts = len(split.output)
+            if opset >= 18:  # the last part takes the remainder
+                size = -(-channels // parts)
+                sizes = [size] * (parts - 1) + [channels - size * (parts - 1)]
+            else:
+                sizes = [channels // parts] * parts
+        if sum(sizes) != channels or any(size < 1 for size in sizes) or len(sizes) != len(split.output):
+            return None
+        return sizes
+
+    taken = {init.name for init in graph.initializer} | {value for node in graph.node for value in node.output}
+    taken |= {node.name for node in graph.node} | {value.name for value in graph.input}
+
+    def unique(name: str) -> str:
+        candidate, number = name, 1
+        while candidate in taken:
+            number += 1
+            candidate = f"{name}_{number}"
+        taken.add(candidate)
+        return candidate
+
+    rewritten = False
+    refused: set[str] = set()
+    while True:
+        # Rewriting rebuilds graph.node (protobuf copies the nodes), so each pass looks again.
+        split = next((node for node in graph.node if node.op_type == "Split" and node.output[0] not in refused), None)
+        if split is None:
+            break
+        refused.add(split.output[0])
+        source = producers.get(split.input[0])
+        chain: list[onnx.NodeProto] | None = []
+        conv = source
+        while conv is not None and conv.op_type != "Conv":
+            conv = producers.get(conv.input[0]) if conv.op_type in (*_CHANNELWISE_UNARY, "Mul") else None
+        if conv is None or len(conv.input) < 2 or conv.input[1] not in initializers:
+            continue
+        chain = activation_chain(conv.output[0], split.input[0])
+        attributes = {attribute.name: helper.get_attribute_value(attribute) for attribute in conv.attribute}
+        if chain is None or attributes.get("group", 1) != 1:
+            continue
+        bias = conv.input[2] if len(conv.input) > 2 and conv.input[2] else None
+        if bias is not None and bias not in initializers:
+            continue
+        weights = numpy_helper.to_array(initializers[conv.input[1]])
+        sizes = split_sizes(split, weights.shape[0])
+        if sizes is None:
+            continue
+        biases = numpy_helper.to_array(initializers[bias]) if bias is not None else None
+        new_nodes: list[onnx.NodeProto] = []
+        start = 0
+        for index, (size, part_output) in enumerate(zip(sizes, split.output, strict=True)):
+            prefix = unique(f"{conv.name or conv.output[0]}__part{index}")
+            weight_name = unique(f"{prefix}__w")
+            graph.initializer.append(numpy_helper.from_array(weights[start : start + size].copy(), weight_name))
+            inputs = [conv.input[0], weight_name]
+            if biases is not None:
+                bias_name = unique(f"{prefix}__b")
+                graph.initializer.append(numpy_helper.from_array(biases[start : start + size].copy(), bias_name))
+                inputs.append(bias_name)
+            start += size
+            renamed = {conv.output[0]: part_output if not chain else unique(f"{prefix}__conv")}
+            part_conv = helper.make_node("Conv", inputs, [renamed[conv.output[0]]], name=unique(f"{prefix}__conv_node"))
+            part_conv.attribute.extend(conv.attribute)
+            new_nodes.append(part_conv)
+            for link in chain:
+                last = link is chain[-1]
+                output = part_output if last else unique(f"{prefix}__{link.op_type.lower()}")
+                renamed[link.output[0]] = output
+                part = helper.make_node(
+                    link.op_type,
+                    [renamed.get(value, value) for value in link.input],
+                    [output],
+                    name=unique(f"{prefix}__{link.op_type.lower()}_node"),
+                )
+                part.attribute.extend(link.attribute)
+                new_nodes.append(part)
+        removed = {id(conv), id(split), *(id(link) for link in chain)}
+        position = min(index for index, node in enumerate(graph.node) if id(node) in removed)
+        kept = [node for node in graph.node if id(node) not in removed]
+        del graph.node[:]
+        graph.node.extend(kept[:position] + new_nodes + kept[position:])
+        stale = {conv.output[0], *(link.output[0] for link in chain), *split.output}
+        kept_info = [info for info in graph.value_info if info.name not in stale]
+        del graph.value_info[:]
+        graph.value_info.extend(kept_info)
+        producers = {output: node for node in graph.node for output in node.output}
+        consumers = {}
+        for node in graph.node:
+            for value in node.input:
+                consumers.setdefault(value, []).append(node)
+        rewritten = True
+    if not rewritten:
+        return None
+    used = {value for node in graph.node for value in node.input} | graph_outputs
+    unused = {init.name for init in graph.initializer if init.name not in used}
+    kept_initializers = [init for init in graph.initializer if init.name not in unused]
+    del graph.initializer[:]
+    graph.initializer.extend(kept_initializers)
+    # Models before IR 4 also list initializers as graph inputs; a dropped one must go there too.
+    kept_inputs = [value for value in graph.input if value.name not in unused]
+    del graph.input[:]
+    graph.input.extend(kept_inputs)
+    return model.SerializeToString()
