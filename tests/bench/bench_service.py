@@ -28,6 +28,7 @@ import http.client
 import json
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
@@ -302,6 +303,8 @@ def main() -> None:
         "--model-dir", type=Path, default=None, help="directory with detector.onnx (default: make placeholders)"
     )
     arguments = parser.parse_args()
+    # A killed bench still stops its servers (the finally blocks run on SystemExit).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     with tempfile.TemporaryDirectory() as scratch:
         model_dir = arguments.model_dir or Path(scratch)
