@@ -149,7 +149,9 @@ def _sppf(g: _GraphBuilder, x: str, channels: int) -> str:
 
 def _upsample(g: _GraphBuilder, x: str) -> str:
     scales = g.constant(np.array([1, 1, 2, 2], dtype=np.float32), "scales")
-    return g.op("Resize", [x, "", scales], mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")[0]
+    return g.op(
+        "Resize", [x, "", scales], mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor"
+    )[0]
 
 
 def _anchor_grid(size: int, strides: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:

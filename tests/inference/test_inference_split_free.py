@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -57,7 +58,7 @@ def block(
     elif split_as == "attribute":
         nodes.append(helper.make_node("Split", [split_input], parts, axis=split_axis, split=list(sizes)))
     else:  # equal parts
-        attributes = {"num_outputs": len(sizes)} if opset >= 18 else {}
+        attributes: dict[str, Any] = {"num_outputs": len(sizes)} if opset >= 18 else {}
         nodes.append(helper.make_node("Split", [split_input], parts, axis=split_axis, **attributes))
     heads = []
     for index, (part, size) in enumerate(zip(parts, sizes, strict=True)):
