@@ -212,7 +212,11 @@ def plan_modes(gpu: GpuPreset, arena_mb: int) -> list[ModeFit]:
         raise PlanInputError(f"--arena-mb must be > 0; got {arena_mb}")
     counted = dict(MODES)
     rows = [row for _, mode in MODES for row in mode(gpu, arena_mb)]
-    rows += [_shared(mode, gpu, arena_mb, None, "", least=1) for mode in BACKENDS if mode not in counted]
+    rows += [
+        _shared(mode, gpu, arena_mb, None, BACKENDS[mode].plan_note, least=1)
+        for mode in BACKENDS
+        if mode not in counted
+    ]
     return rows
 
 

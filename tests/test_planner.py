@@ -17,6 +17,7 @@ from infra import budget
 from infra.footprint import ACTIVATION_FACTOR, MIB, WORKSPACE_ALLOWANCE_MB, FootprintError, model_footprint
 from infra.planner import PlanInputError, arena_for_models, plan_modes, resolve_gpu
 from infra.presets import catalogue
+from infra.sharing import BACKENDS
 from tests.conftest import ROOT
 
 
@@ -241,3 +242,15 @@ def test_a_backend_without_a_counting_rule_is_planned_through_its_own_validation
     # Validation has the last word: MPS before Volta is refused with the backend's own message.
     pascal = {row.mode: row for row in plan_modes(catalogue()["gtx-1070"], 1024)}
     assert pascal["mps"].pods == 0 and "compute capability >= 7.0" in pascal["mps"].note
+
+
+@pytest.mark.parametrize("preset", ["rtx-3060", "a100-40gb", "gtx-1070"])
+def test_every_row_says_what_bounds_its_pods_memory_or_why_it_does_not_fit(preset):
+    gpu = catalogue()[preset]
+    rows = plan_modes(gpu, gpu.recommended.memory_per_pod_mb)
+    assert {row.mode for row in rows} == set(BACKENDS)
+    for row in rows:
+        assert row.note.strip(), f"{row.mode} on {row.device} has no note"
+    hami = next(row for row in rows if row.mode == "hami")
+    if hami.fit is not None and hami.fit.fits:
+        assert "nvidia.com/gpumem" in hami.note

@@ -228,6 +228,7 @@ class SharingBackend(Protocol):
 
     # --- what only some modes need ---
     limits_gpu_cores: ClassVar[bool]  # whether `gpuCoresPerPod` means anything here
+    plan_note: ClassVar[str]  # what bounds a pod's GPU memory, for `catwatcher-infra plan`
     needs_runtime_class: ClassVar[bool]  # hands GPUs over as NVIDIA_VISIBLE_DEVICES (nvidia runtime)
 
     def scheduler_name(self, group: NodeGroupPlan) -> str | None:
@@ -249,6 +250,7 @@ class BaseBackend:
     mode: ClassVar[SharingMode]
     limits_gpu_cores: ClassVar[bool] = False
     needs_runtime_class: ClassVar[bool] = False
+    plan_note: ClassVar[str] = ""
 
     def check_spec(self, request: GroupRequest, problems: Problems) -> None:
         if request.spec.mig is not None:

@@ -33,6 +33,7 @@ class Hami(BaseBackend):
     mode: ClassVar[SharingMode] = "hami"
     limits_gpu_cores: ClassVar[bool] = True
     needs_runtime_class: ClassVar[bool] = True
+    plan_note: ClassVar[str] = "each pod's nvidia.com/gpumem = its budget, enforced in-process by HAMi-core"
 
     def check_spec(self, request: GroupRequest, problems: Problems) -> None:
         super().check_spec(request, problems)
