@@ -139,7 +139,7 @@ def test_a_mig_instance_too_small_for_its_time_slices_names_the_replicas():
     ((key, message),) = caught.value.problems
     assert key == "catwatcher:nodeGroups[0].gpu.mig.timeSlicingReplicas"
     assert message.startswith(
-        "8 pods x (1 arena + 800 overhead) + 1024 reserve = 7432 MiB > 4864 MiB of the MIG instance 1g.5gb"
+        "8 pods x 800 overhead + 1024 reserve = 7424 MiB > 4864 MiB of the MIG instance 1g.5gb, leaving no arena"
     )
     assert message.endswith("at most 4 pods per device")
 

@@ -138,10 +138,18 @@ def memory_conflicts(request: GroupRequest, devices: DeviceSharing, fit: budget.
     arena = max(pod.arena_mb, 1)  # a derived arena that came out empty: at least something
     budget_mb = arena + pod.overhead_mb
     usable = fit.device_mb - fit.reserve_mb
-    summary = budget.fit(
-        fit.device, fit.device_mb, fit.reserve_mb, pod.overhead_mb, fit.pods, arena_mb=arena
-    ).arithmetic()
-    summary += f" of the {fit.device}"
+    if pod.arena_mb > 0:
+        summary = budget.fit(
+            fit.device, fit.device_mb, fit.reserve_mb, pod.overhead_mb, fit.pods, arena_mb=arena
+        ).arithmetic()
+        summary += f" of the {fit.device}"
+    else:  # the arena was derived from what is left, and nothing is: quote the overheads alone
+        overheads = fit.pods * pod.overhead_mb + fit.reserve_mb
+        summary = (
+            f"{fit.pods} pods x {pod.overhead_mb} overhead + {fit.reserve_mb} reserve = {overheads} MiB "
+            f"{'>' if overheads > fit.device_mb else '<='} {fit.device_mb} MiB of the {fit.device}, "
+            "leaving no arena"
+        )
     replicas_key = ("mig", "timeSlicingReplicas") if devices.mig is not None else ("replicas",)
     replicas_set = (devices.mig.time_slicing_replicas if devices.mig is not None else spec.replicas) is not None
     candidates = [
