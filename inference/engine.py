@@ -26,7 +26,7 @@ from inference.imaging import (
     letterbox_tensor,
 )
 from inference.labels import BEHAVIOURS
-from inference.modelprep import split_free_convs, uint8_image_input
+from inference.modelprep import cpu_rewrites, uint8_image_input
 from inference.postprocess import decode_detections, identities
 from inference.runtime import DeviceStatus, ModelRuntime, Session, SessionFactory, create_session, first_line
 from inference.settings import InferenceSettings, env_name
@@ -338,14 +338,15 @@ def _load(
 ) -> Session:
     """Loads `path` (and `cpu_path` for CPU), each rewritten by `prepare` where it applies.
 
-    Whatever runs on CPU is also made Split-free (modelprep.split_free_convs): the same values,
-    computed without leaving onnxruntime's blocked CPU layout. A GPU runs the model as given.
+    Whatever runs on CPU is also made Split- and Concat-free (modelprep.cpu_rewrites): the same
+    values, computed without leaving onnxruntime's blocked CPU layout. A GPU runs the model as
+    given.
     """
     model = _prepared(read_model(path, variable), prepare)
     if cpu_path is None:
-        cpu_rewrite = split_free_convs(model)
+        cpu_rewrite = cpu_rewrites(model)
         return _session(lambda: runtime.load(name, model, cpu_rewrite), variable, path)
-    cpu_model = _prepared(_prepared(read_model(cpu_path, cpu_variable), prepare), split_free_convs)
+    cpu_model = _prepared(_prepared(read_model(cpu_path, cpu_variable), prepare), cpu_rewrites)
     if runtime.status.device == "cpu":
         # The CPU model is what runs; the model it replaces must still be usable.
         reference = _session(lambda: runtime.cpu_session(model), variable, path)

@@ -47,7 +47,7 @@ from PIL import Image
 from inference.contract import DETECT_PATH, ENV_PREFIX, READY_PATH
 from inference.engine import DETECTOR, CatWatcherEngine
 from inference.modelgen import write_models
-from inference.modelprep import split_free_convs
+from inference.modelprep import cpu_rewrites
 from inference.postprocess import decode_detections, pairwise_iou
 from inference.quantize import quantize_model
 from inference.runtime import CPU_PROVIDER, session_options
@@ -340,7 +340,7 @@ def main() -> None:
         engine = CatWatcherEngine.load(settings)
         service_tensor = engine.prepare(body).tensor
         tensor = unit_range(service_tensor)
-        # What the service runs on CPU: the detector made Split-free and fed uint8 (modelprep).
+        # What the service runs on CPU: the detector made Split- and Concat-free, fed uint8 (modelprep).
         service_session = engine.runtime.session(DETECTOR)
         service_feeds = {engine.detector.name: service_tensor}
         feeds = {"images": tensor}
@@ -424,7 +424,7 @@ def main() -> None:
         model_ratios = ratios_by_name["service's model"]
         model_ratio = float(np.median(model_ratios))
         print(
-            f"session.run on the service's CPU model (Split-free, uint8 input): {spread(model_ratios)} "
+            f"session.run on the service's CPU model (Split- and Concat-free, uint8 input): {spread(model_ratios)} "
             f"of raw; the service against that model: 1 client {np.median(ratios[1]) / model_ratio:.2f}, "
             f"2 clients {np.median(ratios[2]) / model_ratio:.2f}"
         )
@@ -510,10 +510,10 @@ def int8(arguments: argparse.Namespace, detector: Path, model_dir: Path, setting
         name: ort.InferenceSession(str(path), sess_options=session_options(settings), providers=[CPU_PROVIDER])
         for name, path in (("fp32", detector), ("int8", quantized))
     }
-    # The fp32 model as the service runs it on CPU without an int8 model (Split-free).
-    split_free = split_free_convs(detector.read_bytes()) or detector.read_bytes()
-    sessions["fp32 split-free"] = ort.InferenceSession(
-        split_free, sess_options=session_options(settings), providers=[CPU_PROVIDER]
+    # The fp32 model as the service runs it on CPU without an int8 model (modelprep.cpu_rewrites).
+    rewritten = cpu_rewrites(detector.read_bytes()) or detector.read_bytes()
+    sessions["fp32 rewritten"] = ort.InferenceSession(
+        rewritten, sess_options=session_options(settings), providers=[CPU_PROVIDER]
     )
 
     # Frames like the calibration ones but not among them.
@@ -546,7 +546,7 @@ def int8(arguments: argparse.Namespace, detector: Path, model_dir: Path, setting
 
     rates = interleaved(arguments.rounds, {name: block(name) for name in sessions})
     per_round = [rate / base for rate, base in zip(rates["int8"], rates["fp32"], strict=True)]
-    per_round_split_free = [rate / base for rate, base in zip(rates["int8"], rates["fp32 split-free"], strict=True)]
+    per_round_rewritten = [rate / base for rate, base in zip(rates["int8"], rates["fp32 rewritten"], strict=True)]
     print(
         f"\n== int8 ({report.frames} calibration frames, {quantize_seconds:.0f} "
         f"s to quantise; {report.float_nodes} post-processing nodes in float), "
@@ -557,8 +557,9 @@ def int8(arguments: argparse.Namespace, detector: Path, model_dir: Path, setting
         f"{np.median(rates['int8']):.2f} frames/s; int8/fp32 {spread(per_round)}"
     )
     print(
-        f"fp32 as the service runs it (Split-free): {np.median(rates['fp32 split-free']):.2f} frames/s; "
-        f"int8/that {spread(per_round_split_free)}"
+        f"fp32 as the service runs it on CPU (Split- and Concat-free): {np.median(rates['fp32 rewritten']):.2f} "
+        "frames/s; "
+        f"int8/that {spread(per_round_rewritten)}"
     )
     print(
         f"agreement on {len(tensors)} unseen frames, fp32's 100 best anchors "
