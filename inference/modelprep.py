@@ -156,16 +156,7 @@ def split_free_convs(model_bytes: bytes) -> bytes | None:
             return None
         return sizes
 
-    taken = {init.name for init in graph.initializer} | {value for node in graph.node for value in node.output}
-    taken |= {node.name for node in graph.node} | {value.name for value in graph.input}
-
-    def unique(name: str) -> str:
-        candidate, number = name, 1
-        while candidate in taken:
-            number += 1
-            candidate = f"{name}_{number}"
-        taken.add(candidate)
-        return candidate
+    unique = _FreshNames(graph)
 
     rewritten = False
     refused: set[str] = set()
@@ -243,6 +234,22 @@ def split_free_convs(model_bytes: bytes) -> bytes | None:
     return model.SerializeToString()
 
 
+class _FreshNames:
+    """Hands out names no initializer, value, node or input of `graph` has yet."""
+
+    def __init__(self, graph: onnx.GraphProto) -> None:
+        self._taken = {init.name for init in graph.initializer} | {value.name for value in graph.input}
+        self._taken |= {value for node in graph.node for value in node.output} | {node.name for node in graph.node}
+
+    def __call__(self, name: str) -> str:
+        candidate, number = name, 1
+        while candidate in self._taken:
+            number += 1
+            candidate = f"{name}_{number}"
+        self._taken.add(candidate)
+        return candidate
+
+
 def _drop_unused_initializers(graph: onnx.GraphProto) -> None:
     used = {value for node in graph.node for value in node.input} | {value.name for value in graph.output}
     unused = {init.name for init in graph.initializer if init.name not in used}
@@ -285,16 +292,7 @@ def concat_free_convs(model_bytes: bytes) -> bytes | None:
     for node in graph.node:
         for value in node.input:
             consumers.setdefault(value, []).append(node)
-    taken = {init.name for init in graph.initializer} | {value for node in graph.node for value in node.output}
-    taken |= {node.name for node in graph.node} | {value.name for value in graph.input}
-
-    def unique(name: str) -> str:
-        candidate, number = name, 1
-        while candidate in taken:
-            number += 1
-            candidate = f"{name}_{number}"
-        taken.add(candidate)
-        return candidate
+    unique = _FreshNames(graph)
 
     replacements: dict[str, list[onnx.NodeProto]] = {}  # Conv output -> its parts and sums
     dropped: set[str] = set()  # outputs of the Concats that go
