@@ -3,8 +3,6 @@ built from hand-made args under Pulumi's mocks."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from typing import Any
 
 import jsonschema
@@ -28,6 +26,7 @@ from infra.hami_chart import facts, unknown_value_paths, value_paths
 from tests.component_harness import build, children_of
 from tests.monitoring_schema import SCHEMAS
 from tests.promql_check import violations
+from tests.promtool import assert_alerts, needs_promtool
 
 HAMI_REFERENCE = "hami-v2.10.0"
 TARGET_LABELS = frozenset({"job", "instance", "endpoint", "service", "namespace", "pod", "container"})
@@ -269,19 +268,10 @@ def test_the_absent_alert_names_the_monitor_services_job():
     assert monitor_job("gpu") == "gpu-hami-device-plugin-monitor"
 
 
-PROMTOOL = shutil.which("promtool")
-
-
-@pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (apt-get install prometheus)")
+@needs_promtool
 def test_promtool_cap_alert_fires_near_the_cap_only(tmp_path):
     """Pod a uses 2400 of its 2560 MiB cap: alert. Pod b uses 1000: no alert. Pod c has no cap
     (limit 0): no alert, whatever it uses. Another namespace is not ours."""
-    spec = prometheus_rule_spec("cat-watcher", "hami")
-    for rule in spec["groups"][0]["rules"]:
-        del rule["annotations"]
-    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(spec))
-    check = subprocess.run([PROMTOOL, "check", "rules", "rules.yaml"], cwd=tmp_path, capture_output=True, text=True)
-    assert check.returncode == 0, check.stdout + check.stderr
     mib = 2**20
     target = (
         'job="hami-device-plugin-monitor",instance="10.0.0.5:9394",zone="vGPU",vdevice_index="0",device_uuid="GPU-0"'
@@ -297,38 +287,26 @@ def test_promtool_cap_alert_fires_near_the_cap_only(tmp_path):
         series.append((f"hami_vgpu_memory_used_bytes{{{labels}}}", f"{used * mib}x20"))
         series.append((f"hami_vgpu_memory_limit_bytes{{{labels}}}", f"{limit * mib}x20"))
     series.append(('up{job="hami-device-plugin-monitor",instance="10.0.0.5:9394"}', "1x20"))
-    tests = {
-        "rule_files": ["rules.yaml"],
-        "evaluation_interval": "1m",
-        "tests": [
-            {
-                "interval": "1m",
-                "input_series": [{"series": s, "values": v} for s, v in series],
-                "alert_rule_test": [
-                    {
-                        "eval_time": "10m",
-                        "alertname": "CatWatcherPodNearGpuMemCap",
-                        "exp_alerts": [
-                            {
-                                "exp_labels": {
-                                    "severity": "warning",
-                                    "namespace": "cat-watcher",
-                                    "pod": "cat-watcher-a",
-                                    "container": "inference",
-                                }
-                            }
-                        ],
-                    },
-                    {"eval_time": "10m", "alertname": "CatWatcherHamiMetricsAbsent", "exp_alerts": []},
-                    {
-                        "eval_time": "40m",
-                        "alertname": "CatWatcherHamiMetricsAbsent",
-                        "exp_alerts": [{"exp_labels": {"severity": "warning"}}],
-                    },
-                ],
-            }
-        ],
-    }
-    (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests))
-    result = subprocess.run([PROMTOOL, "test", "rules", "tests.yaml"], cwd=tmp_path, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
+    alert_tests = [
+        {
+            "eval_time": "10m",
+            "alertname": "CatWatcherPodNearGpuMemCap",
+            "exp_alerts": [
+                {
+                    "exp_labels": {
+                        "severity": "warning",
+                        "namespace": "cat-watcher",
+                        "pod": "cat-watcher-a",
+                        "container": "inference",
+                    }
+                }
+            ],
+        },
+        {"eval_time": "10m", "alertname": "CatWatcherHamiMetricsAbsent", "exp_alerts": []},
+        {
+            "eval_time": "40m",
+            "alertname": "CatWatcherHamiMetricsAbsent",
+            "exp_alerts": [{"exp_labels": {"severity": "warning"}}],
+        },
+    ]
+    assert_alerts(tmp_path, prometheus_rule_spec("cat-watcher", "hami"), series, alert_tests)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import jsonschema
@@ -30,6 +28,7 @@ from infra.render import helm_releases
 from tests.conftest import ROOT, objects, one, operator_values, render_config
 from tests.monitoring_schema import SCHEMAS, property_paths
 from tests.promql_check import dashboard_queries, violations
+from tests.promtool import assert_alerts, check_rules, needs_promtool
 
 HOMELAB_3060 = {"gpu": {"preset": "rtx-3060", "sharing": "time-slicing", "replicas": 4}, "app": {"replicas": 4}}
 STANDALONE = {**HOMELAB_3060, "monitoring": {"exporter": "standalone"}}
@@ -266,27 +265,19 @@ def test_dcgm_metrics_used_are_enabled_by_default(reference):
 
 # --- promtool, when Debian's prometheus package is installed -------------------------------
 
-PROMTOOL = shutil.which("promtool")
-needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (apt-get install prometheus)")
-
 
 @needs_promtool
 def test_promtool_accepts_the_rules(tmp_path):
     for exporter in ("operator", "standalone"):
         path = tmp_path / f"rules-{exporter}.yaml"
         path.write_text(yaml.safe_dump(prometheus_rule_spec("cat-watcher", exporter)))
-        result = subprocess.run([PROMTOOL, "check", "rules", str(path)], capture_output=True, text=True)
-        assert result.returncode == 0, result.stdout + result.stderr
+        check_rules(path)
 
 
 @needs_promtool
 def test_promtool_alerts_fire_on_synthetic_series(tmp_path):
     """A device used by one pod near its limit alerts; a time-sliced device shared by two pods
     does not blame either; a full framebuffer and a degraded pod alert."""
-    spec = prometheus_rule_spec("cat-watcher")
-    for rule in spec["groups"][0]["rules"]:
-        del rule["annotations"]  # templates: checked by `promtool check rules` above
-    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(spec))
     dev0 = 'Hostname="n1",gpu="0",UUID="GPU-0",modelName="RTX 3060"'
     dev1 = 'Hostname="n1",gpu="1",UUID="GPU-1",modelName="RTX 3060"'
     series = [
@@ -308,52 +299,36 @@ def test_promtool_alerts_fire_on_synthetic_series(tmp_path):
         )
         series.append((f'catwatcher_degraded{{namespace="cat-watcher",pod="{pod}"}}', f"{degraded}x20"))
     pod_alert = {"exp_labels": {"severity": "warning", "namespace": "cat-watcher", "pod": "cat-watcher-a"}}
-    tests = {
-        "rule_files": ["rules.yaml"],
-        "evaluation_interval": "1m",
-        "tests": [
-            {
-                "interval": "1m",
-                "input_series": [{"series": s, "values": v} for s, v in series],
-                "alert_rule_test": [
-                    {"eval_time": "10m", "alertname": "CatWatcherPodNearGpuMemoryLimit", "exp_alerts": [pod_alert]},
-                    {
-                        "eval_time": "10m",
-                        "alertname": "CatWatcherGpuFramebufferNearlyFull",
-                        "exp_alerts": [
-                            {
-                                "exp_labels": {
-                                    "severity": "warning",
-                                    "Hostname": "n1",
-                                    "gpu": "1",
-                                    "UUID": "GPU-1",
-                                    "modelName": "RTX 3060",
-                                }
-                            }
-                        ],
-                    },
-                    {
-                        "eval_time": "10m",
-                        "alertname": "CatWatcherDegradedToCpu",
-                        "exp_alerts": [
-                            {"exp_labels": {"severity": "warning", "namespace": "cat-watcher", "pod": "cat-watcher-c"}}
-                        ],
-                    },
-                    {"eval_time": "10m", "alertname": "CatWatcherDcgmExporterAbsent", "exp_alerts": []},
-                    {"eval_time": "4m", "alertname": "CatWatcherGpuXidError", "exp_alerts": []},
-                    {
-                        "eval_time": "6m",
-                        "alertname": "CatWatcherGpuXidError",
-                        "exp_alerts": [
-                            {"exp_labels": {"severity": "critical", "Hostname": "n1", "gpu": "0", "UUID": "GPU-0"}}
-                        ],
-                    },
-                    # The same stale value 20 minutes later is not a new error: resolved.
-                    {"eval_time": "25m", "alertname": "CatWatcherGpuXidError", "exp_alerts": []},
-                ],
-            }
-        ],
-    }
-    (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests))
-    result = subprocess.run([PROMTOOL, "test", "rules", "tests.yaml"], cwd=tmp_path, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
+    alert_tests = [
+        {"eval_time": "10m", "alertname": "CatWatcherPodNearGpuMemoryLimit", "exp_alerts": [pod_alert]},
+        {
+            "eval_time": "10m",
+            "alertname": "CatWatcherGpuFramebufferNearlyFull",
+            "exp_alerts": [
+                {
+                    "exp_labels": {
+                        "severity": "warning",
+                        "Hostname": "n1",
+                        "gpu": "1",
+                        "UUID": "GPU-1",
+                        "modelName": "RTX 3060",
+                    }
+                }
+            ],
+        },
+        {
+            "eval_time": "10m",
+            "alertname": "CatWatcherDegradedToCpu",
+            "exp_alerts": [{"exp_labels": {"severity": "warning", "namespace": "cat-watcher", "pod": "cat-watcher-c"}}],
+        },
+        {"eval_time": "10m", "alertname": "CatWatcherDcgmExporterAbsent", "exp_alerts": []},
+        {"eval_time": "4m", "alertname": "CatWatcherGpuXidError", "exp_alerts": []},
+        {
+            "eval_time": "6m",
+            "alertname": "CatWatcherGpuXidError",
+            "exp_alerts": [{"exp_labels": {"severity": "critical", "Hostname": "n1", "gpu": "0", "UUID": "GPU-0"}}],
+        },
+        # The same stale value 20 minutes later is not a new error: resolved.
+        {"eval_time": "25m", "alertname": "CatWatcherGpuXidError", "exp_alerts": []},
+    ]
+    assert_alerts(tmp_path, prometheus_rule_spec("cat-watcher"), series, alert_tests)
