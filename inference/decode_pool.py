@@ -57,22 +57,17 @@ class DecodePool:
         still waits for the thread to finish, so what it holds (an admission slot, bounding the
         decoded images in memory) is released only when the decode is really over."""
         future = asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
-        cancelled = False
-        while True:
-            try:
-                result = await asyncio.shield(future)
-            except asyncio.CancelledError:
-                if not future.done():
-                    cancelled = True
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            while not future.done():
+                try:
+                    await asyncio.wait({future})
+                except asyncio.CancelledError:
                     continue
-                if future.cancelled():
-                    raise
-                cancelled = True
-                result = future.result()
-            break
-        if cancelled:
-            raise asyncio.CancelledError
-        return result
+            if not future.cancelled():
+                future.exception()  # retrieved: the caller is gone, the error needs no log line
+            raise
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -13,6 +13,8 @@ per batch. The graph gets a Cast to float, and the 1/255 goes where it costs not
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
@@ -101,10 +103,7 @@ def split_free_convs(model_bytes: bytes) -> bytes | None:
     graph = model.graph
     initializers = {init.name: init for init in graph.initializer}
     producers = {output: node for node in graph.node for output in node.output}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for value in node.input:
-            consumers.setdefault(value, []).append(node)
+    consumers = _consumers(graph)
     graph_outputs = {value.name for value in graph.output}
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
@@ -136,7 +135,7 @@ def split_free_convs(model_bytes: bytes) -> bytes | None:
         return None
 
     def split_sizes(split: onnx.NodeProto, channels: int) -> list[int] | None:
-        attributes = {attribute.name: helper.get_attribute_value(attribute) for attribute in split.attribute}
+        attributes = _attributes(split)
         if attributes.get("axis", 0) != 1:
             return None
         if len(split.input) > 1 and split.input[1]:
@@ -166,15 +165,13 @@ def split_free_convs(model_bytes: bytes) -> bytes | None:
         if split is None:
             break
         refused.add(split.output[0])
-        source = producers.get(split.input[0])
-        chain: list[onnx.NodeProto] | None = []
-        conv = source
+        conv = producers.get(split.input[0])
         while conv is not None and conv.op_type != "Conv":
             conv = producers.get(conv.input[0]) if conv.op_type in (*_CHANNELWISE_UNARY, "Mul") else None
         if conv is None or len(conv.input) < 2 or conv.input[1] not in initializers:
             continue
         chain = activation_chain(conv.output[0], split.input[0])
-        attributes = {attribute.name: helper.get_attribute_value(attribute) for attribute in conv.attribute}
+        attributes = _attributes(conv)
         if chain is None or attributes.get("group", 1) != 1:
             continue
         bias = conv.input[2] if len(conv.input) > 2 and conv.input[2] else None
@@ -223,15 +220,25 @@ def split_free_convs(model_bytes: bytes) -> bytes | None:
         del graph.value_info[:]
         graph.value_info.extend(kept_info)
         producers = {output: node for node in graph.node for output in node.output}
-        consumers = {}
-        for node in graph.node:
-            for value in node.input:
-                consumers.setdefault(value, []).append(node)
+        consumers = _consumers(graph)
         rewritten = True
     if not rewritten:
         return None
     _drop_unused_initializers(graph)
     return model.SerializeToString()
+
+
+def _consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
+    """Every value's consuming nodes."""
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for value in node.input:
+            consumers.setdefault(value, []).append(node)
+    return consumers
+
+
+def _attributes(node: onnx.NodeProto) -> dict[str, Any]:
+    return {attribute.name: helper.get_attribute_value(attribute) for attribute in node.attribute}
 
 
 class _FreshNames:
@@ -288,23 +295,20 @@ def concat_free_convs(model_bytes: bytes) -> bytes | None:
             channels[info.name] = dims[1].dim_value
     initializers = {init.name: init for init in graph.initializer}
     graph_outputs = {value.name for value in graph.output}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for value in node.input:
-            consumers.setdefault(value, []).append(node)
+    consumers = _consumers(graph)
     unique = _FreshNames(graph)
 
     replacements: dict[str, list[onnx.NodeProto]] = {}  # Conv output -> its parts and sums
     dropped: set[str] = set()  # outputs of the Concats that go
     for concat in graph.node:
-        attributes = {attribute.name: helper.get_attribute_value(attribute) for attribute in concat.attribute}
+        attributes = _attributes(concat)
         users = consumers.get(concat.output[0], [])
         if concat.op_type != "Concat" or attributes.get("axis") != 1 or len(concat.input) < 2:
             continue
         if len(users) != 1 or concat.output[0] in graph_outputs or users[0].op_type != "Conv":
             continue
         conv = users[0]
-        conv_attributes = {attribute.name: helper.get_attribute_value(attribute) for attribute in conv.attribute}
+        conv_attributes = _attributes(conv)
         if (
             conv.input[0] != concat.output[0]
             or len(conv.input) < 2
@@ -364,8 +368,7 @@ def concat_free_convs(model_bytes: bytes) -> bytes | None:
         nodes.append(node)
     del graph.node[:]
     graph.node.extend(nodes)
-    stale = dropped
-    kept_info = [info for info in graph.value_info if info.name not in stale]
+    kept_info = [info for info in graph.value_info if info.name not in dropped]
     del graph.value_info[:]
     graph.value_info.extend(kept_info)
     _drop_unused_initializers(graph)
