@@ -268,3 +268,29 @@ def test_the_placeholder_detector_as_the_service_runs_it_on_cpu(model_dir: Path)
     frame = np.random.default_rng(5).integers(0, 256, (1, 3, 640, 640), dtype=np.uint8)
     expected = run(original, frame * np.float32(1 / 255), "images")[0]
     np.testing.assert_allclose(run(rewritten, frame, "images")[0], expected, rtol=1e-3, atol=1e-3)
+
+
+def optimised_ops(model: bytes, directory: Path) -> Counter[str]:
+    """The op types of the graph onnxruntime's CPU provider really runs (ORT_ENABLE_ALL)."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.optimized_model_filepath = str(directory / "optimised.onnx")
+    ort.InferenceSession(model, sess_options=options, providers=[CPU_PROVIDER])
+    return Counter(node.op_type for node in onnx.load(directory / "optimised.onnx").graph.node)
+
+
+def test_onnxruntime_keeps_the_rewritten_detector_in_its_blocked_layout(model_dir: Path, tmp_path: Path) -> None:
+    """The point of the rewrites, asked of the consumer itself: onnxruntime's NCHWc transformer
+    leaves the blocked layout around every Split and reads Concats back; after the rewrites only
+    the head's outputs are converted, and the Concat-free sums are fused into their Convs."""
+    original = (model_dir / "detector.onnx").read_bytes()
+    before = optimised_ops(original, tmp_path)
+    conversions = before["ReorderInput"] + before["ReorderOutput"]
+    if conversions == 0:
+        pytest.skip("this CPU's onnxruntime does not use the blocked NCHWc layout")
+    rewritten = cpu_rewrites(original)
+    assert rewritten is not None
+    after = optimised_ops(rewritten, tmp_path)
+    assert after["ReorderInput"] + after["ReorderOutput"] <= 6 < conversions
+    # Each Concat-free sum became the fused-sum input of a blocked Conv, not an Add of its own.
+    assert after["Add"] == before["Add"]
