@@ -67,7 +67,12 @@ def _open_checked(data: bytes, max_pixels: int, max_seconds: float | None = None
         image = Image.open(source, formats=ACCEPTED_FORMATS)
     except Image.DecompressionBombError as error:
         raise ClientError(413, "image_too_large", str(error)) from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+    except UnidentifiedImageError:
+        # Pillow's message would show the in-memory source object's repr to the client.
+        raise ClientError(
+            422, "invalid_image", f"not a {', '.join(ACCEPTED_FORMATS)} image (no decoder recognises the bytes)"
+        ) from None
+    except (OSError, ValueError, SyntaxError) as error:
         raise ClientError(422, "invalid_image", f"not a {', '.join(ACCEPTED_FORMATS)} image ({error})") from None
     width, height = image.size
     if width < 1 or height < 1:

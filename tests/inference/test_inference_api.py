@@ -243,6 +243,7 @@ def test_bad_input_is_a_json_4xx_and_service_keeps_serving(
     assert response.status_code == status, response.text
     body = response.json()
     assert body["error"] == error and isinstance(body["detail"], str) and body["detail"]
+    assert " object at 0x" not in body["detail"], "an internal object's repr reached the client"
     assert metric_value(client, 'catwatcher_requests_total{outcome="client_error"}') == errors_before + 1
     follow_up = client.post(contract.DETECT_PATH, content=jpeg_720p, headers={"content-type": "image/jpeg"})
     assert follow_up.status_code == 200
