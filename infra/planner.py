@@ -139,7 +139,7 @@ def _none(gpu: GpuPreset, arena_mb: int) -> ModeFit:
         return ModeFit(
             "none", "GPU", 1, None, f"the GPU leaves {max(fit.pod.arena_mb, 0)} MiB arena, the model needs {arena_mb}"
         )
-    return ModeFit("none", "GPU", 1, fit, "one pod, the whole GPU")
+    return ModeFit("none", "GPU", 1, fit, BACKENDS["none"].plan_note)
 
 
 def _shared(mode: str, gpu: GpuPreset, arena_mb: int, most: int | None, note: str, least: int = 2) -> ModeFit:
@@ -155,7 +155,7 @@ def _shared(mode: str, gpu: GpuPreset, arena_mb: int, most: int | None, note: st
 
 
 def _time_slicing(gpu: GpuPreset, arena_mb: int) -> list[ModeFit]:
-    return [_shared("time-slicing", gpu, arena_mb, None, "no memory isolation between pods")]
+    return [_shared("time-slicing", gpu, arena_mb, None, BACKENDS["time-slicing"].plan_note)]
 
 
 def _mps(gpu: GpuPreset, arena_mb: int) -> list[ModeFit]:
@@ -163,7 +163,7 @@ def _mps(gpu: GpuPreset, arena_mb: int) -> list[ModeFit]:
         return [
             ModeFit("mps", "GPU", 1, None, f"needs compute capability >= 7.0; {gpu.key} has {gpu.compute_capability}")
         ]
-    return [_shared("mps", gpu, arena_mb, gpu.mps_max_replicas, "each pod's pinned-memory cap = its budget")]
+    return [_shared("mps", gpu, arena_mb, gpu.mps_max_replicas, BACKENDS["mps"].plan_note)]
 
 
 def _mig(gpu: GpuPreset, arena_mb: int) -> list[ModeFit]:

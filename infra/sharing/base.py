@@ -146,7 +146,8 @@ def memory_conflicts(request: GroupRequest, devices: DeviceSharing, fit: budget.
     else:  # the arena was derived from what is left, and nothing is: quote the overheads alone
         overheads = fit.pods * pod.overhead_mb + fit.reserve_mb
         summary = (
-            f"{fit.pods} pods x {pod.overhead_mb} overhead + {fit.reserve_mb} reserve = {overheads} MiB "
+            f"{fit.pods} pod{'' if fit.pods == 1 else 's'} x {pod.overhead_mb} overhead + {fit.reserve_mb} reserve "
+            f"= {overheads} MiB "
             f"{'>' if overheads > fit.device_mb else '<='} {fit.device_mb} MiB of the {fit.device}, "
             "leaving no arena"
         )
@@ -258,7 +259,7 @@ class BaseBackend:
     mode: ClassVar[SharingMode]
     limits_gpu_cores: ClassVar[bool] = False
     needs_runtime_class: ClassVar[bool] = False
-    plan_note: ClassVar[str] = ""
+    plan_note: ClassVar[str] = ""  # MIG's notes depend on the layout: the planner writes them
 
     def check_spec(self, request: GroupRequest, problems: Problems) -> None:
         if request.spec.mig is not None:

@@ -14,6 +14,7 @@ from infra.sharing.time_slicing import TimeSlicing
 class Mps(TimeSlicing):
     mode: ClassVar[SharingMode] = "mps"
     sharing_key: ClassVar[str] = "mps"
+    plan_note: ClassVar[str] = "each pod's pinned-memory cap = its budget"
 
     def check_spec(self, request: GroupRequest, problems: Problems) -> None:
         if request.spec.mig is not None:

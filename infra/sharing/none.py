@@ -10,6 +10,7 @@ from infra.sharing.base import BaseBackend, DeviceSharing, GroupRequest, Problem
 
 class NoSharing(BaseBackend):
     mode: ClassVar[SharingMode] = "none"
+    plan_note: ClassVar[str] = "one pod, the whole GPU"
 
     def plan_devices(self, request: GroupRequest, problems: Problems) -> DeviceSharing | None:
         if request.spec.replicas not in (None, 1):

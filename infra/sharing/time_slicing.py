@@ -21,6 +21,7 @@ class TimeSlicing(BaseBackend):
     mode: ClassVar[SharingMode] = "time-slicing"
     # The key of the device plugin's `sharing` section (api/config/v1).
     sharing_key: ClassVar[str] = "timeSlicing"
+    plan_note: ClassVar[str] = "no memory isolation between pods"
 
     def plan_devices(self, request: GroupRequest, problems: Problems) -> DeviceSharing | None:
         spec, gpu = request.spec, request.gpu
